@@ -1,0 +1,292 @@
+import type { ConfirmChannel, Options } from 'amqplib';
+import type { Logger } from 'pino';
+import { PublishError } from '../errors.js';
+import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
+import { Fifo } from '../util/fifo.js';
+import type { ExchangeDirectory } from './exchange-directory.js';
+
+/** A publish in flight on this many channels that closed before confirming it is failed. */
+export const MAX_CHANNEL_ATTEMPTS = 3;
+
+export interface ConfirmPublisherOptions {
+  /** At most this many publishes await a confirm at once (`amqp.maxUnconfirmed`). */
+  maxUnconfirmed: number;
+  /** A publish not confirmed this long after it was accepted fails (`amqp.publishTimeoutMs`). */
+  publishTimeoutMs: number;
+  exchanges: ExchangeDirectory;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface Entry {
+  readonly message: OutboundMessage;
+  readonly options: Options.Publish;
+  readonly done: PublishCallback;
+  readonly deadline: number;
+  readonly sequence: number;
+  attempts: number;
+  settled: boolean;
+}
+
+/**
+ * Publishes on one AMQP confirm channel with a bounded window of unconfirmed messages.
+ * Messages beyond the window wait here, in order; when amqplib's write buffer is full the
+ * publisher waits for `drain`. A publish settles exactly once: confirmed, nacked, or timed
+ * out. Publishes unconfirmed when their channel closes (a lost connection) are sent again on
+ * the next channel, so a confirm may come for a message RabbitMQ already had: at least once.
+ */
+export class ConfirmPublisher implements MessagePublisher {
+  private channel: ConfirmChannel | null = null;
+  private generation = 0;
+  private inFlight = 0;
+  private awaitingDrain = false;
+  private awaitingExchange = false;
+  private closed = false;
+  private sequence = 0;
+  private readonly waiting = new Fifo<Entry>();
+  /** Every unsettled entry in the order accepted; deadlines grow along it. */
+  private readonly byAge = new Fifo<Entry>();
+  private orphans: Entry[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private messages = 0;
+  private bytes = 0;
+  private idleWaiters: Array<() => void> = [];
+  private readonly now: () => number;
+
+  constructor(private readonly options: ConfirmPublisherOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get pendingMessages(): number {
+    return this.messages;
+  }
+
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  get unconfirmed(): number {
+    return this.inFlight;
+  }
+
+  publish(message: OutboundMessage, done: PublishCallback): void {
+    if (this.closed) {
+      done(new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down'));
+      return;
+    }
+    const entry: Entry = {
+      message,
+      options: toPublishOptions(message),
+      done,
+      deadline: this.now() + this.options.publishTimeoutMs,
+      sequence: this.sequence++,
+      attempts: 0,
+      settled: false,
+    };
+    this.messages++;
+    this.bytes += message.content.length;
+    this.waiting.push(entry);
+    this.byAge.push(entry);
+    if (!this.timer) this.scheduleSweep();
+    this.pump();
+  }
+
+  /** A new confirm channel (after every (re)connect): publishing resumes on it. */
+  attach(channel: ConfirmChannel): void {
+    const generation = ++this.generation;
+    this.channel = channel;
+    this.inFlight = 0;
+    this.awaitingDrain = false;
+    channel.on('drain', () => {
+      if (this.generation !== generation) return;
+      this.awaitingDrain = false;
+      this.pump();
+    });
+    channel.on('error', (error: Error & { code?: number }) => {
+      const missing = error.code === 404 ? /no exchange '([^']*)'/.exec(error.message) : null;
+      if (missing) this.options.exchanges.markMissing(missing[1]!);
+      this.options.logger.warn({ err: error }, 'AMQP publish channel error');
+    });
+    // amqplib's own close listener (registered first) has already failed every unconfirmed
+    // publish with "channel closed"; those were collected as orphans and go out again.
+    channel.on('close', () => {
+      if (this.generation !== generation) return;
+      this.detach();
+    });
+    this.pump();
+  }
+
+  /** The channel is gone: keep unconfirmed publishes, in order, for the next one. */
+  detach(): void {
+    this.generation++;
+    this.channel = null;
+    this.inFlight = 0;
+    this.awaitingDrain = false;
+    const orphans = this.orphans.sort((a, b) => a.sequence - b.sequence);
+    this.orphans = [];
+    const retry: Entry[] = [];
+    for (const entry of orphans) {
+      if (entry.settled) continue;
+      if (entry.attempts >= MAX_CHANNEL_ATTEMPTS) {
+        this.settle(
+          entry,
+          new PublishError('BRIDGE_ERR_PUBLISH_ABANDONED', `publish was unconfirmed on ${entry.attempts} AMQP channels that closed`),
+        );
+      } else {
+        retry.push(entry);
+      }
+    }
+    this.waiting.unshiftAll(retry);
+    if (retry.length > 0) this.options.logger.info({ count: retry.length }, 'unconfirmed publishes will be sent again on the next channel');
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    this.closed = true;
+    if (this.messages > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const error = new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge shut down before RabbitMQ confirmed this publish');
+    for (const entry of this.byAge.drain()) this.settle(entry, error);
+    this.waiting.drain();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private pump(): void {
+    const channel = this.channel;
+    if (!channel || this.awaitingDrain || this.awaitingExchange) return;
+    const exchanges = this.options.exchanges;
+    while (this.inFlight < this.options.maxUnconfirmed) {
+      const entry = this.waiting.peek();
+      if (!entry) return;
+      if (entry.settled) {
+        this.waiting.shift();
+        continue;
+      }
+      const status = exchanges.status(entry.message.exchange);
+      if (status === 'unknown') {
+        this.awaitExchange(entry.message.exchange);
+        return;
+      }
+      this.waiting.shift();
+      if (status === 'missing') {
+        this.settle(entry, new PublishError('BRIDGE_ERR_EXCHANGE_NOT_FOUND', `exchange "${entry.message.exchange}" does not exist`));
+        continue;
+      }
+      if (!this.send(channel, entry)) return;
+    }
+  }
+
+  /** Sends one entry; false when publishing must stop until the channel drains. */
+  private send(channel: ConfirmChannel, entry: Entry): boolean {
+    const generation = this.generation;
+    const { exchange, routingKey, content } = entry.message;
+    let writable: boolean;
+    try {
+      writable = channel.publish(exchange, routingKey, content, entry.options, (error: Error | null) =>
+        this.onConfirm(entry, generation, error),
+      );
+    } catch (error) {
+      if ((error as Error).name === 'IllegalOperationError') {
+        // The channel is closing; its 'close' will detach it and a new one will come.
+        this.waiting.unshiftAll([entry]);
+        return false;
+      }
+      this.settle(entry, new PublishError('BRIDGE_ERR_PUBLISH_TOO_LARGE', `AMQP client refused the publish: ${(error as Error).message}`, { cause: error }));
+      return true;
+    }
+    entry.attempts++;
+    this.inFlight++;
+    if (!writable) this.awaitingDrain = true;
+    return writable;
+  }
+
+  private onConfirm(entry: Entry, generation: number, error: Error | null): void {
+    if (error !== null && error.message !== 'message nacked') {
+      this.orphans.push(entry); // the channel closed: sent again on the next one
+      return;
+    }
+    this.settle(entry, error === null ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
+    if (generation === this.generation) {
+      this.inFlight--;
+      this.pump();
+    }
+  }
+
+  private awaitExchange(name: string): void {
+    this.awaitingExchange = true;
+    const generation = this.generation;
+    void this.options.exchanges.check(name).then((status) => {
+      this.awaitingExchange = false;
+      if (generation !== this.generation) return; // the channel changed; attach() pumps
+      if (status === 'unknown') {
+        // Not answerable now (connection trouble): the channel's close will restart the pump.
+        setTimeout(() => this.pump(), 100).unref();
+        return;
+      }
+      this.pump();
+    });
+  }
+
+  private settle(entry: Entry, error: PublishError | null): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    this.messages--;
+    this.bytes -= entry.message.content.length;
+    entry.done(error);
+    if (this.messages === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const waiter of waiters) waiter();
+    }
+  }
+
+  private scheduleSweep(): void {
+    let head = this.byAge.peek();
+    while (head?.settled) {
+      this.byAge.shift();
+      head = this.byAge.peek();
+    }
+    if (!head) {
+      this.timer = null;
+      return;
+    }
+    const delay = Math.max(0, head.deadline - this.now());
+    this.timer = setTimeout(() => this.sweep(), delay);
+    this.timer.unref();
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (let head = this.byAge.peek(); head && (head.settled || head.deadline <= now); head = this.byAge.peek()) {
+      this.byAge.shift();
+      this.settle(head, new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', `RabbitMQ did not confirm the publish within ${this.options.publishTimeoutMs} ms`));
+    }
+    this.scheduleSweep();
+  }
+}
+
+function toPublishOptions(message: OutboundMessage): Options.Publish {
+  const { properties } = message;
+  const options: Options.Publish = {
+    persistent: properties.persistent,
+    headers: message.headers,
+    messageId: message.messageId,
+    timestamp: message.timestamp,
+  };
+  if (properties.contentType !== undefined) options.contentType = properties.contentType;
+  if (properties.contentEncoding !== undefined) options.contentEncoding = properties.contentEncoding;
+  if (properties.type !== undefined) options.type = properties.type;
+  if (properties.appId !== undefined) options.appId = properties.appId;
+  if (properties.correlationId !== undefined) options.correlationId = properties.correlationId;
+  if (properties.replyTo !== undefined) options.replyTo = properties.replyTo;
+  if (properties.priority !== undefined) options.priority = properties.priority;
+  if (properties.expiration !== undefined) options.expiration = properties.expiration;
+  return options;
+}

@@ -1,0 +1,44 @@
+import { UsageError } from '../errors.js';
+
+export interface ParsedArgs {
+  positional: string[];
+  options: Map<string, string | true>;
+}
+
+export interface OptionSpec {
+  /** Long name without dashes. */
+  name: string;
+  short?: string;
+  takesValue: boolean;
+}
+
+/** A small argument parser: `--name value`, `--name=value`, `-c value`, flags, positionals. */
+export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[]): ParsedArgs {
+  const positional: string[] = [];
+  const options = new Map<string, string | true>();
+  const byName = new Map(specs.map((spec) => [spec.name, spec]));
+  const byShort = new Map(specs.flatMap((spec) => (spec.short ? [[spec.short, spec] as const] : [])));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positional.push(arg);
+      continue;
+    }
+    const [flag, inlineValue] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const spec = flag.startsWith('--') ? byName.get(flag.slice(2)) : byShort.get(flag.slice(1));
+    if (!spec) throw new UsageError(`unknown option ${flag}`);
+    if (!spec.takesValue) {
+      if (inlineValue !== undefined) throw new UsageError(`option --${spec.name} takes no value`);
+      options.set(spec.name, true);
+      continue;
+    }
+    const value = inlineValue ?? argv[++i];
+    if (value === undefined) throw new UsageError(`option --${spec.name} needs a value`);
+    options.set(spec.name, value);
+  }
+  return { positional, options };
+}

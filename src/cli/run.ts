@@ -1,0 +1,52 @@
+import { createBridge } from '../bridge.js';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError, ListenError, UsageError } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
+import { parseArgs } from './args.js';
+import { writeLine, type CommandIo } from './io.js';
+
+export const RUN_USAGE = 'mqtt-amqp-bridge run --config FILE [--pretty]';
+
+/** `run --config FILE`: runs the bridge until SIGINT/SIGTERM, then shuts down gracefully (exit 0). */
+export async function runCommand(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { positional, options } = parseArgs(argv, [
+    { name: 'config', short: 'c', takesValue: true },
+    { name: 'pretty', takesValue: false },
+  ]);
+  const file = options.get('config');
+  if (typeof file !== 'string' || positional.length > 0) throw new UsageError(`usage: ${RUN_USAGE}`);
+  let config;
+  try {
+    config = loadConfigFile(file, { env: io.env });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    writeLine(io.stderr, error.message);
+    return 1;
+  }
+  const logger = createLogger({ level: config.log.level, pretty: options.has('pretty') || io.stdout.isTTY === true });
+  const bridge = createBridge({ config, logger });
+  try {
+    await bridge.start();
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    logger.fatal({ code: error.code }, error.message);
+    logger.flush();
+    return 1;
+  }
+  logger.info({ config: file }, 'bridge running');
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  logger.info({ signal }, 'signal received; stopping (send it again to exit at once)');
+  const forceExit = (again: NodeJS.Signals) => {
+    logger.warn({ signal: again }, 'second signal: exiting without waiting');
+    logger.flush();
+    process.exit(1);
+  };
+  process.once('SIGINT', forceExit);
+  process.once('SIGTERM', forceExit);
+  await bridge.stop();
+  logger.flush();
+  return 0;
+}

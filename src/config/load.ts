@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs';
+import { Document, LineCounter, isMap, isScalar, isNode, parseDocument, visit, type Node as YamlNode, type Pair } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, MappingError, type ConfigProblem } from '../errors.js';
+import { compileDownlinkRule } from '../mapping/downlink.js';
+import { compileUplinkRule } from '../mapping/uplink.js';
+import { substituteEnv } from './env.js';
+import { configSchema, downlinkRuleSchema, uplinkRuleSchema, type BridgeConfig } from './schema.js';
+import { objectSchemaAt, shapeKeys } from './schema-walk.js';
+import { suggest } from './suggest.js';
+
+export interface LoadOptions {
+  /** Variables for `${VAR}` substitution; default process.env. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+type Path = ReadonlyArray<string | number>;
+
+/** Reads, substitutes, parses, validates and freezes a configuration file. Throws ConfigError. */
+export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    throw new ConfigError('BRIDGE_ERR_CONFIG_READ', [{ file, line: 1, col: 1, path: '', message: `cannot read configuration: ${reason}` }], { cause: error });
+  }
+  return loadConfigText(text, file, options);
+}
+
+/** As loadConfigFile, for text already read; `file` only names it in messages. */
+export function loadConfigText(text: string, file: string, options: LoadOptions = {}): BridgeConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number, path: Path, message: string): ConfigProblem => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, col, path: formatPath(path), message };
+  };
+
+  const syntaxProblems = doc.errors.map((error) => at(error.pos[0], [], error.message.replace(/\s+/g, ' ').trim()));
+  if (syntaxProblems.length > 0) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', syntaxProblems);
+
+  const unresolved = new Set<YamlNode>();
+  const problems = substituteEnvironment(doc, text, options.env ?? process.env, unresolved, at);
+
+  const data: unknown = doc.toJS() ?? {};
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      // A value whose variable is missing was already reported as such.
+      const node = doc.getIn(issue.path.filter((key) => typeof key !== 'symbol'), true);
+      if (!(isNode(node) && unresolved.has(node))) problems.push(...issueProblems(issue, doc, data, at));
+    }
+  }
+  problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
+  if (problems.length > 0 || !parsed.success) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
+  return deepFreeze(parsed.data) as BridgeConfig;
+}
+
+function substituteEnvironment(
+  doc: Document,
+  text: string,
+  env: Readonly<Record<string, string | undefined>>,
+  unresolved: Set<YamlNode>,
+  at: (offset: number, path: Path, message: string) => ConfigProblem,
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  visit(doc, {
+    Scalar(key, node) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
+      const result = substituteEnv(node.value, env);
+      for (const problem of result.problems) {
+        problems.push(at(sourceOffsetOf(text, node.range, node.value, problem.index), [], problem.message));
+        unresolved.add(node);
+      }
+      node.value = result.value;
+    },
+  });
+  return problems;
+}
+
+/** Where the `${` at `index` of a scalar's value is in the file (exact unless escapes moved it). */
+function sourceOffsetOf(text: string, range: [number, number, number] | null | undefined, value: string, index: number): number {
+  if (!range) return 0;
+  const needle = value.slice(index, value.indexOf('}', index) + 1 || undefined);
+  const found = text.indexOf(needle, range[0]);
+  return found !== -1 && found < range[1] ? found : range[0];
+}
+
+function issueProblems(issue: z.core.$ZodIssue, doc: Document, data: unknown, at: (offset: number, path: Path, message: string) => ConfigProblem): ConfigProblem[] {
+  const path = issue.path.filter((key): key is string | number => typeof key !== 'symbol');
+  if (issue.code === 'unrecognized_keys') {
+    const allowed = shapeKeys(objectSchemaAt(configSchema, path, data) ?? configSchema);
+    return issue.keys.map((key) => {
+      const hint = suggest(key, allowed);
+      const where = path.length > 0 ? ` in ${formatPath(path)}` : '';
+      const message = `unknown key "${key}"${where}${hint ? ` (did you mean "${hint}"?)` : ''}; allowed: ${allowed.join(', ')}`;
+      return at(keyOffsetOf(doc, path, key), [...path, key], message);
+    });
+  }
+  return [at(offsetOf(doc, path), path, `${formatPath(path) || 'configuration'}: ${describeIssue(issue, doc, path)}`)];
+}
+
+function describeIssue(issue: z.core.$ZodIssue, doc: Document, path: Path): string {
+  if (issue.code === 'invalid_type' && !doc.hasIn(path)) return 'is required';
+  if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
+    const options = (issue as { options?: unknown[] }).options ?? [];
+    return `must be one of ${options.map((option) => JSON.stringify(option)).join(', ')}`;
+  }
+  return issue.message.replace(/^(Invalid input|Invalid option|Too small|Too big|Invalid string): /, '');
+}
+
+/**
+ * Checks the patterns and templates of every rule that passes the schema on its own, so that
+ * template errors are reported together with any other problem in the file.
+ */
+function checkRules(data: unknown, problem: (path: Path, message: string) => ConfigProblem): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const check = (direction: 'uplink' | 'downlink', compile: (rule: unknown, errors: MappingError[]) => string | null) => {
+    const rules = (data as Record<string, unknown> | null)?.[direction];
+    if (!Array.isArray(rules)) return;
+    rules.forEach((raw, index) => {
+      const errors: MappingError[] = [];
+      let name: string | null = null;
+      try {
+        name = compile(raw, errors);
+      } catch (error) {
+        if (!(error instanceof MappingError)) throw error;
+      }
+      for (const error of errors) {
+        const dot = error.field.indexOf('.');
+        const field = dot === -1 ? [error.field] : [error.field.slice(0, dot), error.field.slice(dot + 1)];
+        const label = name ?? (raw as { name?: string }).name;
+        problems.push(problem([direction, index, ...field], `${direction}[${index}] (${label}): ${error.message}`));
+      }
+    });
+  };
+  check('uplink', (raw, errors) => {
+    const parsed = uplinkRuleSchema.safeParse(raw);
+    if (parsed.success) compileUplinkRule(parsed.data, errors);
+    return parsed.success ? parsed.data.name : null;
+  });
+  check('downlink', (raw, errors) => {
+    const parsed = downlinkRuleSchema.safeParse(raw);
+    if (parsed.success) compileDownlinkRule({ ...parsed.data, qos: parsed.data.qos as 0 | 1 | 2 }, errors);
+    return parsed.success ? parsed.data.name : null;
+  });
+  return problems;
+}
+
+/** The offset of the node at `path`, or of its nearest ancestor that exists in the file. */
+function offsetOf(doc: Document, path: Path): number {
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = doc.getIn(path.slice(0, depth), true);
+    if (isNode(node) && node.range) return node.range[0];
+  }
+  return isNode(doc.contents) && doc.contents.range ? doc.contents.range[0] : 0;
+}
+
+function keyOffsetOf(doc: Document, path: Path, key: string): number {
+  const parent = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  if (isMap(parent)) {
+    const pair = (parent.items as Array<Pair<unknown, unknown>>).find((item) => isScalar(item.key) && String(item.key.value) === key);
+    const keyNode = pair?.key as YamlNode | undefined;
+    if (keyNode?.range) return keyNode.range[0];
+  }
+  return offsetOf(doc, path);
+}
+
+export function formatPath(path: Path): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${key}` : key;
+  return out;
+}
+
+function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,299 @@
+import { z } from 'zod';
+
+/**
+ * The configuration schema: the one source of types, defaults and documentation.
+ * docs/configuration.md is generated from it (`npm run docs`); a test fails when it is stale.
+ * Every field carries `description` and, where useful, `examples` in its metadata.
+ */
+
+export const DEFAULT_MQTT_PORT = 1883;
+export const DEFAULT_MQTT_WS_PORT = 8083;
+export const DEFAULT_WS_PATH = '/mqtt';
+export const DEFAULT_LISTEN_HOST = '0.0.0.0';
+export const DEFAULT_MAX_CLIENT_ID_LENGTH = 128;
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+export const DEFAULT_CONNECTION_NAME = 'mqtt-amqp-bridge';
+export const DEFAULT_HEARTBEAT_SECONDS = 30;
+export const DEFAULT_MAX_UNCONFIRMED = 1024;
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 10_000;
+export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 200;
+export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
+export const DEFAULT_RECONNECT_FACTOR = 2;
+export const DEFAULT_RECONNECT_JITTER = 0.2;
+export const DEFAULT_DOWNLINK_PREFETCH = 100;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export const DEFAULT_LOG_LEVEL = 'info';
+
+/** A number may also be written as a string of digits (as `${PORT}` substitutions give). */
+function integer(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
+    z.number().int().min(min).max(max),
+  );
+}
+
+function decimal(min: number, max: number) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : value),
+    z.number().min(min).max(max),
+  );
+}
+
+function boolean() {
+  return z.preprocess((value) => (value === 'true' ? true : value === 'false' ? false : value), z.boolean());
+}
+
+const RULE_NAME = /^[A-Za-z0-9_.-]+$/;
+const ruleName = z
+  .string()
+  .regex(RULE_NAME, 'a rule name holds only letters, digits, "_", "." and "-"')
+  .max(100)
+  .meta({ description: 'Unique name of the rule; it appears in logs, metrics and `route` output.', examples: ['telemetry'] });
+
+const port = (fallback: number) =>
+  integer(0, 65_535)
+    .default(fallback)
+    .meta({ description: 'TCP port to listen on; 0 picks a free port.', examples: [fallback] });
+
+const host = z
+  .string()
+  .min(1)
+  .default(DEFAULT_LISTEN_HOST)
+  .meta({ description: 'Address to listen on.', examples: ['0.0.0.0', '127.0.0.1', '::'] });
+
+const tcpListener = z
+  .strictObject({
+    type: z.literal('tcp').meta({ description: 'MQTT over plain TCP.' }),
+    host,
+    port: port(DEFAULT_MQTT_PORT),
+  })
+  .meta({ title: 'tcp listener' });
+
+const wsListener = z
+  .strictObject({
+    type: z.literal('ws').meta({ description: 'MQTT over WebSocket (subprotocol `mqtt`).' }),
+    host,
+    port: port(DEFAULT_MQTT_WS_PORT),
+    path: z
+      .string()
+      .startsWith('/', 'a WebSocket path starts with "/"')
+      .default(DEFAULT_WS_PATH)
+      .meta({ description: 'HTTP path that accepts the WebSocket upgrade; other paths are refused.', examples: ['/mqtt'] }),
+  })
+  .meta({ title: 'ws listener' });
+
+export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListener]);
+
+const mqttSchema = z
+  .strictObject({
+    listeners: z
+      .array(listenerSchema)
+      .min(1, 'at least one listener is needed')
+      .default([{ type: 'tcp', host: DEFAULT_LISTEN_HOST, port: DEFAULT_MQTT_PORT }])
+      .meta({ description: 'Where devices connect. Every listener carries the same MQTT server.' }),
+    maxClientIdLength: integer(1, 65_535)
+      .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
+      .meta({
+        description:
+          'Longest client identifier accepted; longer ones get CONNACK return code 2. MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
+      }),
+  })
+  .meta({ description: 'The MQTT server the devices talk to.' });
+
+const exchangeSchema = z.strictObject({
+  name: z.string().min(1).max(255).meta({ description: 'Exchange name.', examples: ['telemetry'] }),
+  type: z
+    .enum(['topic', 'direct', 'fanout', 'headers'])
+    .default('topic')
+    .meta({ description: 'Exchange type.' }),
+  durable: boolean().default(true).meta({ description: 'Survives a broker restart.' }),
+  autoDelete: boolean().default(false).meta({ description: 'Deleted when its last binding goes.' }),
+});
+
+const reconnectSchema = z
+  .strictObject({
+    initialDelayMs: integer(0)
+      .default(DEFAULT_RECONNECT_INITIAL_DELAY_MS)
+      .meta({ description: 'Delay before the first reconnect attempt.' }),
+    maxDelayMs: integer(0).default(DEFAULT_RECONNECT_MAX_DELAY_MS).meta({ description: 'Upper bound of the delay between attempts.' }),
+    factor: decimal(1, 100).default(DEFAULT_RECONNECT_FACTOR).meta({ description: 'Each delay is the previous one times this.' }),
+    jitter: decimal(0, 1)
+      .default(DEFAULT_RECONNECT_JITTER)
+      .meta({ description: 'Random spread of each delay, as a fraction of it, so instances do not reconnect in step.' }),
+  })
+  .prefault({})
+  .meta({ description: 'Reconnection to RabbitMQ: exponential backoff with jitter, retried forever.' });
+
+const amqpSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^amqps?:\/\//, 'an AMQP URL starts with amqp:// or amqps://')
+      .default(DEFAULT_AMQP_URL)
+      .meta({ description: 'RabbitMQ to connect to; the password never appears in logs.', examples: [DEFAULT_AMQP_URL] }),
+    connectionName: z
+      .string()
+      .min(1)
+      .default(DEFAULT_CONNECTION_NAME)
+      .meta({ description: 'Connection name shown by RabbitMQ (management UI, `rabbitmqctl list_connections`).' }),
+    heartbeatSeconds: integer(0, 3600)
+      .default(DEFAULT_HEARTBEAT_SECONDS)
+      .meta({ description: 'AMQP heartbeat interval; 0 disables heartbeats.' }),
+    exchanges: z
+      .array(exchangeSchema)
+      .default([])
+      .meta({ description: 'Exchanges declared (asserted) on every (re)connect. Rules may also use existing exchanges such as amq.topic.' }),
+    maxUnconfirmed: integer(1, 65_535)
+      .default(DEFAULT_MAX_UNCONFIRMED)
+      .meta({ description: 'Most publishes awaiting a RabbitMQ confirm at once; more wait in the bridge.' }),
+    publishTimeoutMs: integer(1)
+      .default(DEFAULT_PUBLISH_TIMEOUT_MS)
+      .meta({
+        description:
+          'A publish not confirmed this long after the device sent it fails: the device is not acknowledged and is disconnected, so it retransmits.',
+      }),
+    reconnect: reconnectSchema,
+  })
+  .meta({ description: 'The RabbitMQ (AMQP 0-9-1) side.' });
+
+const HEADER_NAME = /^[\x21-\x7e]{1,128}$/;
+
+const uplinkPropertiesSchema = z
+  .strictObject({
+    contentType: z.string().optional().meta({ description: 'Template for the content-type property.', examples: ['application/json'] }),
+    contentEncoding: z.string().optional().meta({ description: 'Template for the content-encoding property.' }),
+    type: z.string().optional().meta({ description: 'Template for the type property.' }),
+    appId: z.string().optional().meta({ description: 'Template for the app-id property.' }),
+    correlationId: z.string().optional().meta({ description: 'Template for the correlation-id property.' }),
+    replyTo: z.string().optional().meta({ description: 'Template for the reply-to property.' }),
+    priority: integer(0, 255).optional().meta({ description: 'Message priority (for priority queues).' }),
+    expirationMs: integer(0).optional().meta({ description: 'Per-message TTL in milliseconds (the expiration property).' }),
+  })
+  .meta({ description: 'AMQP properties of each message; string values are templates.' });
+
+export const uplinkRuleSchema = z.strictObject({
+  name: ruleName,
+  topic: z
+    .string()
+    .min(1)
+    .meta({
+      description: 'MQTT topic filter: literal levels, `+`, `{name}` (one level, captured) or a final `#` (captured as `{#}`).',
+      examples: ['devices/{deviceId}/telemetry/#'],
+    }),
+  exchange: z
+    .string()
+    .max(255)
+    .meta({ description: 'Template for the exchange to publish to (must exist or be declared under amqp.exchanges).', examples: ['telemetry'] }),
+  routingKey: z
+    .string()
+    .default('{topic}')
+    .meta({
+      description:
+        'Template for the routing key. Values from the topic are encoded by swapping `.` and `/`. The default `{topic}` gives the routing keys of RabbitMQ\'s MQTT plugin.',
+      examples: ['{deviceId}.{#}'],
+    }),
+  headers: z
+    .record(z.string().regex(HEADER_NAME, 'a header name is 1 to 128 printable ASCII characters'), z.string())
+    .optional()
+    .meta({ description: 'Extra AMQP headers; each value is a template.', examples: [{ 'x-device-id': '{deviceId}' }] }),
+  properties: uplinkPropertiesSchema.optional(),
+});
+
+export const downlinkRuleSchema = z
+  .strictObject({
+    name: ruleName,
+    exchange: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .meta({ description: 'Exchange the bridge binds its own queue to (with `routingKey`).', examples: ['commands'] }),
+    routingKey: z
+      .string()
+      .optional()
+      .meta({
+        description:
+          'AMQP topic pattern: literal words, `*`, `{name}` (one word, captured) or a final `#` (captured as `{#}`). The queue is bound with `{name}` turned into `*`.',
+        examples: ['{deviceId}.#'],
+      }),
+    queue: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .meta({ description: 'An existing queue to consume instead of `exchange` + `routingKey`; the bridge does not declare it.' }),
+    queueName: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .meta({ description: 'Name of the queue the bridge declares for an `exchange` rule; default `bridge.downlink.<name>`.' }),
+    topic: z
+      .string()
+      .min(1)
+      .meta({
+        description: 'Template for the MQTT topic: captures, `{#}`, `{routingKey}`, `{exchange}`, `{headers.NAME}`.',
+        examples: ['devices/{deviceId}/commands/{#}'],
+      }),
+    qos: integer(0, 2)
+      .default(1)
+      .meta({ description: 'Highest QoS the message is delivered with; a subscription with a lower QoS gets that lower QoS.' }),
+    retain: boolean().default(false).meta({ description: 'Publish as retained (a message header `x-mqtt-retain: true` also does).' }),
+    prefetch: integer(1, 65_535).default(DEFAULT_DOWNLINK_PREFETCH).meta({ description: 'Unacknowledged deliveries in flight for this rule.' }),
+  })
+  .superRefine((rule, context) => {
+    const bound = rule.exchange !== undefined;
+    if (bound === (rule.queue !== undefined)) {
+      context.addIssue({ code: 'custom', message: 'a downlink rule names either `exchange` (with `routingKey`) or `queue`, not both and not neither', path: [] });
+    }
+    if (bound && rule.routingKey === undefined) {
+      context.addIssue({ code: 'custom', message: 'a downlink rule with `exchange` needs a `routingKey` pattern', path: ['routingKey'] });
+    }
+    if (rule.queue !== undefined && rule.queueName !== undefined) {
+      context.addIssue({ code: 'custom', message: '`queueName` names the queue the bridge declares; a `queue` rule declares none', path: ['queueName'] });
+    }
+  });
+
+const logSchema = z
+  .strictObject({
+    level: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default(DEFAULT_LOG_LEVEL)
+      .meta({ description: 'Lowest level written. Logs are JSON lines on stdout (readable with `--pretty`).' }),
+  })
+  .prefault({})
+  .meta({ description: 'Logging.' });
+
+function uniqueNames(rules: ReadonlyArray<{ name: string }>, context: z.RefinementCtx): void {
+  const seen = new Set<string>();
+  rules.forEach((rule, index) => {
+    if (seen.has(rule.name)) context.addIssue({ code: 'custom', message: `rule name "${rule.name}" is used twice`, path: [index, 'name'] });
+    seen.add(rule.name);
+  });
+}
+
+export const configSchema = z.strictObject({
+  mqtt: mqttSchema.prefault({}),
+  amqp: amqpSchema.prefault({}),
+  uplink: z
+    .array(uplinkRuleSchema)
+    .default([])
+    .superRefine(uniqueNames)
+    .meta({ description: 'MQTT -> AMQP rules. The first rule whose topic matches a publish takes it; a publish no rule matches is counted and not forwarded.' }),
+  downlink: z
+    .array(downlinkRuleSchema)
+    .default([])
+    .superRefine(uniqueNames)
+    .meta({ description: 'AMQP -> MQTT rules.' }),
+  log: logSchema,
+  shutdownTimeoutMs: integer(0)
+    .default(DEFAULT_SHUTDOWN_TIMEOUT_MS)
+    .meta({ description: 'On SIGTERM/SIGINT, how long to wait for unconfirmed publishes before closing.' }),
+});
+
+export type BridgeConfigInput = z.input<typeof configSchema>;
+type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
+export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
+export type UplinkRuleSettings = BridgeConfig['uplink'][number];
+export type DownlinkRuleSettings = BridgeConfig['downlink'][number];

@@ -1,0 +1,109 @@
+/**
+ * The one catalogue of coded errors. Every error the bridge raises carries a stable
+ * `code` from this list; docs/errors.md documents each one (a test checks that).
+ */
+export const ERROR_CODES = {
+  BRIDGE_ERR_CONFIG_READ: 'The configuration file could not be read.',
+  BRIDGE_ERR_CONFIG_INVALID:
+    'The configuration has problems (YAML syntax, schema, environment variables or templates); each is listed as FILE:LINE:COL: message.',
+  BRIDGE_ERR_PATTERN_INVALID: 'A topic pattern or routing-key pattern in a rule is malformed.',
+  BRIDGE_ERR_TEMPLATE_INVALID: 'A template in a rule is malformed or names a placeholder that is not available.',
+  BRIDGE_ERR_RENDER:
+    'A template rendered a value that AMQP or MQTT cannot carry (a routing key over 255 bytes, an invalid exchange name).',
+  BRIDGE_ERR_TOPIC_INVALID: 'A topic given on the command line or by a device is not a valid MQTT topic name.',
+  BRIDGE_ERR_PUBLISH_NACKED: 'RabbitMQ refused (nacked) a publish; the device is not acknowledged.',
+  BRIDGE_ERR_PUBLISH_TIMEOUT: 'RabbitMQ did not confirm a publish within amqp.publishTimeoutMs; the device is not acknowledged.',
+  BRIDGE_ERR_PUBLISH_ABANDONED:
+    'A publish was in flight on too many AMQP channels that closed before confirming it; it is failed so that the device retransmits.',
+  BRIDGE_ERR_PUBLISH_TOO_LARGE: 'The AMQP client refused to encode a publish (for example headers over 64 KiB).',
+  BRIDGE_ERR_EXCHANGE_NOT_FOUND: 'A rule routed a publish to an exchange that does not exist on RabbitMQ.',
+  BRIDGE_ERR_PUBLISHER_CLOSED: 'The bridge is shutting down and no longer publishes to AMQP.',
+  BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
+  BRIDGE_ERR_USAGE: 'The command line is not valid.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class BridgeError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A position in a configuration file, 1-based. */
+export interface SourcePosition {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export interface ConfigProblem extends SourcePosition {
+  message: string;
+  /** Dotted path of the offending key, e.g. `uplink[0].routingKey`. */
+  path: string;
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  return `${problem.file}:${problem.line}:${problem.col}: ${problem.message}`;
+}
+
+export class ConfigError extends BridgeError {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(code: 'BRIDGE_ERR_CONFIG_READ' | 'BRIDGE_ERR_CONFIG_INVALID', problems: readonly ConfigProblem[], options?: { cause?: unknown }) {
+    super(code, problems.map(formatProblem).join('\n'), options);
+    this.problems = problems;
+  }
+}
+
+/** A rule's pattern or template is wrong; `path` is relative to the rule (e.g. `routingKey`). */
+export class MappingError extends BridgeError {
+  readonly field: string;
+
+  constructor(code: 'BRIDGE_ERR_PATTERN_INVALID' | 'BRIDGE_ERR_TEMPLATE_INVALID', field: string, message: string) {
+    super(code, message);
+    this.field = field;
+  }
+}
+
+export class RenderError extends BridgeError {
+  constructor(message: string) {
+    super('BRIDGE_ERR_RENDER', message);
+  }
+}
+
+export class TopicError extends BridgeError {
+  constructor(message: string) {
+    super('BRIDGE_ERR_TOPIC_INVALID', message);
+  }
+}
+
+export type PublishErrorCode =
+  | 'BRIDGE_ERR_PUBLISH_NACKED'
+  | 'BRIDGE_ERR_PUBLISH_TIMEOUT'
+  | 'BRIDGE_ERR_PUBLISH_ABANDONED'
+  | 'BRIDGE_ERR_PUBLISH_TOO_LARGE'
+  | 'BRIDGE_ERR_EXCHANGE_NOT_FOUND'
+  | 'BRIDGE_ERR_PUBLISHER_CLOSED';
+
+export class PublishError extends BridgeError {
+  constructor(code: PublishErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+export class ListenError extends BridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BRIDGE_ERR_LISTEN', message, options);
+  }
+}
+
+export class UsageError extends BridgeError {
+  constructor(message: string) {
+    super('BRIDGE_ERR_USAGE', message);
+  }
+}

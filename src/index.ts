@@ -1,0 +1,7 @@
+export { createBridge, type Bridge, type BridgeOptions } from './bridge.js';
+export { loadConfigFile, loadConfigText, type LoadOptions } from './config/load.js';
+export { configSchema, type BridgeConfig, type BridgeConfigInput } from './config/schema.js';
+export * from './errors.js';
+export { UplinkResolver, type UplinkPublish, type UplinkRoute } from './mapping/uplink.js';
+export { createLogger, silentLogger } from './observability/logger.js';
+export type { RunningListener } from './mqtt/listeners/listener.js';

@@ -1,0 +1,121 @@
+import { MappingError, RenderError, TopicError } from '../errors.js';
+import { wordToLevel } from './encoding.js';
+import { RESERVED_NAMES } from './limits.js';
+import { bindingKeyOf, compilePattern, patternMatches, type CompiledPattern } from './pattern.js';
+import { compileTemplate, DOWNLINK_BUILTINS, type CompiledTemplate } from './template.js';
+import { assertTopicName } from './topic.js';
+import { RuleError } from './rule-error.js';
+
+export interface DownlinkRuleConfig {
+  readonly name: string;
+  /** Bind to this exchange with `routingKey`... */
+  readonly exchange?: string | undefined;
+  readonly routingKey?: string | undefined;
+  /** ...or consume this existing queue. */
+  readonly queue?: string | undefined;
+  readonly topic: string;
+  readonly qos: 0 | 1 | 2;
+  readonly retain?: boolean | undefined;
+}
+
+/** One AMQP delivery as the downlink sees it. */
+export interface DownlinkDelivery {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly headers?: Readonly<Record<string, unknown>> | undefined;
+}
+
+export interface DownlinkRoute {
+  readonly rule: string;
+  readonly topic: string;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+}
+
+export interface CompiledDownlinkRule {
+  readonly name: string;
+  readonly pattern: CompiledPattern;
+  /** The key the bridge binds its queue with (`{name}` becomes `*`); null for `queue` rules. */
+  readonly bindingKey: string | null;
+  readonly topic: CompiledTemplate;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+}
+
+const MATCH_EVERYTHING = '#';
+
+/** Compiles one rule; as compileUplinkRule, it throws the first problem and pushes every one to `problems`. */
+export function compileDownlinkRule(rule: DownlinkRuleConfig, problems: MappingError[] = []): CompiledDownlinkRule {
+  try {
+    return compileDownlinkRuleOrThrow(rule);
+  } catch (error) {
+    if (error instanceof MappingError) problems.push(error);
+    throw error;
+  }
+}
+
+function compileDownlinkRuleOrThrow(rule: DownlinkRuleConfig): CompiledDownlinkRule {
+  const pattern = compilePattern(rule.routingKey ?? MATCH_EVERYTHING, {
+    separator: '.',
+    singleWildcard: '*',
+    reserved: RESERVED_NAMES,
+    field: 'routingKey',
+  });
+  const topic = compileTemplate(rule.topic, {
+    field: 'topic',
+    pattern,
+    builtins: DOWNLINK_BUILTINS,
+    headers: true,
+    encode: wordToLevel,
+    targetSeparator: '/',
+  });
+  if (topic.constant !== null) {
+    try {
+      assertTopicName(topic.constant);
+    } catch (error) {
+      throw new MappingError('BRIDGE_ERR_TEMPLATE_INVALID', 'topic', `topic "${rule.topic}": ${(error as TopicError).message}`);
+    }
+  }
+  return {
+    name: rule.name,
+    pattern,
+    bindingKey: rule.queue === undefined ? bindingKeyOf(pattern) : null,
+    topic,
+    qos: rule.qos,
+    retain: rule.retain ?? false,
+  };
+}
+
+/** Resolves AMQP deliveries of one downlink rule to MQTT publishes. */
+export class DownlinkRuleResolver {
+  readonly rule: CompiledDownlinkRule;
+
+  constructor(rule: CompiledDownlinkRule) {
+    this.rule = rule;
+  }
+
+  /** The MQTT publish for this delivery, or null when its routing key does not match. Throws RenderError. */
+  resolve(delivery: DownlinkDelivery): DownlinkRoute | null {
+    const words = delivery.routingKey.split('.');
+    if (!patternMatches(this.rule.pattern, words, false)) return null;
+    const topic = this.rule.topic.constant ??
+      this.rule.topic.render({ segments: words, source: delivery.routingKey, exchange: delivery.exchange, headers: delivery.headers });
+    try {
+      assertTopicName(topic);
+    } catch (error) {
+      throw new RenderError(`the rendered topic "${topic}" is not a valid topic name: ${(error as TopicError).message}`);
+    }
+    return { rule: this.rule.name, topic, qos: this.rule.qos, retain: this.rule.retain };
+  }
+}
+
+export function compileDownlinkRules(rules: readonly DownlinkRuleConfig[]): DownlinkRuleResolver[] {
+  return rules.map((rule, index) => {
+    try {
+      return new DownlinkRuleResolver(compileDownlinkRule(rule));
+    } catch (error) {
+      if (error instanceof MappingError) throw new RuleError(index, error);
+      throw error;
+    }
+  });
+}

@@ -1,0 +1,193 @@
+import { MappingError } from '../errors.js';
+import { levelToWord } from './encoding.js';
+import { compilePattern, type CompiledPattern } from './pattern.js';
+import { compileTemplate, UPLINK_BUILTINS, type CompiledTemplate, type TemplateContext } from './template.js';
+import { TopicTrie } from './topic-trie.js';
+import { RuleError } from './rule-error.js';
+import { RESERVED_NAMES, assertShortString } from './limits.js';
+
+/** String AMQP properties a rule may set; each is a template. */
+export const UPLINK_STRING_PROPERTIES = ['contentType', 'contentEncoding', 'type', 'appId', 'correlationId', 'replyTo'] as const;
+export type UplinkStringProperty = (typeof UPLINK_STRING_PROPERTIES)[number];
+
+export type UplinkPropertiesConfig = { readonly [K in UplinkStringProperty]?: string | undefined } & {
+  readonly priority?: number | undefined;
+  readonly expirationMs?: number | undefined;
+};
+
+export interface UplinkRuleConfig {
+  readonly name: string;
+  readonly topic: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly properties?: UplinkPropertiesConfig | undefined;
+}
+
+/** One MQTT publish as the uplink sees it. */
+export interface UplinkPublish {
+  readonly topic: string;
+  readonly clientId: string;
+  readonly username?: string | undefined;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+}
+
+export type HeaderValue = string | number | boolean;
+
+export interface UplinkProperties {
+  contentType?: string;
+  contentEncoding?: string;
+  type?: string;
+  appId?: string;
+  correlationId?: string;
+  replyTo?: string;
+  priority?: number;
+  /** Per-message TTL in milliseconds, as AMQP carries it (a string of digits). */
+  expiration?: string;
+  /** deliveryMode 2 for QoS 1/2, 1 for QoS 0. */
+  persistent: boolean;
+}
+
+/** What one publish becomes on AMQP, apart from the per-message `messageId` and `timestamp`. */
+export interface UplinkRoute {
+  readonly rule: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly headers: Record<string, HeaderValue>;
+  readonly properties: UplinkProperties;
+}
+
+/** Headers the bridge sets on every uplink message; rules may not set them. */
+export const HEADER_TOPIC = 'x-mqtt-topic';
+export const HEADER_QOS = 'x-mqtt-qos';
+export const HEADER_CLIENT_ID = 'x-mqtt-client-id';
+export const HEADER_RETAIN = 'x-mqtt-retain';
+export const BRIDGE_HEADERS: ReadonlySet<string> = new Set([HEADER_TOPIC, HEADER_QOS, HEADER_CLIENT_ID, HEADER_RETAIN]);
+
+interface CompiledUplinkRule {
+  readonly name: string;
+  readonly pattern: CompiledPattern;
+  readonly exchange: CompiledTemplate;
+  readonly routingKey: CompiledTemplate;
+  readonly headers: ReadonlyArray<readonly [string, CompiledTemplate]>;
+  readonly stringProperties: ReadonlyArray<readonly [UplinkStringProperty, CompiledTemplate]>;
+  readonly priority: number | undefined;
+  readonly expiration: string | undefined;
+}
+
+/**
+ * Compiles one rule. Every template is compiled even after one fails, so that all of a
+ * rule's problems are reported together: the first is thrown, all are pushed to `problems`.
+ */
+export function compileUplinkRule(rule: UplinkRuleConfig, problems: MappingError[] = []): CompiledUplinkRule {
+  const before = problems.length;
+  const attempt = <T>(compile: () => T): T | undefined => {
+    try {
+      return compile();
+    } catch (error) {
+      if (!(error instanceof MappingError)) throw error;
+      problems.push(error);
+      return undefined;
+    }
+  };
+  const pattern = attempt(() => compilePattern(rule.topic, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' }));
+  if (!pattern) throw problems[before]!;
+  const scope = (field: string, encode: ((value: string) => string) | null, targetSeparator: '.' | null) =>
+    ({ field, pattern, builtins: UPLINK_BUILTINS, headers: false, encode, targetSeparator }) as const;
+  const exchange = attempt(() => compileTemplate(rule.exchange, scope('exchange', null, null)));
+  const routingKey = attempt(() => compileTemplate(rule.routingKey, scope('routingKey', levelToWord, '.')));
+  const headers = Object.entries(rule.headers ?? {}).flatMap(([name, template]) => {
+    const compiled = attempt(() => {
+      if (BRIDGE_HEADERS.has(name)) {
+        throw new MappingError('BRIDGE_ERR_TEMPLATE_INVALID', `headers.${name}`, `header "${name}" is set by the bridge and cannot be set by a rule`);
+      }
+      return compileTemplate(template, scope(`headers.${name}`, null, null));
+    });
+    return compiled ? [[name, compiled] as const] : [];
+  });
+  const properties = rule.properties ?? {};
+  const stringProperties = UPLINK_STRING_PROPERTIES.flatMap((key) => {
+    const template = properties[key];
+    const compiled = template === undefined ? undefined : attempt(() => compileTemplate(template, scope(`properties.${key}`, null, null)));
+    return compiled ? [[key, compiled] as const] : [];
+  });
+  if (problems.length > before || !exchange || !routingKey) throw problems[before]!;
+  return {
+    name: rule.name,
+    pattern,
+    exchange,
+    routingKey,
+    headers,
+    stringProperties,
+    priority: properties.priority,
+    expiration: properties.expirationMs === undefined ? undefined : String(properties.expirationMs),
+  };
+}
+
+/**
+ * The uplink rules, compiled once: resolves an MQTT publish to the exchange, routing key,
+ * headers and properties of its AMQP message. The first rule whose topic matches wins.
+ */
+export class UplinkResolver {
+  private readonly rules: readonly CompiledUplinkRule[];
+  private readonly trie = new TopicTrie();
+
+  constructor(rules: readonly UplinkRuleConfig[]) {
+    this.rules = rules.map((rule, index) => {
+      try {
+        return compileUplinkRule(rule);
+      } catch (error) {
+        if (error instanceof MappingError) throw new RuleError(index, error);
+        throw error;
+      }
+    });
+    this.rules.forEach((rule, index) => this.trie.add(rule.pattern, index));
+  }
+
+  /** Exchanges that rules name literally (not through a placeholder). */
+  literalExchanges(): string[] {
+    return [...new Set(this.rules.flatMap((rule) => (rule.exchange.constant === null ? [] : [rule.exchange.constant])))];
+  }
+
+  /** The name of the rule that takes this topic, or null. */
+  match(topic: string): string | null {
+    const index = this.trie.match(topic.split('/'));
+    return index < 0 ? null : this.rules[index]!.name;
+  }
+
+  /** The AMQP message for this publish, or null when no rule matches. Throws RenderError. */
+  resolve(publish: UplinkPublish): UplinkRoute | null {
+    const levels = publish.topic.split('/');
+    const index = this.trie.match(levels);
+    if (index < 0) return null;
+    const rule = this.rules[index]!;
+    const context: TemplateContext = {
+      segments: levels,
+      source: publish.topic,
+      clientId: publish.clientId,
+      username: publish.username,
+      qos: publish.qos,
+    };
+    const exchange = rule.exchange.constant ?? rule.exchange.render(context);
+    assertShortString('exchange', exchange);
+    const routingKey = rule.routingKey.render(context);
+    assertShortString('routing key', routingKey);
+    const headers: Record<string, HeaderValue> = {
+      [HEADER_TOPIC]: publish.topic,
+      [HEADER_QOS]: publish.qos,
+      [HEADER_CLIENT_ID]: publish.clientId,
+    };
+    if (publish.retain) headers[HEADER_RETAIN] = true;
+    for (const [name, template] of rule.headers) headers[name] = template.constant ?? template.render(context);
+    const properties: UplinkProperties = { persistent: publish.qos > 0 };
+    for (const [key, template] of rule.stringProperties) {
+      const value = template.constant ?? template.render(context);
+      assertShortString(key, value);
+      properties[key] = value;
+    }
+    if (rule.priority !== undefined) properties.priority = rule.priority;
+    if (rule.expiration !== undefined) properties.expiration = rule.expiration;
+    return { rule: rule.name, exchange, routingKey, headers, properties };
+  }
+}

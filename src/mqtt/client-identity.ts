@@ -1,0 +1,20 @@
+import type { Client } from 'aedes';
+
+/** What the bridge remembers about a connected client beyond what aedes keeps. */
+export interface ClientIdentity {
+  username: string | undefined;
+  listener: string;
+}
+
+/** Per-server registry, keyed weakly by aedes client so closed clients are collected. */
+export class ClientIdentities {
+  private readonly identities = new WeakMap<Client, ClientIdentity>();
+
+  set(client: Client, identity: ClientIdentity): void {
+    this.identities.set(client, identity);
+  }
+
+  get(client: Client | null): ClientIdentity | undefined {
+    return client ? this.identities.get(client) : undefined;
+  }
+}

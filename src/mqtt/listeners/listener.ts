@@ -1,0 +1,16 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** Hands a new connection's byte stream to the MQTT server. */
+export type AcceptConnection = (stream: Duplex, request: IncomingMessage | undefined, listener: string) => void;
+
+export interface RunningListener {
+  readonly type: 'tcp' | 'ws';
+  readonly host: string;
+  /** The bound port (the real one when the config said 0). */
+  readonly port: number;
+  /** Where clients connect, e.g. `mqtt://0.0.0.0:1883` or `ws://0.0.0.0:8083/mqtt`. */
+  readonly url: string;
+  /** Stops accepting new connections; connected clients stay. */
+  stopAccepting(): Promise<void>;
+}

@@ -1,0 +1,65 @@
+import { Counter, Registry } from 'prom-client';
+
+export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
+
+/** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
+export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed';
+/** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
+export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
+
+/**
+ * The bridge's metrics, in a registry of its own (no global state: two bridges in one
+ * process count separately). Labels are bounded: rule names come from the config, and
+ * client ids and topics are never labels.
+ */
+export class BridgeMetrics {
+  readonly registry = new Registry();
+  readonly uplinkMessages: Counter<'rule' | 'qos'>;
+  readonly uplinkBytes: Counter<'rule' | 'qos'>;
+  readonly uplinkUnmatched: Counter;
+  readonly uplinkDropped: Counter<'reason'>;
+  readonly uplinkFailed: Counter<'reason'>;
+
+  constructor() {
+    const registers = [this.registry];
+    this.uplinkMessages = new Counter({
+      name: `${METRIC_PREFIX}uplink_messages_total`,
+      help: 'MQTT publishes forwarded to AMQP (confirmed by RabbitMQ), by rule and QoS.',
+      labelNames: ['rule', 'qos'],
+      registers,
+    });
+    this.uplinkBytes = new Counter({
+      name: `${METRIC_PREFIX}uplink_bytes_total`,
+      help: 'Payload bytes forwarded to AMQP, by rule and QoS.',
+      labelNames: ['rule', 'qos'],
+      registers,
+    });
+    this.uplinkUnmatched = new Counter({
+      name: `${METRIC_PREFIX}uplink_unmatched_total`,
+      help: 'MQTT publishes that no uplink rule matched (not forwarded).',
+      registers,
+    });
+    this.uplinkDropped = new Counter({
+      name: `${METRIC_PREFIX}uplink_dropped_total`,
+      help: 'Uplink publishes not forwarded although the device was acknowledged, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.uplinkFailed = new Counter({
+      name: `${METRIC_PREFIX}uplink_failed_total`,
+      help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+  }
+
+  /** The current value of a counter (summed over the given labels), for tests and the CLI. */
+  async value(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const metric = this.registry.getSingleMetric(name);
+    if (!metric) throw new Error(`no metric ${name}`);
+    const { values } = await metric.get();
+    return values
+      .filter((value) => Object.entries(labels).every(([key, wanted]) => String((value.labels as Record<string, unknown>)[key]) === wanted))
+      .reduce((sum, value) => sum + value.value, 0);
+  }
+}

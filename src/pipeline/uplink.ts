@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { BridgeError, RenderError, type PublishError } from '../errors.js';
+import type { UplinkResolver, UplinkRoute } from '../mapping/uplink.js';
+import type { DevicePublish, PublishHandler } from '../mqtt/types.js';
+import type { BridgeMetrics, UplinkDropReason, UplinkFailReason } from '../observability/metrics.js';
+import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
+import type { MessagePublisher, OutboundMessage } from '../ports.js';
+
+export interface UplinkPipelineOptions {
+  /** The current rules; a function so that a reload can swap them between two publishes. */
+  resolver: () => UplinkResolver;
+  publisher: MessagePublisher;
+  metrics: BridgeMetrics;
+  logger: Logger;
+  newMessageId?: () => string;
+  now?: () => number;
+}
+
+/** Failures the device's retransmission cannot cure: the publish is acknowledged, dropped and counted. */
+const PERMANENT_FAILURES: Partial<Record<PublishError['code'], UplinkDropReason>> = {
+  BRIDGE_ERR_EXCHANGE_NOT_FOUND: 'exchange_not_found',
+  BRIDGE_ERR_PUBLISH_TOO_LARGE: 'too_large',
+};
+
+const TRANSIENT_FAILURES: Partial<Record<PublishError['code'], UplinkFailReason>> = {
+  BRIDGE_ERR_PUBLISH_NACKED: 'nacked',
+  BRIDGE_ERR_PUBLISH_TIMEOUT: 'timeout',
+  BRIDGE_ERR_PUBLISH_ABANDONED: 'abandoned',
+  BRIDGE_ERR_PUBLISHER_CLOSED: 'shutdown',
+};
+
+/**
+ * MQTT -> AMQP: maps each device publish through the uplink rules and publishes it with the
+ * QoS semantics of DESIGN.md. QoS 0 is acknowledged at once (at most once); QoS 1/2 only once
+ * RabbitMQ confirmed, and never after a nack or a timeout.
+ */
+export class UplinkPipeline implements PublishHandler {
+  private readonly unmatched: RateLimitedWarning;
+  private readonly failures: RateLimitedWarning;
+  private readonly newMessageId: () => string;
+  private readonly now: () => number;
+
+  constructor(private readonly options: UplinkPipelineOptions) {
+    this.newMessageId = options.newMessageId ?? randomUUID;
+    this.now = options.now ?? Date.now;
+    this.unmatched = new RateLimitedWarning({ logger: options.logger, message: 'publish matches no uplink rule; not forwarded' });
+    this.failures = new RateLimitedWarning({ logger: options.logger, message: 'uplink publish failed' });
+  }
+
+  onPublish(publish: DevicePublish, done: (error: Error | null) => void): void {
+    const { metrics } = this.options;
+    let route: UplinkRoute | null;
+    try {
+      route = this.options.resolver().resolve(publish);
+    } catch (error) {
+      if (!(error instanceof RenderError)) throw error;
+      metrics.uplinkDropped.inc({ reason: 'render_failed' });
+      this.failures.warn(null, { topic: publish.topic, clientId: publish.clientId, err: error.message });
+      done(null);
+      return;
+    }
+    if (!route) {
+      metrics.uplinkUnmatched.inc();
+      this.unmatched.warn(publish.topic, { topic: publish.topic, clientId: publish.clientId });
+      done(null);
+      return;
+    }
+    const message: OutboundMessage = {
+      exchange: route.exchange,
+      routingKey: route.routingKey,
+      content: publish.payload,
+      headers: route.headers,
+      properties: route.properties,
+      messageId: this.newMessageId(),
+      timestamp: Math.floor(this.now() / 1000),
+    };
+    const rule = route.rule;
+    const qos = String(publish.qos);
+    if (publish.qos === 0) {
+      this.options.publisher.publish(message, (error) => {
+        if (error) this.onDropped(publish, rule, error, 'qos0_failed');
+        else this.onForwarded(rule, qos, message.content.length);
+      });
+      done(null);
+      return;
+    }
+    this.options.publisher.publish(message, (error) => {
+      if (!error) {
+        this.onForwarded(rule, qos, message.content.length);
+        done(null);
+        return;
+      }
+      const permanent = PERMANENT_FAILURES[error.code];
+      if (permanent) {
+        this.onDropped(publish, rule, error, permanent);
+        done(null);
+        return;
+      }
+      metrics.uplinkFailed.inc({ reason: TRANSIENT_FAILURES[error.code] ?? 'nacked' });
+      this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
+      done(error);
+    });
+  }
+
+  private onForwarded(rule: string, qos: string, bytes: number): void {
+    this.options.metrics.uplinkMessages.inc({ rule, qos });
+    this.options.metrics.uplinkBytes.inc({ rule, qos }, bytes);
+  }
+
+  private onDropped(publish: DevicePublish, rule: string, error: BridgeError, fallback: UplinkDropReason): void {
+    const reason = PERMANENT_FAILURES[error.code as PublishError['code']] ?? fallback;
+    this.options.metrics.uplinkDropped.inc({ reason });
+    this.failures.warn(null, { rule, topic: publish.topic, clientId: publish.clientId, code: error.code, err: error.message });
+  }
+}

@@ -1,0 +1,36 @@
+import type { PublishError } from './errors.js';
+import type { HeaderValue, UplinkProperties } from './mapping/uplink.js';
+
+/**
+ * The small interfaces through which the MQTT side and the message-broker side meet in
+ * bridge.ts. amqp/ implements them for AMQP 0-9-1; another back end (AMQP 1.0) would
+ * implement the same ones without touching mqtt/, mapping/ or the pipelines.
+ */
+
+/** One message to publish to the broker. */
+export interface OutboundMessage {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly content: Buffer;
+  readonly headers: Readonly<Record<string, HeaderValue>>;
+  readonly properties: Readonly<UplinkProperties>;
+  readonly messageId: string;
+  /** Seconds since the epoch, as AMQP carries it. */
+  readonly timestamp: number;
+}
+
+/** Called once per publish: null when the broker confirmed it, else why it failed. */
+export type PublishCallback = (error: PublishError | null) => void;
+
+export interface MessagePublisher {
+  /** Publishes with a broker confirm; `done` runs once, after the confirm, a nack or the timeout. */
+  publish(message: OutboundMessage, done: PublishCallback): void;
+  /** Messages accepted but not yet settled (waiting or unconfirmed). */
+  readonly pendingMessages: number;
+  /** Payload bytes of those messages. */
+  readonly pendingBytes: number;
+  /** Stops accepting; waits up to `timeoutMs` for pending publishes to settle, then fails the rest. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export type BrokerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
