@@ -79,11 +79,18 @@ function substituteEnvironment(
   return problems;
 }
 
-/** Where the `${` at `index` of a scalar's value is in the file (exact unless escapes moved it). */
+/**
+ * Where the `${` at `index` of a scalar's value is in the file: the same occurrence of the
+ * reference in the scalar's source (exact unless YAML escapes changed the text around it).
+ */
 function sourceOffsetOf(text: string, range: [number, number, number] | null | undefined, value: string, index: number): number {
   if (!range) return 0;
-  const needle = value.slice(index, value.indexOf('}', index) + 1 || undefined);
-  const found = text.indexOf(needle, range[0]);
+  const close = value.indexOf('}', index);
+  const needle = close === -1 ? value.slice(index) : value.slice(index, close + 1);
+  let occurrence = 0;
+  for (let at = value.indexOf(needle); at !== -1 && at < index; at = value.indexOf(needle, at + 1)) occurrence++;
+  let found = text.indexOf(needle, range[0]);
+  for (let i = 0; i < occurrence && found !== -1; i++) found = text.indexOf(needle, found + 1);
   return found !== -1 && found < range[1] ? found : range[0];
 }
 
@@ -98,6 +105,11 @@ function issueProblems(issue: z.core.$ZodIssue, doc: Document, data: unknown, at
       return at(keyOffsetOf(doc, path, key), [...path, key], message);
     });
   }
+  if (issue.code === 'invalid_key' && path.length > 0) {
+    const key = String(path[path.length - 1]);
+    const reason = issue.issues[0]?.message ?? issue.message;
+    return [at(keyOffsetOf(doc, path.slice(0, -1), key), path, `${formatPath(path.slice(0, -1))}: key "${key}": ${reason}`)];
+  }
   return [at(offsetOf(doc, path), path, `${formatPath(path) || 'configuration'}: ${describeIssue(issue, doc, path)}`)];
 }
 
@@ -107,6 +119,10 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, path: Path): stri
     const options = (issue as { options?: unknown[] }).options ?? [];
     return `must be one of ${options.map((option) => JSON.stringify(option)).join(', ')}`;
   }
+  if (issue.code === 'too_big' && issue.origin === 'number') return `must be at most ${String(issue.maximum)}`;
+  if (issue.code === 'too_small' && issue.origin === 'number') return `must be at least ${String(issue.minimum)}`;
+  if (issue.code === 'too_small' && issue.origin === 'string' && Number(issue.minimum) === 1) return 'must not be empty';
+  if (issue.code === 'too_small' && issue.origin === 'array') return `needs at least ${String(issue.minimum)} entr${Number(issue.minimum) === 1 ? 'y' : 'ies'}`;
   return issue.message.replace(/^(Invalid input|Invalid option|Too small|Too big|Invalid string): /, '');
 }
 

@@ -1,4 +1,4 @@
-import { MappingError } from '../errors.js';
+import { MappingError, RenderError } from '../errors.js';
 import { levelToWord } from './encoding.js';
 import { compilePattern, type CompiledPattern } from './pattern.js';
 import { compileTemplate, UPLINK_BUILTINS, type CompiledTemplate, type TemplateContext } from './template.js';
@@ -64,6 +64,8 @@ export const HEADER_QOS = 'x-mqtt-qos';
 export const HEADER_CLIENT_ID = 'x-mqtt-client-id';
 export const HEADER_RETAIN = 'x-mqtt-retain';
 export const BRIDGE_HEADERS: ReadonlySet<string> = new Set([HEADER_TOPIC, HEADER_QOS, HEADER_CLIENT_ID, HEADER_RETAIN]);
+/** Header names with this prefix belong to the bridge (now and in later versions). */
+export const BRIDGE_HEADER_PREFIX = 'x-mqtt-';
 
 interface CompiledUplinkRule {
   readonly name: string;
@@ -99,8 +101,12 @@ export function compileUplinkRule(rule: UplinkRuleConfig, problems: MappingError
   const routingKey = attempt(() => compileTemplate(rule.routingKey, scope('routingKey', levelToWord, '.')));
   const headers = Object.entries(rule.headers ?? {}).flatMap(([name, template]) => {
     const compiled = attempt(() => {
-      if (BRIDGE_HEADERS.has(name)) {
-        throw new MappingError('BRIDGE_ERR_TEMPLATE_INVALID', `headers.${name}`, `header "${name}" is set by the bridge and cannot be set by a rule`);
+      if (name.toLowerCase().startsWith(BRIDGE_HEADER_PREFIX)) {
+        throw new MappingError(
+          'BRIDGE_ERR_TEMPLATE_INVALID',
+          `headers.${name}`,
+          `header "${name}": headers starting with "${BRIDGE_HEADER_PREFIX}" are set by the bridge and cannot be set by a rule`,
+        );
       }
       return compileTemplate(template, scope(`headers.${name}`, null, null));
     });
@@ -169,7 +175,13 @@ export class UplinkResolver {
       username: publish.username,
       qos: publish.qos,
     };
-    const exchange = rule.exchange.constant ?? rule.exchange.render(context);
+    let exchange = rule.exchange.constant;
+    if (exchange === null) {
+      exchange = rule.exchange.render(context);
+      // A placeholder that renders nothing would publish to the default exchange, which
+      // routes by queue name: a device could then reach any queue. Only a literal "" may.
+      if (exchange === '') throw new RenderError(`the exchange template "${rule.exchange.source}" rendered an empty exchange name`);
+    }
     assertShortString('exchange', exchange);
     const routingKey = rule.routingKey.render(context);
     assertShortString('routing key', routingKey);
