@@ -1,0 +1,407 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { loadConfigFile } from '../../src/config/load.js';
+import type { BridgeConfig } from '../../src/config/schema.js';
+
+/*
+ * Keeps the container files (Dockerfile, .dockerignore, compose.yaml) in step with the code:
+ * package.json's bin, the build output, config/bridge.yaml's listeners and the config's env vars.
+ * No Docker engine is needed: the files are parsed, never built or run.
+ */
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const CONFIG_FILE = 'config/bridge.yaml';
+const configPath = join(root, CONFIG_FILE);
+
+// ---- Dockerfile ----
+
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
+
+interface Stage {
+  name: string | undefined;
+  base: string;
+  instructions: Instruction[];
+}
+
+/** Instructions grouped by stage; comments dropped, `\` continuations joined. */
+function parseDockerfile(text: string): Stage[] {
+  const instructions: Instruction[] = [];
+  let buffer = '';
+  let startLine = 0;
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const trimmed = raw.trim();
+    // Docker drops comment and empty lines, also inside a continuation.
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    if (buffer === '') startLine = index + 1;
+    if (trimmed.endsWith('\\')) {
+      buffer += `${trimmed.slice(0, -1).trim()} `;
+      return;
+    }
+    buffer += trimmed;
+    const match = /^(\S+)\s*([\s\S]*)$/.exec(buffer);
+    assert.ok(match, `Dockerfile:${startLine}: cannot parse "${buffer}"`);
+    instructions.push({ keyword: (match[1] ?? '').toUpperCase(), args: (match[2] ?? '').trim(), line: startLine });
+    buffer = '';
+  });
+  assert.equal(buffer, '', 'the Dockerfile ends inside a line continuation');
+
+  const stages: Stage[] = [];
+  for (const instruction of instructions) {
+    if (instruction.keyword === 'FROM') {
+      const words = instruction.args.split(/\s+/).filter((word) => !word.startsWith('--'));
+      const asIndex = words.findIndex((word) => word.toUpperCase() === 'AS');
+      stages.push({ base: words[0] ?? '', name: asIndex === -1 ? undefined : words[asIndex + 1], instructions: [] });
+      continue;
+    }
+    const stage = stages.at(-1);
+    assert.ok(stage, `Dockerfile:${instruction.line}: ${instruction.keyword} before the first FROM`);
+    stage.instructions.push(instruction);
+  }
+  return stages;
+}
+
+function all(stage: Stage, keyword: string): Instruction[] {
+  return stage.instructions.filter((instruction) => instruction.keyword === keyword);
+}
+
+function last(stage: Stage, keyword: string): Instruction {
+  const found = all(stage, keyword).at(-1);
+  assert.ok(found, `the ${stage.name ?? 'last'} stage has no ${keyword}`);
+  return found;
+}
+
+/** The JSON (exec) form of ENTRYPOINT/CMD/HEALTHCHECK CMD; the shell form is refused. */
+function execForm(args: string, what: string): string[] {
+  assert.ok(args.startsWith('['), `${what} must use the exec form ["…", …], got: ${args}`);
+  const value: unknown = JSON.parse(args);
+  assert.ok(Array.isArray(value) && value.every((item) => typeof item === 'string'), `${what} must be a JSON array of strings`);
+  return value as string[];
+}
+
+/** `WORKDIR` of a stage (absolute, as the files below rely on). */
+function workdirOf(stage: Stage): string {
+  const workdir = last(stage, 'WORKDIR').args;
+  assert.ok(posix.isAbsolute(workdir), `WORKDIR should be absolute, got ${workdir}`);
+  return posix.normalize(workdir);
+}
+
+interface Copy {
+  from: string | undefined;
+  sources: string[];
+  dest: string;
+}
+
+function copiesOf(stage: Stage): Copy[] {
+  return all(stage, 'COPY').map(({ args }) => {
+    const words = args.split(/\s+/);
+    const flags = words.filter((word) => word.startsWith('--'));
+    const paths = words.filter((word) => !word.startsWith('--'));
+    const from = flags.find((flag) => flag.startsWith('--from='))?.slice('--from='.length);
+    return { from, sources: paths.slice(0, -1), dest: paths.at(-1) ?? '' };
+  });
+}
+
+function envOf(stage: Stage): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const { args } of all(stage, 'ENV')) {
+    const pairs = [...args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)/g)];
+    for (const [, key, value] of pairs) env.set(key ?? '', (value ?? '').replace(/^"(.*)"$/, '$1'));
+  }
+  return env;
+}
+
+function healthcheckCommand(stage: Stage): string[] {
+  const args = last(stage, 'HEALTHCHECK').args;
+  const match = /^((?:--\S+\s+)*)CMD\s+([\s\S]+)$/.exec(args);
+  assert.ok(match, `HEALTHCHECK should be "[--options] CMD [...]", got: ${args}`);
+  return execForm(match[2] ?? '', 'HEALTHCHECK CMD');
+}
+
+// ---- .dockerignore (the subset of Docker's rules these files use) ----
+
+function globToRegExp(pattern: string): RegExp {
+  let source = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const char = pattern[i] ?? '';
+    if (char === '*' && pattern[i + 1] === '*') {
+      source += '.*';
+      i++;
+      if (pattern[i + 1] === '/') i++;
+    } else if (char === '*') source += '[^/]*';
+    else if (char === '?') source += '[^/]';
+    else source += char.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`);
+}
+
+/** Whether a context path is left out of the build context: it or a parent matches, the last matching line wins. */
+function isDockerignored(path: string, ignoreText: string): boolean {
+  const rules = ignoreText
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => {
+      const negated = line.startsWith('!');
+      const pattern = posix.normalize((negated ? line.slice(1) : line).trim()).replace(/^\/+|\/+$/g, '');
+      return { negated, pattern: globToRegExp(pattern) };
+    });
+  const segments = posix.normalize(path).replace(/^\.\/|\/$/g, '').split('/');
+  let ignored = false;
+  for (const rule of rules) {
+    for (let depth = 1; depth <= segments.length; depth++) {
+      if (rule.pattern.test(segments.slice(0, depth).join('/'))) {
+        ignored = !rule.negated;
+        break;
+      }
+    }
+  }
+  return ignored;
+}
+
+// ---- compose.yaml ----
+
+type Yaml = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Yaml {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function field(object: unknown, key: string, where: string): unknown {
+  assert.ok(isRecord(object), `${where} should be a mapping`);
+  assert.ok(key in object, `${where} has no "${key}"`);
+  return object[key];
+}
+
+function service(compose: unknown, name: string): Yaml {
+  const value = field(field(compose, 'services', 'compose.yaml'), name, 'services');
+  assert.ok(isRecord(value), `services.${name} should be a mapping`);
+  return value;
+}
+
+/** Container-side ports of a `ports:` list, short ("[ip:]host:container[/proto]") or long ({ target }) syntax. */
+function containerPorts(ports: unknown): number[] {
+  assert.ok(Array.isArray(ports), '`ports` should be a list');
+  return ports.map((entry: unknown) => {
+    if (isRecord(entry)) return Number(entry.target);
+    const spec = String(entry).replace(/\/(tcp|udp)$/, '');
+    return Number(spec.split(':').at(-1));
+  });
+}
+
+/** `environment:` as a map, from either the map or the "KEY=VALUE" list syntax. */
+function environmentOf(svc: Yaml): Record<string, string> {
+  const environment = svc.environment;
+  const out: Record<string, string> = {};
+  if (Array.isArray(environment)) {
+    for (const item of environment) {
+      const text = String(item);
+      const eq = text.indexOf('=');
+      if (eq !== -1) out[text.slice(0, eq)] = text.slice(eq + 1);
+    }
+  } else if (isRecord(environment)) {
+    for (const [key, value] of Object.entries(environment)) if (value !== null && value !== undefined) out[key] = String(value);
+  } else {
+    assert.fail('the service has no `environment`');
+  }
+  return out;
+}
+
+interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+function mountsOf(svc: Yaml): Mount[] {
+  const volumes = svc.volumes;
+  assert.ok(Array.isArray(volumes), 'the service has no `volumes` list');
+  return volumes.map((entry: unknown) => {
+    if (isRecord(entry)) return { source: String(entry.source), target: String(entry.target), readOnly: entry.read_only === true };
+    const [source = '', target = '', mode = ''] = String(entry).split(':');
+    return { source, target, readOnly: mode.split(',').includes('ro') };
+  });
+}
+
+/** A compose duration ("15s", "1m30s", "500ms") in milliseconds. */
+function durationMs(value: unknown): number {
+  const text = String(value);
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001 };
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|us|h|m|s)/g)];
+  assert.ok(parts.length > 0 && parts.map((part) => part[0]).join('') === text, `not a duration: ${text}`);
+  return parts.reduce((sum, [, amount, unit]) => sum + Number(amount) * (units[unit ?? ''] ?? Number.NaN), 0);
+}
+
+// ---- the files ----
+
+const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+const stages = parseDockerfile(readFileSync(join(root, 'Dockerfile'), 'utf8'));
+const runtime = stages.at(-1) as Stage;
+const dockerignore = readFileSync(join(root, '.dockerignore'), 'utf8');
+const compose: unknown = parseYaml(readFileSync(join(root, 'compose.yaml'), 'utf8'));
+const defaults: BridgeConfig = loadConfigFile(configPath, { env: {} });
+
+function listenerPort(config: BridgeConfig, type: 'tcp' | 'ws'): number {
+  const found = config.mqtt.listeners.filter((listener) => listener.type === type);
+  assert.equal(found.length, 1, `${CONFIG_FILE} should have exactly one ${type} listener`);
+  return (found[0] as { port: number }).port;
+}
+
+const sortedPorts = (ports: readonly number[]) => [...ports].sort((a, b) => a - b);
+const defaultListenerPorts = sortedPorts(defaults.mqtt.listeners.map((listener) => listener.port));
+
+// ---- tests ----
+
+test('config/bridge.yaml - loaded with an empty env, it listens on the documented default ports', () => {
+  assert.deepEqual(defaultListenerPorts, [1883, 8083]);
+  assert.equal(listenerPort(defaults, 'tcp'), 1883);
+  assert.equal(listenerPort(defaults, 'ws'), 8083);
+});
+
+test('Dockerfile - has a build stage and a runtime stage on the same Node 20 base', () => {
+  assert.equal(stages.length, 2);
+  for (const stage of stages) assert.match(stage.base, /^node:20-(bookworm-slim|alpine)$/);
+  assert.equal(stages[0]?.base, runtime.base);
+});
+
+test('Dockerfile - ENTRYPOINT runs the package.json bin with node', () => {
+  const entrypoint = execForm(last(runtime, 'ENTRYPOINT').args, 'ENTRYPOINT');
+  const bin = packageJson.bin['mqtt-amqp-bridge'];
+  assert.equal(bin, 'dist/cli/bin.js');
+  assert.deepEqual(entrypoint, ['node', bin]);
+});
+
+test('Dockerfile - the build stage compiles the bin script that the runtime stage copies in', () => {
+  const build = stages[0] as Stage;
+  const buildConfig = JSON.parse(readFileSync(join(root, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
+  const { outDir, rootDir } = buildConfig.compilerOptions;
+  assert.equal(packageJson.scripts.build, 'tsc -p tsconfig.build.json');
+  assert.ok(all(build, 'RUN').some(({ args }) => /^npm ci(\s|$)/.test(args) && !args.includes('--omit')), 'the build stage runs a full `npm ci`');
+  assert.ok(all(build, 'RUN').some(({ args }) => /\bnpm run build\b/.test(args)), 'the build stage runs `npm run build`');
+
+  // The bin is dist/cli/bin.js, compiled from src/cli/bin.ts.
+  const bin = packageJson.bin['mqtt-amqp-bridge'] ?? '';
+  const relative = posix.relative(outDir, bin);
+  assert.ok(!relative.startsWith('..'), `the bin ${bin} should be inside the build's outDir ${outDir}`);
+  assert.ok(existsSync(join(root, rootDir, relative.replace(/\.js$/, '.ts'))), `${rootDir}/${relative} (.ts) should exist`);
+
+  // The runtime stage copies exactly that outDir from the build stage into its WORKDIR.
+  const fromBuild = copiesOf(runtime).filter((copy) => copy.from === build.name);
+  assert.deepEqual(
+    fromBuild.map((copy) => ({ sources: copy.sources, dest: posix.resolve(workdirOf(runtime), copy.dest) })),
+    [{ sources: [posix.join(workdirOf(build), outDir)], dest: posix.join(workdirOf(runtime), outDir) }],
+  );
+});
+
+test('Dockerfile - CMD runs `run --config config/bridge.yaml`, a file that exists and is copied in', () => {
+  const cmd = execForm(last(runtime, 'CMD').args, 'CMD');
+  assert.deepEqual(cmd, ['run', '--config', CONFIG_FILE]);
+  assert.ok(statSync(configPath).isFile(), `${CONFIG_FILE} should exist`);
+
+  // Resolved against WORKDIR, the config file is under a COPY from the build context of its folder.
+  const inImage = posix.resolve(workdirOf(runtime), CONFIG_FILE);
+  const copied = copiesOf(runtime).some(
+    (copy) =>
+      copy.from === undefined &&
+      copy.sources.some((source) => posix.join(posix.resolve(workdirOf(runtime), copy.dest), posix.relative(source, CONFIG_FILE)) === inImage),
+  );
+  assert.ok(copied, `the runtime stage should COPY ${CONFIG_FILE} to ${inImage}`);
+});
+
+test('Dockerfile - EXPOSEs exactly the listener ports of config/bridge.yaml', () => {
+  const exposed = all(runtime, 'EXPOSE').flatMap(({ args }) => args.split(/\s+/).map((port) => Number(port.replace(/\/tcp$/, ''))));
+  assert.deepEqual(sortedPorts(exposed), defaultListenerPorts);
+});
+
+test('Dockerfile - the runtime stage runs as the non-root node user with production dependencies only', () => {
+  assert.equal(last(runtime, 'USER').args, 'node');
+  assert.equal(envOf(runtime).get('NODE_ENV'), 'production');
+  const installs = all(runtime, 'RUN').filter(({ args }) => /\bnpm (ci|install|i)\b/.test(args));
+  assert.equal(installs.length, 1, 'the runtime stage installs once');
+  assert.match(installs[0]?.args ?? '', /\bnpm ci\b[^&;|]*\s--omit=dev\b/);
+});
+
+test('Dockerfile - the HEALTHCHECK probes the MQTT TCP listener port', () => {
+  const command = healthcheckCommand(runtime);
+  assert.equal(command[0], 'node');
+  const script = command.at(-1) ?? '';
+  const fallback = /process\.env\.MQTT_PORT\s*\|\|\s*(\d+)/.exec(script);
+  assert.ok(fallback, 'the healthcheck should connect to MQTT_PORT');
+  assert.equal(Number(fallback[1]), listenerPort(defaults, 'tcp'));
+});
+
+test('.dockerignore - keeps host builds out and lets in every file the Dockerfile copies', () => {
+  for (const path of ['node_modules', 'node_modules/yaml/package.json', 'dist', 'dist/cli/bin.js', '.git']) {
+    assert.equal(isDockerignored(path, dockerignore), true, `${path} should be ignored`);
+  }
+  const sources = stages.flatMap((stage) => copiesOf(stage).filter((copy) => copy.from === undefined).flatMap((copy) => copy.sources));
+  assert.ok(sources.length > 0);
+  for (const source of sources) {
+    assert.ok(existsSync(join(root, source)), `COPY source ${source} should exist`);
+    assert.equal(isDockerignored(source, dockerignore), false, `COPY source ${source} must not be dockerignored`);
+  }
+  assert.equal(isDockerignored(CONFIG_FILE, dockerignore), false);
+});
+
+test('compose.yaml - bridge publishes exactly the listener ports of config/bridge.yaml', () => {
+  const bridge = service(compose, 'bridge');
+  assert.equal(bridge.build, '.');
+  assert.deepEqual(sortedPorts(containerPorts(bridge.ports)), defaultListenerPorts);
+});
+
+test('compose.yaml - bridge sets MQTT_PORT and MQTT_WS_PORT to the tcp and ws listener ports', () => {
+  const env = environmentOf(service(compose, 'bridge'));
+  assert.equal(env.MQTT_PORT, String(listenerPort(defaults, 'tcp')));
+  assert.equal(env.MQTT_WS_PORT, String(listenerPort(defaults, 'ws')));
+
+  // Loaded with that environment, the config listens on what compose publishes and connects where it says.
+  const inCompose = loadConfigFile(configPath, { env });
+  assert.deepEqual(sortedPorts(inCompose.mqtt.listeners.map((listener) => listener.port)), sortedPorts(containerPorts(service(compose, 'bridge').ports)));
+  assert.equal(inCompose.amqp.url, env.AMQP_URL);
+});
+
+test('compose.yaml - bridge mounts config/bridge.yaml read-only where the image CMD reads it', () => {
+  const mounts = mountsOf(service(compose, 'bridge'));
+  const target = `${workdirOf(runtime)}/config/bridge.yaml`;
+  assert.equal(target, posix.resolve(workdirOf(runtime), CONFIG_FILE));
+  const mount = mounts.find((candidate) => candidate.target === target);
+  assert.ok(mount, `a mount should target ${target}; got ${mounts.map((m) => m.target).join(', ')}`);
+  assert.equal(mount.readOnly, true);
+  assert.equal(join(root, mount.source), configPath);
+});
+
+test('compose.yaml - bridge waits for a healthy rabbitmq and reaches it by its service name', () => {
+  const bridge = service(compose, 'bridge');
+  assert.deepEqual(field(bridge, 'depends_on', 'services.bridge'), { rabbitmq: { condition: 'service_healthy' } });
+  const url = new URL(environmentOf(bridge).AMQP_URL ?? '');
+  assert.equal(url.protocol, 'amqp:');
+  assert.equal(url.hostname, 'rabbitmq');
+  assert.equal(url.port, '5672');
+  assert.ok(containerPorts(service(compose, 'rabbitmq').ports).includes(Number(url.port)));
+  assert.equal(bridge.restart, 'unless-stopped');
+});
+
+test('compose.yaml - rabbitmq has a healthcheck and bridge has the Dockerfile one', () => {
+  const rabbitmq = service(compose, 'rabbitmq');
+  assert.equal(rabbitmq.image, 'rabbitmq:3-management');
+  assert.deepEqual(field(field(rabbitmq, 'healthcheck', 'services.rabbitmq'), 'test', 'rabbitmq healthcheck'), [
+    'CMD',
+    'rabbitmq-diagnostics',
+    '-q',
+    'ping',
+  ]);
+  const bridgeTest = field(field(service(compose, 'bridge'), 'healthcheck', 'services.bridge'), 'test', 'bridge healthcheck');
+  assert.deepEqual(bridgeTest, ['CMD', ...healthcheckCommand(runtime)]);
+});
+
+test('compose.yaml - bridge gets longer than shutdownTimeoutMs to stop gracefully', () => {
+  const grace = durationMs(field(service(compose, 'bridge'), 'stop_grace_period', 'services.bridge'));
+  assert.ok(grace > defaults.shutdownTimeoutMs, `stop_grace_period ${grace} ms should exceed shutdownTimeoutMs ${defaults.shutdownTimeoutMs} ms`);
+});
