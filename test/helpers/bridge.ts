@@ -1,0 +1,48 @@
+import type { MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
+import { createBridge, type Bridge } from '../../src/bridge.js';
+import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { AMQP_URL } from './amqp.js';
+
+export type Transport = 'tcp' | 'ws';
+export const TRANSPORTS: readonly Transport[] = ['tcp', 'ws'];
+
+export interface TestBridge {
+  bridge: Bridge;
+  config: BridgeConfig;
+  url(transport: Transport): string;
+  stop(): Promise<void>;
+}
+
+/** Starts a bridge on free ports (tcp and ws) against the real RabbitMQ and waits until it is connected. */
+export async function startTestBridge(input: Omit<BridgeConfigInput, 'mqtt'> & { mqtt?: BridgeConfigInput['mqtt'] }): Promise<TestBridge> {
+  const config = configSchema.parse({
+    ...input,
+    mqtt: input.mqtt ?? {
+      listeners: [
+        { type: 'tcp', host: '127.0.0.1', port: 0 },
+        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
+      ],
+    },
+    amqp: { url: AMQP_URL, ...input.amqp },
+  }) as BridgeConfig;
+  const bridge = createBridge({ config, logger: silentLogger() });
+  await bridge.start();
+  await bridge.ready();
+  return {
+    bridge,
+    config,
+    url(transport) {
+      const listener = bridge.listeners.find((candidate) => candidate.type === transport);
+      if (!listener) throw new Error(`no ${transport} listener`);
+      return transport === 'tcp' ? `mqtt://127.0.0.1:${listener.port}` : `ws://127.0.0.1:${listener.port}/mqtt`;
+    },
+    stop: () => bridge.stop(),
+  };
+}
+
+/** A real MQTT 3.1.1 client that does not reconnect by itself. */
+export function connectClient(url: string, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  return mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options });
+}

@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { AMQP_URL, waitFor } from './amqp.js';
+import amqplib from 'amqplib';
+
+const run = promisify(execFile);
+
+export async function rabbitmqctl(...args: string[]): Promise<string> {
+  const { stdout } = await run('rabbitmqctl', args, { timeout: 60_000 });
+  return stdout;
+}
+
+export async function memoryHighWatermark(): Promise<string> {
+  const out = await rabbitmqctl('eval', 'vm_memory_monitor:get_vm_memory_high_watermark().');
+  return out.trim().split('\n').pop()!.trim();
+}
+
+/**
+ * Raises RabbitMQ's memory alarm (watermark 0) for the duration of `during`, and always
+ * restores the previous watermark and waits for the alarm to clear, even if `during` throws.
+ */
+export async function withMemoryAlarm<T>(during: (lift: () => Promise<void>) => Promise<T>): Promise<T> {
+  const previous = await memoryHighWatermark();
+  let lifted = false;
+  const lift = async () => {
+    if (lifted) return;
+    lifted = true;
+    await rabbitmqctl('set_vm_memory_high_watermark', previous);
+    await waitFor(async () => !(await alarmActive()), 'the memory alarm to clear', 30_000);
+  };
+  await rabbitmqctl('set_vm_memory_high_watermark', '0');
+  try {
+    await waitFor(alarmActive, 'the memory alarm to be raised', 30_000);
+    return await during(lift);
+  } finally {
+    await lift();
+  }
+}
+
+async function alarmActive(): Promise<boolean> {
+  const out = await rabbitmqctl('eval', 'rabbit_alarm:get_alarms().');
+  return out.includes('memory');
+}
+
+/** Whether a plain AMQP connection can be opened (RabbitMQ up). */
+export async function rabbitReachable(): Promise<boolean> {
+  try {
+    const connection = await amqplib.connect(AMQP_URL);
+    await connection.close();
+    return true;
+  } catch {
+    return false;
+  }
+}

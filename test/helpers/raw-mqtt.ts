@@ -1,0 +1,77 @@
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { waitFor } from './amqp.js';
+import type { Transport } from './bridge.js';
+
+/**
+ * An MQTT client that sends exactly the packets a test writes (duplicates, retransmitted
+ * PUBREL, a dropped connection mid-flow) and records every packet it receives.
+ */
+export class RawMqttClient {
+  readonly received: Packet[] = [];
+  closed = false;
+
+  private constructor(private readonly stream: Duplex, onClose: (listener: () => void) => void) {
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (packet) => this.received.push(packet));
+    stream.on('data', (chunk: Buffer) => parser.parse(chunk));
+    onClose(() => {
+      this.closed = true;
+    });
+    stream.on('error', () => {});
+  }
+
+  static async open(transport: Transport, url: string): Promise<RawMqttClient> {
+    const { stream, onClose } = await openStream(transport, url);
+    return new RawMqttClient(stream, onClose);
+  }
+
+  send(packet: Record<string, unknown>): void {
+    this.stream.write(mqttPacket.generate(packet as unknown as Packet));
+  }
+
+  async connect(clientId: string, clean = true): Promise<IConnackPacket> {
+    this.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive: 60 });
+    return (await this.next('connack')) as IConnackPacket;
+  }
+
+  /** Waits for the next packet of this kind not yet taken by an earlier call. */
+  async next(cmd: string, timeoutMs = 10_000): Promise<Packet> {
+    await waitFor(() => this.received.some((packet) => packet.cmd === cmd), `a ${cmd} packet`, timeoutMs);
+    const index = this.received.findIndex((packet) => packet.cmd === cmd);
+    return this.received.splice(index, 1)[0]!;
+  }
+
+  count(cmd: string): number {
+    return this.received.filter((packet) => packet.cmd === cmd).length;
+  }
+
+  destroy(): void {
+    this.stream.destroy();
+  }
+}
+
+interface OpenStream {
+  stream: Duplex;
+  /** The WebSocket stream wrapper emits no 'close' of its own, so closing is watched on what carries it. */
+  onClose: (listener: () => void) => void;
+}
+
+function openStream(transport: Transport, url: string): Promise<OpenStream> {
+  const parsed = new URL(url);
+  if (transport === 'tcp') {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(Number(parsed.port), parsed.hostname, () =>
+        resolve({ stream: socket, onClose: (listener) => socket.on('close', listener) }),
+      );
+      socket.once('error', reject);
+    });
+  }
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, 'mqtt');
+    socket.once('open', () => resolve({ stream: createWebSocketStream(socket), onClose: (listener) => socket.on('close', listener) }));
+    socket.once('error', reject);
+  });
+}

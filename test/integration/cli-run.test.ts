@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import { connectClient } from '../helpers/bridge.js';
+
+interface Running {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+/** Runs `mqtt-amqp-bridge run --config FILE` as a user would, collecting its JSON log lines. */
+function runBridge(args: string[], env: Record<string, string>): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'run', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Array<Record<string, unknown>> = [];
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    let newline;
+    while ((newline = buffered.indexOf('\n')) !== -1) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString('utf8') }));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, exit };
+}
+
+const device = uniqueName('cli-dev');
+let bridge: Running;
+let consumer: TestConsumer;
+
+before(async () => {
+  bridge = runBridge(['--config', 'config/bridge.yaml'], { MQTT_PORT: '0', MQTT_WS_PORT: '0' });
+  await waitFor(() => bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared'), 'the bridge to connect', 20_000);
+  consumer = await TestConsumer.create([{ exchange: 'telemetry', key: `${device}.#` }]);
+});
+
+after(async () => {
+  await consumer?.close();
+  if (bridge && bridge.child.exitCode === null) bridge.child.kill('SIGKILL');
+});
+
+function listenerAddress(type: string): string {
+  const line = bridge.lines.find((candidate) => candidate.listener === type);
+  assert.ok(line, `a start line for the ${type} listener`);
+  return String(line.address);
+}
+
+test('run - logs each listener address and the AMQP server, without its password', () => {
+  assert.match(listenerAddress('tcp'), /^mqtt:\/\/0\.0\.0\.0:\d+$/);
+  assert.match(listenerAddress('ws'), /^ws:\/\/0\.0\.0\.0:\d+\/mqtt$/);
+  const amqp = bridge.lines.find((line) => typeof line.msg === 'string' && line.msg.startsWith('forwarding to AMQP at'));
+  assert.equal(amqp?.amqp, 'amqp://guest:***@127.0.0.1:5672');
+  assert.ok(!JSON.stringify(bridge.lines).includes('guest:guest'), 'no password in the logs');
+});
+
+test('run - the example configuration routes telemetry over TCP and WebSocket as DESIGN.md says', async () => {
+  const tcpPort = new URL(listenerAddress('tcp')).port;
+  const wsPort = new URL(listenerAddress('ws')).port;
+  const tcp = await connectClient(`mqtt://127.0.0.1:${tcpPort}`, { clientId: `${device}-tcp` });
+  const ws = await connectClient(`ws://127.0.0.1:${wsPort}/mqtt`, { clientId: `${device}-ws` });
+  try {
+    await tcp.publishAsync(`devices/${device}/telemetry/temp`, '{"t":21}', { qos: 1 });
+    await ws.publishAsync(`devices/${device}/telemetry/room.1/humidity`, '{"h":40}', { qos: 2 });
+    const [first, second] = await consumer.waitForCount(2);
+    assert.equal(first!.fields.exchange, 'telemetry');
+    assert.equal(first!.fields.routingKey, `${device}.temp`);
+    assert.equal(first!.content.toString(), '{"t":21}');
+    assert.equal(first!.properties.contentType, 'application/json');
+    assert.deepEqual(first!.properties.headers, {
+      'x-mqtt-topic': `devices/${device}/telemetry/temp`,
+      'x-mqtt-qos': 1,
+      'x-mqtt-client-id': `${device}-tcp`,
+      'x-device-id': device,
+    });
+    assert.equal(second!.fields.routingKey, `${device}.room/1.humidity`);
+    assert.equal(second!.properties.headers?.['x-mqtt-client-id'], `${device}-ws`);
+  } finally {
+    await tcp.endAsync();
+    await ws.endAsync();
+  }
+});
+
+test('run - SIGTERM shuts down gracefully with exit code 0', async () => {
+  bridge.child.kill('SIGTERM');
+  assert.equal(await bridge.exit, 0);
+  assert.ok(bridge.lines.some((line) => line.msg === 'stopped'));
+});
+
+test('run - a port already in use is a clear error, exit 1', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as AddressInfo).port;
+  try {
+    const failing = runBridge(['-c', 'config/bridge.yaml'], { MQTT_PORT: String(port), MQTT_WS_PORT: '0' });
+    assert.equal(await failing.exit, 1);
+    const fatal = failing.lines.find((line) => line.level === 60);
+    assert.equal(fatal?.code, 'BRIDGE_ERR_LISTEN');
+    assert.match(String(fatal?.msg), new RegExp(`tcp listener cannot listen on 0\\.0\\.0\\.0:${port}: .*EADDRINUSE`));
+  } finally {
+    blocker.close();
+  }
+});
+
+test('run - an invalid configuration prints its problems and exits 1', async () => {
+  const failing = runBridge(['--config', 'test/fixtures/config/bad-template.yaml'], {});
+  assert.equal(await failing.exit, 1);
+  assert.match(String(failing.lines[0]?.stderr), /^test\/fixtures\/config\/bad-template\.yaml:7:17: /);
+});

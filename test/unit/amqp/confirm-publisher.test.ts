@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import { ConfirmPublisher, MAX_CHANNEL_ATTEMPTS } from '../../../src/amqp/confirm-publisher.js';
+import { ExchangeDirectory } from '../../../src/amqp/exchange-directory.js';
+import type { PublishError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/observability/logger.js';
+import type { OutboundMessage } from '../../../src/ports.js';
+
+/** Stands in for amqplib's ConfirmChannel: records publishes, lets the test confirm them. */
+class FakeChannel extends EventEmitter {
+  readonly published: Array<{ exchange: string; routingKey: string; content: Buffer; callback: (error: Error | null) => void }> = [];
+  writable = true;
+
+  publish(exchange: string, routingKey: string, content: Buffer, _options: unknown, callback: (error: Error | null) => void): boolean {
+    this.published.push({ exchange, routingKey, content, callback });
+    return this.writable;
+  }
+
+  confirm(index: number, error: Error | null = null): void {
+    this.published[index]!.callback(error);
+  }
+
+  /** As amqplib: every unconfirmed callback fails with "channel closed", then 'close' is emitted. */
+  close(unconfirmed: number[]): void {
+    for (const index of unconfirmed) this.published[index]!.callback(new Error('channel closed'));
+    this.emit('close');
+  }
+}
+
+function message(routingKey: string, exchange = 'x'): OutboundMessage {
+  return {
+    exchange,
+    routingKey,
+    content: Buffer.from(routingKey),
+    headers: {},
+    properties: { persistent: true },
+    messageId: routingKey,
+    timestamp: 0,
+  };
+}
+
+function setup(options: { maxUnconfirmed?: number; publishTimeoutMs?: number; now?: () => number; model?: ChannelModel } = {}) {
+  const exchanges = new ExchangeDirectory(silentLogger());
+  exchanges.attach(options.model ?? ({} as ChannelModel), ['x']);
+  const publisher = new ConfirmPublisher({
+    maxUnconfirmed: options.maxUnconfirmed ?? 2,
+    publishTimeoutMs: options.publishTimeoutMs ?? 60_000,
+    exchanges,
+    logger: silentLogger(),
+    now: options.now,
+  });
+  const results = new Map<string, PublishError | null>();
+  const publish = (key: string, exchange = 'x') => publisher.publish(message(key, exchange), (error) => results.set(key, error));
+  return { publisher, results, publish, exchanges };
+}
+
+const asChannel = (channel: FakeChannel) => channel as unknown as ConfirmChannel;
+
+test('ConfirmPublisher - never more than maxUnconfirmed awaiting confirm; the rest wait in order', () => {
+  const { publisher, results, publish } = setup({ maxUnconfirmed: 2 });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  ['a', 'b', 'c', 'd'].forEach((key) => publish(key));
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['a', 'b']);
+  assert.equal(publisher.pendingMessages, 4);
+  channel.confirm(0);
+  assert.equal(results.get('a'), null);
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['a', 'b', 'c']);
+  channel.confirm(1);
+  channel.confirm(2);
+  channel.confirm(3);
+  assert.deepEqual([...results.keys()], ['a', 'b', 'c', 'd']);
+  assert.equal(publisher.pendingMessages, 0);
+  assert.equal(publisher.pendingBytes, 0);
+});
+
+test('ConfirmPublisher - nothing is sent before a channel is attached', () => {
+  const { publisher, publish } = setup();
+  publish('early');
+  const channel = new FakeChannel();
+  assert.equal(channel.published.length, 0);
+  publisher.attach(asChannel(channel));
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['early']);
+});
+
+test('ConfirmPublisher - waits for drain when the channel buffer is full', () => {
+  const { publisher, publish } = setup({ maxUnconfirmed: 100 });
+  const channel = new FakeChannel();
+  channel.writable = false;
+  publisher.attach(asChannel(channel));
+  publish('a');
+  publish('b');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['a']);
+  channel.writable = true;
+  channel.emit('drain');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['a', 'b']);
+});
+
+test('ConfirmPublisher - a nack fails only that publish', () => {
+  const { publisher, results, publish } = setup();
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('a');
+  publish('b');
+  channel.confirm(0, new Error('message nacked'));
+  channel.confirm(1);
+  assert.equal(results.get('a')?.code, 'BRIDGE_ERR_PUBLISH_NACKED');
+  assert.equal(results.get('b'), null);
+});
+
+test('ConfirmPublisher - publishes unconfirmed when the channel closes go out again, in order, on the next channel', () => {
+  const { publisher, results, publish } = setup({ maxUnconfirmed: 10 });
+  const first = new FakeChannel();
+  publisher.attach(asChannel(first));
+  ['a', 'b', 'c'].forEach((key) => publish(key));
+  first.confirm(0);
+  first.close([1, 2]);
+  publish('d');
+  assert.equal(results.has('b'), false, 'not failed: it will be sent again');
+  const second = new FakeChannel();
+  publisher.attach(asChannel(second));
+  assert.deepEqual(second.published.map((p) => p.routingKey), ['b', 'c', 'd']);
+  second.confirm(0);
+  second.confirm(1);
+  second.confirm(2);
+  assert.deepEqual([results.get('b'), results.get('c'), results.get('d')], [null, null, null]);
+});
+
+test(`ConfirmPublisher - a publish lost with ${MAX_CHANNEL_ATTEMPTS} channels is failed, not retried forever`, () => {
+  const { publisher, results, publish } = setup();
+  publish('a');
+  for (let attempt = 1; attempt <= MAX_CHANNEL_ATTEMPTS; attempt++) {
+    const channel = new FakeChannel();
+    publisher.attach(asChannel(channel));
+    assert.equal(channel.published.length, 1, `attempt ${attempt} sends it`);
+    channel.close([0]);
+  }
+  assert.equal(results.get('a')?.code, 'BRIDGE_ERR_PUBLISH_ABANDONED');
+  assert.equal(publisher.pendingMessages, 0);
+});
+
+test('ConfirmPublisher - a publish not confirmed within publishTimeoutMs fails; a later confirm changes nothing', async () => {
+  let now = 1_000;
+  const { publisher, results, publish } = setup({ publishTimeoutMs: 20, now: () => now });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('slow');
+  now += 25;
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.equal(results.get('slow')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  assert.equal(publisher.pendingMessages, 0);
+  channel.confirm(0);
+  assert.equal(results.get('slow')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+});
+
+test('ConfirmPublisher - an exchange found missing fails its publishes without touching the channel', async () => {
+  const probe = new EventEmitter() as EventEmitter & { checkExchange(name: string): Promise<void> };
+  probe.checkExchange = async () => {
+    throw Object.assign(new Error('NOT_FOUND'), { code: 404 });
+  };
+  const model = { createChannel: async () => probe } as unknown as ChannelModel;
+  const { publisher, results, publish } = setup({ model });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('lost', 'nowhere');
+  publish('kept', 'x');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(results.get('lost')?.code, 'BRIDGE_ERR_EXCHANGE_NOT_FOUND');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['kept']);
+});
+
+test('ConfirmPublisher - close waits for pending confirms, then fails what is left', async () => {
+  const { publisher, results, publish } = setup();
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('a');
+  publish('b');
+  setTimeout(() => channel.confirm(0), 5);
+  await publisher.close(30);
+  assert.equal(results.get('a'), null);
+  assert.equal(results.get('b')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
+  publish('late');
+  assert.equal(results.get('late')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
+});

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runCli } from '../../helpers/cli.js';
+
+const config = 'config/bridge.yaml';
+
+test('route - prints the rule and the AMQP message a publish becomes', async () => {
+  const result = await runCli(['route', config, 'devices/dev-7/telemetry/room.1/temp', '--client-id', 'sensor-7', '--qos', '1']);
+  assert.equal(result.code, 0);
+  assert.equal(result.stderr, '');
+  assert.deepEqual(JSON.parse(result.stdout), {
+    direction: 'uplink',
+    topic: 'devices/dev-7/telemetry/room.1/temp',
+    rule: 'telemetry',
+    exchange: 'telemetry',
+    routingKey: 'dev-7.room/1.temp',
+    headers: {
+      'x-mqtt-topic': 'devices/dev-7/telemetry/room.1/temp',
+      'x-mqtt-qos': 1,
+      'x-mqtt-client-id': 'sensor-7',
+      'x-device-id': 'dev-7',
+    },
+    properties: { contentType: 'application/json', deliveryMode: 2 },
+  });
+  assert.equal(result.stdout.split('\n').length, 2, 'one JSON object on one line');
+});
+
+test('route - the catch-all rule gives the MQTT plugin routing key; QoS 0 is transient', async () => {
+  const result = await runCli(['route', config, 'a/b/c']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    direction: 'uplink',
+    topic: 'a/b/c',
+    rule: 'rest',
+    exchange: 'amq.topic',
+    routingKey: 'a.b.c',
+    headers: { 'x-mqtt-topic': 'a/b/c', 'x-mqtt-qos': 0, 'x-mqtt-client-id': 'route-cli' },
+    properties: { deliveryMode: 1 },
+  });
+});
+
+test('route - {username} is filled from --username', async () => {
+  const result = await runCli(['route', 'test/fixtures/config/route-username.yaml', 'x/1', '--username', 'alice', '--client-id=c-9']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout).routingKey, 'alice.c-9.1');
+});
+
+test('route - no matching rule exits 1 and says so', async () => {
+  const result = await runCli(['route', config, '$SYS/broker/uptime']);
+  assert.equal(result.code, 1);
+  assert.deepEqual(JSON.parse(result.stdout), { direction: 'uplink', topic: '$SYS/broker/uptime', rule: null });
+  assert.equal(result.stderr, 'no uplink rule matches topic "$SYS/broker/uptime"; a device publishing it is acknowledged but nothing goes to AMQP\n');
+});
+
+test('route - a topic filter instead of a topic is a usage error', async () => {
+  const result = await runCli(['route', config, 'devices/+/telemetry']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^topic name "devices\/\+\/telemetry" contains a wildcard/);
+});
+
+test('route - a bad --qos is a usage error', async () => {
+  const result = await runCli(['route', config, 'a/b', '--qos', '3']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^--qos must be 0, 1 or 2, not "3"/);
+});
+
+test('route - an invalid configuration is reported as validate does, exit 2', async () => {
+  const result = await runCli(['route', 'test/fixtures/config/bad-template.yaml', 'devices/d/telemetry/x']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^test\/fixtures\/config\/bad-template\.yaml:7:17: uplink\[0\] \(telemetry\)/);
+});

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runCli } from '../../helpers/cli.js';
+
+const fixture = (name: string) => `test/fixtures/config/${name}.yaml`;
+
+test('validate - the example configuration is ok', async () => {
+  assert.deepEqual(await runCli(['validate', 'config/bridge.yaml'], { MQTT_PORT: '1884' }), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate - the example configuration needs no variable at all (every one has a default)', async () => {
+  assert.deepEqual(await runCli(['validate', 'config/bridge.yaml'], {}), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate - a YAML syntax error is reported at its line and column', async () => {
+  const file = fixture('syntax-error');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: `${file}:4:1: Flow map in block collection must be sufficiently indented and end with a }\n`,
+    stderr: '',
+  });
+});
+
+test('validate - an unknown key is an error at the key, with a suggestion', async () => {
+  const file = fixture('unknown-key');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: `${file}:10:5: unknown key "routingkey" in uplink[0] (did you mean "routingKey"?); allowed: name, topic, exchange, routingKey, headers, properties\n`,
+    stderr: '',
+  });
+});
+
+test('validate - a template naming a capture its pattern lacks is an error at the template', async () => {
+  const file = fixture('bad-template');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout:
+      `${file}:7:17: uplink[0] (telemetry): routingKey "{device}.{#}": {device} is not available here (available: {deviceId}, {#}, {clientId}, {username}, {topic}, {qos})\n` +
+      `${file}:11:17: uplink[1] (status): routingKey "status.{#}": {#} is not available: the pattern "devices/+/status" has no final "#" (available: {clientId}, {username}, {topic}, {qos})\n`,
+    stderr: '',
+  });
+});
+
+test('validate - a variable without default that is not set is an error at its ${', async () => {
+  const file = fixture('missing-env');
+  assert.deepEqual(await runCli(['validate', file], {}), {
+    code: 1,
+    stdout: `${file}:5:8: environment variable BRIDGE_TEST_UNSET_AMQP_URL is not set and has no default (write \${BRIDGE_TEST_UNSET_AMQP_URL:-default} to give one)\n`,
+    stderr: '',
+  });
+  assert.deepEqual(await runCli(['validate', file], { BRIDGE_TEST_UNSET_AMQP_URL: 'amqp://rabbit:5672' }), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate - every problem of a file is reported at once, in file order', async () => {
+  const file = fixture('several-problems');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: [
+      `${file}:3:15: mqtt.listeners[0].type: must be one of "tcp", "ws"`,
+      `${file}:4:26: mqtt.listeners[1].port: must be at most 65535`,
+      `${file}:6:19: amqp.maxUnconfirmed: expected number, received string`,
+      `${file}:9:13: uplink[1].name: rule name "a" is used twice`,
+      `${file}:9:23: uplink[1] (a): topic "b/#/c": "#" is only allowed as the last segment`,
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+});
+
+test('validate - a file that does not exist', async () => {
+  assert.deepEqual(await runCli(['validate', 'no/such/file.yaml']), {
+    code: 1,
+    stdout: 'no/such/file.yaml:1:1: cannot read configuration: file not found\n',
+    stderr: '',
+  });
+});
+
+test('validate - without a file is a usage error (exit 2)', async () => {
+  const result = await runCli(['validate']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE\n/);
+});
