@@ -1,0 +1,172 @@
+/**
+ * Benchmarks: `npm run bench -- [--scenario NAME] [--quick]`.
+ * Starts the bridge as its own process (the CLI, on free ports, RabbitMQ-plugin-compatible
+ * mapping), drives it with MQTT clients from this process, consumes on AMQP, and prints one
+ * JSON line per scenario and a Markdown table. Nothing here asserts speed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import amqplib from 'amqplib';
+import mqtt, { type MqttClient } from 'mqtt';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const PUBLISHERS = 10;
+const PAYLOAD_BYTES = 64;
+/** Publishes a client keeps unacknowledged (QoS 1/2) or written but not yet flushed (QoS 0). */
+const WINDOW = 500;
+
+interface Result {
+  scenario: string;
+  messages: number;
+  seconds: number;
+  msgsPerSecond: number;
+  lost: number;
+  duplicated: number;
+}
+
+interface Scenario {
+  name: string;
+  run(bridge: RunningBridge, quick: boolean): Promise<Result>;
+}
+
+interface RunningBridge {
+  tcpPort: number;
+  exchange: string;
+  child: ChildProcess;
+}
+
+const scenarios: Scenario[] = [0, 1, 2].map((qos) => ({
+  name: `uplink-qos${qos}`,
+  run: (bridge, quick) => uplink(bridge, qos as 0 | 1 | 2, quick ? 20_000 : 100_000),
+}));
+
+async function startBridge(): Promise<RunningBridge> {
+  const exchange = `bench-${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), 'bridge-bench-'));
+  const file = join(dir, 'bridge.yaml');
+  writeFileSync(
+    file,
+    [
+      'mqtt:',
+      '  listeners: [{ type: tcp, host: 127.0.0.1, port: 0 }]',
+      'amqp:',
+      `  url: ${AMQP_URL}`,
+      `  exchanges: [{ name: ${exchange}, type: topic, durable: false, autoDelete: false }]`,
+      'uplink:',
+      `  - { name: all, topic: "#", exchange: ${exchange}, routingKey: "{#}" }`,
+      'log: { level: info }',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  process.on('exit', () => child.kill('SIGKILL'));
+  const tcpPort = await new Promise<number>((resolve, reject) => {
+    let buffered = '';
+    let port = 0;
+    let connected = false;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n').slice(0, -1)) {
+        const entry = JSON.parse(line) as { listener?: string; address?: string; msg?: string };
+        if (entry.listener === 'tcp') port = Number(new URL(entry.address!).port);
+        if (entry.msg === 'AMQP connected; exchanges declared') connected = true;
+        if (connected && port) resolve(port);
+      }
+      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
+    });
+    child.once('exit', (code) => reject(new Error(`bridge exited with ${code}`)));
+  });
+  return { tcpPort, exchange, child };
+}
+
+async function uplink(bridge: RunningBridge, qos: 0 | 1 | 2, total: number): Promise<Result> {
+  const connection = await amqplib.connect(AMQP_URL);
+  connection.on('error', (error: Error) => console.error('bench AMQP connection error:', error.message));
+  const channel = await connection.createChannel();
+  const { queue } = await channel.assertQueue('', { exclusive: true });
+  await channel.bindQueue(queue, bridge.exchange, `bench.qos${qos}.#`);
+  const seen = new Uint8Array(total);
+  let received = 0;
+  let duplicated = 0;
+  let lastArrival = 0;
+  await channel.consume(
+    queue,
+    (message) => {
+      if (!message) return;
+      const id = message.content.readUInt32BE(0);
+      if (seen[id]) duplicated++;
+      else received++;
+      seen[id] = 1;
+      lastArrival = performance.now();
+    },
+    { noAck: true },
+  );
+  const clients: MqttClient[] = await Promise.all(
+    Array.from({ length: PUBLISHERS }, (_, i) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${bridge.tcpPort}`, { clientId: `bench-${qos}-${i}`, protocolVersion: 4, reconnectPeriod: 0 }),
+    ),
+  );
+  const perClient = Math.floor(total / PUBLISHERS);
+  const started = performance.now();
+  await Promise.all(
+    clients.map(async (client, c) => {
+      const payload = Buffer.alloc(PAYLOAD_BYTES, 0x61);
+      let inFlight: Array<Promise<unknown>> = [];
+      for (let i = 0; i < perClient; i++) {
+        const body = Buffer.from(payload);
+        body.writeUInt32BE(c * perClient + i, 0);
+        inFlight.push(client.publishAsync(`bench/qos${qos}/${c}`, body, { qos }));
+        if (inFlight.length >= WINDOW) {
+          await Promise.all(inFlight);
+          inFlight = [];
+        }
+      }
+      await Promise.all(inFlight);
+    }),
+  );
+  const sent = perClient * PUBLISHERS;
+  const deadline = Date.now() + 30_000;
+  while (received < sent && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  const seconds = ((received > 0 ? lastArrival : performance.now()) - started) / 1000;
+  await Promise.all(clients.map((client) => client.endAsync()));
+  await connection.close();
+  return {
+    scenario: `uplink-qos${qos}`,
+    messages: sent,
+    seconds: Number(seconds.toFixed(3)),
+    msgsPerSecond: Math.round(received / seconds),
+    lost: sent - received,
+    duplicated,
+  };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const wanted = args.includes('--scenario') ? args[args.indexOf('--scenario') + 1] : undefined;
+  const selected = scenarios.filter((scenario) => !wanted || scenario.name === wanted);
+  if (selected.length === 0) throw new Error(`no scenario "${wanted}"; have ${scenarios.map((s) => s.name).join(', ')}`);
+  const bridge = await startBridge();
+  const results: Result[] = [];
+  try {
+    for (const scenario of selected) {
+      const result = await scenario.run(bridge, quick);
+      console.log(JSON.stringify(result));
+      results.push(result);
+    }
+  } finally {
+    bridge.child.kill('SIGTERM');
+    const connection = await amqplib.connect(AMQP_URL);
+    await (await connection.createChannel()).deleteExchange(bridge.exchange);
+    await connection.close();
+  }
+  console.log('\n| scenario | messages | msgs/s | lost | duplicated |\n| --- | --- | --- | --- | --- |');
+  for (const r of results) console.log(`| ${r.scenario} | ${r.messages} | ${r.msgsPerSecond} | ${r.lost} | ${r.duplicated} |`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
