@@ -110,9 +110,14 @@ export class ConfirmPublisher implements MessagePublisher {
     // amqplib's own close listener (registered first) has already failed every unconfirmed
     // publish with "channel closed"; those were collected as orphans and go out again.
     channel.on('close', () => {
-      if (this.generation !== generation) return;
-      this.detach();
+      if (this.generation === generation) {
+        this.detach();
+      } else {
+        this.requeueOrphans(); // an old channel closing after its successor came
+        this.pump();
+      }
     });
+    this.requeueOrphans();
     this.pump();
   }
 
@@ -122,6 +127,11 @@ export class ConfirmPublisher implements MessagePublisher {
     this.channel = null;
     this.inFlight = 0;
     this.awaitingDrain = false;
+    this.requeueOrphans();
+  }
+
+  private requeueOrphans(): void {
+    if (this.orphans.length === 0) return;
     const orphans = this.orphans.sort((a, b) => a.sequence - b.sequence);
     this.orphans = [];
     const retry: Entry[] = [];
@@ -239,6 +249,9 @@ export class ConfirmPublisher implements MessagePublisher {
     entry.settled = true;
     this.messages--;
     this.bytes -= entry.message.content.length;
+    // Confirms mostly come in order: drop settled entries from the head at once, so a
+    // confirmed message is not kept alive until its timeout would have come.
+    while (this.byAge.peek()?.settled) this.byAge.shift();
     entry.done(error);
     if (this.messages === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;

@@ -33,7 +33,9 @@ export class TestConsumer {
 
   static async create(bindings: Array<{ exchange: string; key: string }>, queueArguments?: Record<string, unknown>): Promise<TestConsumer> {
     const connection = await amqplib.connect(AMQP_URL);
+    connection.on('error', () => {});
     const channel = await connection.createChannel();
+    channel.on('error', () => {});
     const { queue } = await channel.assertQueue('', { exclusive: true, arguments: queueArguments });
     const consumer = new TestConsumer(connection, channel, queue);
     for (const binding of bindings) await channel.bindQueue(queue, binding.exchange, binding.key);
@@ -56,8 +58,10 @@ export class TestConsumer {
 /** Declares exchanges for a test on a short-lived connection. */
 export async function withChannel<T>(use: (channel: Channel) => Promise<T>): Promise<T> {
   const connection = await amqplib.connect(AMQP_URL);
+  connection.on('error', () => {});
   try {
     const channel = await connection.createChannel();
+    channel.on('error', () => {});
     return await use(channel);
   } finally {
     await connection.close().catch(() => {});

@@ -1,5 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import mqtt from 'mqtt';
+import type { Logger } from 'pino';
 import { createBridge, type Bridge } from '../../src/bridge.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -16,7 +17,10 @@ export interface TestBridge {
 }
 
 /** Starts a bridge on free ports (tcp and ws) against the real RabbitMQ and waits until it is connected. */
-export async function startTestBridge(input: Omit<BridgeConfigInput, 'mqtt'> & { mqtt?: BridgeConfigInput['mqtt'] }): Promise<TestBridge> {
+export async function startTestBridge(
+  input: Omit<BridgeConfigInput, 'mqtt'> & { mqtt?: BridgeConfigInput['mqtt'] },
+  options: { logger?: Logger; waitForReady?: boolean } = {},
+): Promise<TestBridge> {
   const config = configSchema.parse({
     ...input,
     mqtt: input.mqtt ?? {
@@ -27,9 +31,9 @@ export async function startTestBridge(input: Omit<BridgeConfigInput, 'mqtt'> & {
     },
     amqp: { url: AMQP_URL, ...input.amqp },
   }) as BridgeConfig;
-  const bridge = createBridge({ config, logger: silentLogger() });
+  const bridge = createBridge({ config, logger: options.logger ?? silentLogger() });
   await bridge.start();
-  await bridge.ready();
+  if (options.waitForReady !== false) await bridge.ready();
   return {
     bridge,
     config,

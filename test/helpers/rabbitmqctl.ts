@@ -52,3 +52,19 @@ export async function rabbitReachable(): Promise<boolean> {
     return false;
   }
 }
+
+/** Pids of the AMQP connections whose client gave this connection name. */
+export async function connectionPids(connectionName: string): Promise<string[]> {
+  const out = await rabbitmqctl('list_connections', '--silent', 'pid', 'client_properties');
+  return out
+    .split('\n')
+    .filter((line) => line.includes(`{"connection_name","${connectionName}"}`))
+    .map((line) => line.split('\t')[0]!.trim());
+}
+
+/** Closes (server side) every AMQP connection with this connection name; returns how many. */
+export async function closeConnectionsNamed(connectionName: string, reason = 'closed by test'): Promise<number> {
+  const pids = await connectionPids(connectionName);
+  for (const pid of pids) await rabbitmqctl('close_connection', pid, reason);
+  return pids.length;
+}

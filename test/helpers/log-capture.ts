@@ -1,0 +1,14 @@
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+
+/** A real pino logger whose JSON lines are kept for the test to read. */
+export function captureLogs(level = 'info'): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level }, stream), lines };
+}

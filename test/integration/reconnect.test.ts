@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
+import { captureLogs } from '../helpers/log-capture.js';
+
+const exchange = uniqueName('reconnect');
+const connectionName = uniqueName('bridge-reconnect');
+let bridge: TestBridge;
+
+before(async () => {
+  bridge = await startTestBridge({
+    amqp: {
+      connectionName,
+      exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }],
+      reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    },
+    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+  });
+});
+
+after(async () => {
+  await bridge?.stop();
+  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+});
+
+test('reconnect - after RabbitMQ closes the connection the bridge reconnects, declares its exchanges again and forwards', async () => {
+  assert.equal((await connectionPids(connectionName)).length, 1);
+  // The exchange disappears while the bridge is connected; it must come back with the reconnect.
+  await withChannel((channel) => channel.deleteExchange(exchange));
+  assert.equal(await closeConnectionsNamed(connectionName), 1);
+  await waitFor(async () => bridge.bridge.amqpState === 'connected' && (await connectionPids(connectionName)).length === 1, 'the bridge to reconnect');
+  await withChannel((channel) => channel.checkExchange(exchange)); // throws if not declared again
+  const consumer = await TestConsumer.create([{ exchange, key: '#' }]);
+  const client = await connectClient(bridge.url('tcp'));
+  try {
+    await client.publishAsync('after/reconnect', 'back', { qos: 1 });
+    const [message] = await consumer.waitForCount(1);
+    assert.equal(message!.fields.routingKey, 'after.reconnect');
+    assert.equal(message!.content.toString(), 'back');
+  } finally {
+    await client.endAsync();
+    await consumer.close();
+  }
+});
+
+test('reconnect - a QoS 1 publish waiting while RabbitMQ is away is acknowledged once it is back, and arrives', async () => {
+  const consumer = await TestConsumer.create([{ exchange, key: 'waiting.#' }]);
+  const client = await connectClient(bridge.url('ws'));
+  try {
+    await closeConnectionsNamed(connectionName);
+    const published = client.publishAsync('waiting/one', 'kept', { qos: 1 });
+    await published;
+    const [message] = await consumer.waitForCount(1);
+    assert.equal(message!.content.toString(), 'kept');
+  } finally {
+    await client.endAsync();
+    await consumer.close();
+  }
+});
+
+test('reconnect - an exchange that exists with another type is reported and retried, and the bridge stays up', async () => {
+  const clash = uniqueName('clash');
+  await withChannel((channel) => channel.assertExchange(clash, 'fanout', { durable: false, autoDelete: false }));
+  const { logger, lines } = captureLogs();
+  const failing = await startTestBridge(
+    {
+      amqp: { exchanges: [{ name: clash, type: 'topic', durable: false }], reconnect: { initialDelayMs: 50, maxDelayMs: 200 } },
+      uplink: [{ name: 'all', topic: '#', exchange: clash }],
+    },
+    { logger, waitForReady: false },
+  );
+  try {
+    await waitFor(
+      () => lines.filter((line) => line.msg === 'AMQP connection attempt failed').length >= 2,
+      'two failed connection attempts to be logged',
+    );
+    const failure = lines.find((line) => line.msg === 'AMQP connection attempt failed');
+    assert.match(String((failure?.err as { message?: string })?.message), /PRECONDITION_FAILED - inequivalent arg 'type'/);
+    assert.equal(failing.bridge.amqpState, 'connecting');
+    const client = await connectClient(failing.url('tcp'));
+    assert.equal(client.connected, true, 'devices can still connect');
+    await client.endAsync();
+  } finally {
+    await failing.stop();
+    await withChannel((channel) => channel.deleteExchange(clash));
+  }
+});
