@@ -1,13 +1,16 @@
 import type { Logger } from 'pino';
 import { AmqpBackend } from './amqp/backend.js';
-import type { BridgeConfig } from './config/schema.js';
+import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
+import { DOWNLINK_QUEUE_PREFIX, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
+import { compileDownlinkRules, type DownlinkRuleResolver } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
 import { MqttServer } from './mqtt/server.js';
-import { BridgeMetrics } from './observability/metrics.js';
 import { silentLogger } from './observability/logger.js';
+import { BridgeMetrics } from './observability/metrics.js';
+import { DownlinkPipeline } from './pipeline/downlink.js';
 import { UplinkPipeline } from './pipeline/uplink.js';
-import type { BrokerState } from './ports.js';
+import type { BrokerState, DevicePublisher } from './ports.js';
 
 export interface BridgeOptions {
   config: BridgeConfig;
@@ -34,9 +37,23 @@ export function createBridge(options: BridgeOptions): Bridge {
   const logger = options.logger ?? silentLogger();
   const metrics = new BridgeMetrics();
   const resolver = new UplinkResolver(config.uplink);
-  const amqp = new AmqpBackend({ config: config.amqp, ruleExchanges: resolver.literalExchanges(), logger: logger.child({ part: 'amqp' }) });
-  const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, metrics, logger: logger.child({ part: 'uplink' }) });
+  const downlinkRules = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
+  const downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
   let mqtt: MqttServer | null = null;
+  const devices: DevicePublisher = {
+    publishToDevices(message, done) {
+      if (!mqtt) done(new Error('the MQTT server is not running'));
+      else mqtt.publishToDevices(message, done);
+    },
+  };
+  const downlink = new DownlinkPipeline({ resolvers: () => downlinkResolvers, devices, metrics, logger: logger.child({ part: 'downlink' }) });
+  const amqp = new AmqpBackend({
+    config: config.amqp,
+    ruleExchanges: resolver.literalExchanges(),
+    downlink: { subscriptions: downlinkSubscriptions(config.downlink, downlinkRules), handler: downlink },
+    logger: logger.child({ part: 'amqp' }),
+  });
+  const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, metrics, logger: logger.child({ part: 'uplink' }) });
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
 
   return {
@@ -54,16 +71,21 @@ export function createBridge(options: BridgeOptions): Bridge {
     async start() {
       if (state !== 'new') throw new Error(`bridge cannot start: it is ${state}`);
       state = 'starting';
-      await amqp.start();
-      mqtt = await MqttServer.create({ config: config.mqtt, handler: uplink, logger: logger.child({ part: 'mqtt' }) });
+      // The MQTT side first: downlink deliveries may arrive as soon as AMQP connects.
+      mqtt = await MqttServer.create({
+        config: config.mqtt,
+        handler: uplink,
+        logger: logger.child({ part: 'mqtt' }),
+        onOfflineDropped: () => metrics.offlineDropped.inc(),
+      });
       try {
         await mqtt.listen(config.mqtt.listeners);
       } catch (error) {
         await mqtt.close();
-        await amqp.close(0);
         state = 'stopped';
         throw error;
       }
+      await amqp.start();
       for (const listener of mqtt.listeners) logger.info({ listener: listener.type, address: listener.url }, `MQTT listening on ${listener.url}`);
       logger.info({ amqp: amqp.server, rules: { uplink: config.uplink.length, downlink: config.downlink.length } }, `forwarding to AMQP at ${amqp.server}`);
       state = 'running';
@@ -82,11 +104,29 @@ export function createBridge(options: BridgeOptions): Bridge {
         await mqtt.stopAccepting();
         mqtt.pauseClients();
       }
-      await amqp.publisher.close(config.shutdownTimeoutMs);
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      await amqp.stopConsuming(config.shutdownTimeoutMs);
+      await amqp.publisher.close(Math.max(0, deadline - Date.now()));
       if (mqtt) await mqtt.close();
       await amqp.close(0);
       state = 'stopped';
       logger.info('stopped');
     },
   };
+}
+
+/** The queue each downlink rule consumes and, for `exchange` rules, how the bridge declares and binds it. */
+export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], compiled: readonly DownlinkRuleResolver[]): DownlinkSubscription[] {
+  return rules.map((rule, index) => {
+    const bindingKey = compiled[index]!.rule.bindingKey;
+    return {
+      rule: rule.name,
+      queue: rule.queue ?? rule.queueName ?? `${DOWNLINK_QUEUE_PREFIX}${rule.name}`,
+      binding:
+        rule.exchange !== undefined && bindingKey !== null
+          ? { exchange: rule.exchange, key: bindingKey, deadLetterExchange: rule.deadLetterExchange }
+          : null,
+      prefetch: rule.prefetch,
+    };
+  });
 }

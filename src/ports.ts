@@ -34,3 +34,37 @@ export interface MessagePublisher {
 }
 
 export type BrokerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+/** One message the broker delivered to a downlink consumer. */
+export interface InboundDelivery {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly content: Buffer;
+  readonly headers: Readonly<Record<string, unknown>> | undefined;
+  readonly redelivered: boolean;
+}
+
+/**
+ * What becomes of a delivery: `ack` once the MQTT side has it; `dead-letter` (rejected without
+ * requeue, so a dead-letter exchange on the queue catches it) when it can never be delivered;
+ * `requeue` when it may succeed later.
+ */
+export type DeliveryOutcome = 'ack' | 'dead-letter' | 'requeue';
+
+export interface DeliveryHandler {
+  /** Called for every delivery of the named downlink rule; `settle` must be called exactly once. */
+  onDelivery(rule: string, delivery: InboundDelivery, settle: (outcome: DeliveryOutcome) => void): void;
+}
+
+/** One publish to the MQTT subscribers. */
+export interface DevicePublishRequest {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+}
+
+export interface DevicePublisher {
+  /** Hands a message to the MQTT server; `done(null)` once it is stored for offline sessions and queued for online ones. */
+  publishToDevices(message: DevicePublishRequest, done: (error: Error | null) => void): void;
+}

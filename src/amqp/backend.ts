@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import amqplib, { type ChannelModel, type ConfirmChannel, type RecoveringChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../config/schema.js';
-import type { BrokerState } from '../ports.js';
+import type { BrokerState, DeliveryHandler } from '../ports.js';
+import { DownlinkConsumers, type DownlinkSubscription } from './downlink-consumers.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { ExchangeDirectory } from './exchange-directory.js';
 import { declareExchanges } from './topology.js';
@@ -13,6 +14,8 @@ export const CHANNEL_REOPEN_DELAY_MS = 100;
 
 export interface AmqpBackendOptions {
   config: BridgeConfig['amqp'];
+  /** Downlink consumers, set up on every (re)connect. */
+  downlink: { subscriptions: readonly DownlinkSubscription[]; handler: DeliveryHandler };
   /** Exchanges that rules name literally; checked on every connect so a typo shows at once. */
   ruleExchanges: readonly string[];
   logger: Logger;
@@ -26,6 +29,7 @@ export interface AmqpBackendOptions {
 export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [boolean] }> {
   readonly publisher: ConfirmPublisher;
   private readonly exchanges: ExchangeDirectory;
+  private readonly consumers: DownlinkConsumers;
   private connection: RecoveringChannelModel | null = null;
   private model: ChannelModel | null = null;
   private currentState: BrokerState = 'connecting';
@@ -43,6 +47,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
       exchanges: this.exchanges,
       logger: this.logger,
     });
+    this.consumers = new DownlinkConsumers(options.downlink.subscriptions, options.downlink.handler, this.logger);
   }
 
   get state(): BrokerState {
@@ -77,6 +82,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
     connection.on('disconnect', (error: Error) => {
       this.model = null;
       this.exchanges.detach();
+      this.consumers.detach();
       this.setBlocked(false);
       this.logger.warn({ err: error, amqp: this.server }, 'AMQP connection lost; reconnecting');
       this.setState('disconnected');
@@ -107,7 +113,13 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
     await this.firstConnect;
   }
 
+  /** Stops the downlink consumers, waiting up to `timeoutMs` for deliveries being handled. */
+  stopConsuming(timeoutMs: number): Promise<void> {
+    return this.consumers.stop(timeoutMs);
+  }
+
   async close(timeoutMs: number): Promise<void> {
+    this.consumers.detach();
     await this.publisher.close(timeoutMs);
     const connection = this.connection;
     this.connection = null;
@@ -128,6 +140,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
       }
     }
     await this.openPublishChannel(model);
+    await this.consumers.attach(model);
   }
 
   private async openPublishChannel(model: ChannelModel): Promise<void> {

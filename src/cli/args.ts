@@ -3,6 +3,8 @@ import { UsageError } from '../errors.js';
 export interface ParsedArgs {
   positional: string[];
   options: Map<string, string | true>;
+  /** Every value of each repeatable option, in order. */
+  repeated: Map<string, string[]>;
 }
 
 export interface OptionSpec {
@@ -10,12 +12,15 @@ export interface OptionSpec {
   name: string;
   short?: string;
   takesValue: boolean;
+  /** May be given several times (collected in `repeated`). */
+  repeatable?: boolean;
 }
 
 /** A small argument parser: `--name value`, `--name=value`, `-c value`, flags, positionals. */
 export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[]): ParsedArgs {
   const positional: string[] = [];
   const options = new Map<string, string | true>();
+  const repeated = new Map<string, string[]>();
   const byName = new Map(specs.map((spec) => [spec.name, spec]));
   const byShort = new Map(specs.flatMap((spec) => (spec.short ? [[spec.short, spec] as const] : [])));
   for (let i = 0; i < argv.length; i++) {
@@ -39,6 +44,7 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[])
     const value = inlineValue ?? argv[++i];
     if (value === undefined) throw new UsageError(`option --${spec.name} needs a value`);
     options.set(spec.name, value);
+    if (spec.repeatable) repeated.set(spec.name, [...(repeated.get(spec.name) ?? []), value]);
   }
-  return { positional, options };
+  return { positional, options, repeated };
 }

@@ -21,6 +21,8 @@ export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
 export const DEFAULT_RECONNECT_FACTOR = 2;
 export const DEFAULT_RECONNECT_JITTER = 0.2;
 export const DEFAULT_DOWNLINK_PREFETCH = 100;
+export const DEFAULT_MAX_OFFLINE_MESSAGES = 1000;
+export const DOWNLINK_QUEUE_PREFIX = 'bridge.downlink.';
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 export const DEFAULT_LOG_LEVEL = 'info';
 
@@ -91,6 +93,12 @@ const mqttSchema = z
       .min(1, 'at least one listener is needed')
       .default([{ type: 'tcp', host: DEFAULT_LISTEN_HOST, port: DEFAULT_MQTT_PORT }])
       .meta({ description: 'Where devices connect. Every listener carries the same MQTT server.' }),
+    maxOfflineMessages: integer(1)
+      .default(DEFAULT_MAX_OFFLINE_MESSAGES)
+      .meta({
+        description:
+          'QoS 1/2 messages kept for one offline persistent session (clean session = false); past this the oldest is dropped and counted.',
+      }),
     maxClientIdLength: integer(1, 65_535)
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
       .meta({
@@ -240,6 +248,15 @@ export const downlinkRuleSchema = z
       .meta({ description: 'Highest QoS the message is delivered with; a subscription with a lower QoS gets that lower QoS.' }),
     retain: boolean().default(false).meta({ description: 'Publish as retained (a message header `x-mqtt-retain: true` also does).' }),
     prefetch: integer(1, 65_535).default(DEFAULT_DOWNLINK_PREFETCH).meta({ description: 'Unacknowledged deliveries in flight for this rule.' }),
+    deadLetterExchange: z
+      .string()
+      .max(255)
+      .optional()
+      .meta({
+        description:
+          'Dead-letter exchange of the queue the bridge declares (`x-dead-letter-exchange`): deliveries that cannot become an MQTT publish go there. A RabbitMQ policy does the same without this key.',
+        examples: ['commands.dead'],
+      }),
   })
   .superRefine((rule, context) => {
     const bound = rule.exchange !== undefined;
@@ -251,6 +268,13 @@ export const downlinkRuleSchema = z
     }
     if (rule.queue !== undefined && rule.queueName !== undefined) {
       context.addIssue({ code: 'custom', message: '`queueName` names the queue the bridge declares; a `queue` rule declares none', path: ['queueName'] });
+    }
+    if (rule.queue !== undefined && rule.deadLetterExchange !== undefined) {
+      context.addIssue({
+        code: 'custom',
+        message: '`deadLetterExchange` is set on the queue the bridge declares; give an existing `queue` its dead-letter exchange with a policy',
+        path: ['deadLetterExchange'],
+      });
     }
   });
 

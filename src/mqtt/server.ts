@@ -3,22 +3,28 @@ import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
 import { createAuthenticate } from './hooks/authenticate.js';
+import { createAuthorizeForward } from './hooks/authorize-forward.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
 import type { AcceptConnection, RunningListener } from './listeners/listener.js';
 import { startTcpListener } from './listeners/tcp.js';
 import { startWsListener } from './listeners/ws.js';
 import { Qos2Forwards } from './qos2-forwards.js';
+import { createSessionStore } from './session-store.js';
+import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
+import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
 export interface MqttServerOptions {
   config: BridgeConfig['mqtt'];
   handler: PublishHandler;
   logger: Logger;
+  /** Called when an offline session's queue was full and its oldest message was dropped. */
+  onOfflineDropped?: (clientId: string) => void;
 }
 
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
-export class MqttServer {
+export class MqttServer implements DevicePublisher {
   readonly broker: Aedes;
   private readonly identities: ClientIdentities;
   private running: RunningListener[] = [];
@@ -36,11 +42,21 @@ export class MqttServer {
     const identities = new ClientIdentities();
     const qos2 = new Qos2Forwards();
     let broker: Aedes | null = null;
+    const dropWarning = new RateLimitedWarning({ logger: options.logger, message: 'offline queue full: oldest message dropped' });
+    const { persistence } = createSessionStore({
+      maxOfflineMessages: options.config.maxOfflineMessages,
+      onDropped: (clientId) => {
+        dropWarning.warn(null, { clientId, max: options.config.maxOfflineMessages });
+        options.onOfflineDropped?.(clientId);
+      },
+    });
     broker = await Aedes.createBroker({
+      persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       authenticate: createAuthenticate(identities),
       authorizePublish: createAuthorizePublish(options.handler, identities, qos2),
       published: createPublished(options.handler, identities, qos2, () => broker!),
+      authorizeForward: createAuthorizeForward(),
     });
     return new MqttServer(broker, identities, options.logger);
   }
@@ -73,6 +89,18 @@ export class MqttServer {
 
   async stopAccepting(): Promise<void> {
     await Promise.all(this.running.map((listener) => listener.stopAccepting()));
+  }
+
+  /**
+   * Publishes to the subscribers (downlink). aedes calls back once the message is stored for
+   * offline persistent sessions and written to online subscribers; QoS is lowered per
+   * subscription by aedes itself.
+   */
+  publishToDevices(message: DevicePublishRequest, done: (error: Error | null) => void): void {
+    this.broker.publish(
+      { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false },
+      (error?: Error | null) => done(error ?? null),
+    );
   }
 
   /** Stops reading from every connected client, so no new publish arrives during shutdown. */

@@ -4,6 +4,9 @@ export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
 export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed';
+/** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
+export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused';
+
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
 export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
 
@@ -19,6 +22,10 @@ export class BridgeMetrics {
   readonly uplinkUnmatched: Counter;
   readonly uplinkDropped: Counter<'reason'>;
   readonly uplinkFailed: Counter<'reason'>;
+  readonly downlinkMessages: Counter<'rule' | 'qos'>;
+  readonly downlinkBytes: Counter<'rule' | 'qos'>;
+  readonly downlinkRejected: Counter<'rule' | 'reason'>;
+  readonly offlineDropped: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -49,6 +56,29 @@ export class BridgeMetrics {
       name: `${METRIC_PREFIX}uplink_failed_total`,
       help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason.',
       labelNames: ['reason'],
+      registers,
+    });
+    this.downlinkMessages = new Counter({
+      name: `${METRIC_PREFIX}downlink_messages_total`,
+      help: 'AMQP deliveries published to MQTT (and acknowledged to RabbitMQ), by rule and rule QoS.',
+      labelNames: ['rule', 'qos'],
+      registers,
+    });
+    this.downlinkBytes = new Counter({
+      name: `${METRIC_PREFIX}downlink_bytes_total`,
+      help: 'Payload bytes published to MQTT from AMQP, by rule and rule QoS.',
+      labelNames: ['rule', 'qos'],
+      registers,
+    });
+    this.downlinkRejected = new Counter({
+      name: `${METRIC_PREFIX}downlink_rejected_total`,
+      help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason.',
+      labelNames: ['rule', 'reason'],
+      registers,
+    });
+    this.offlineDropped = new Counter({
+      name: `${METRIC_PREFIX}offline_messages_dropped_total`,
+      help: 'Oldest queued messages dropped because an offline session held mqtt.maxOfflineMessages.',
       registers,
     });
   }

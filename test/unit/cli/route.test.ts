@@ -69,3 +69,43 @@ test('route - an invalid configuration is reported as validate does, exit 2', as
   assert.equal(result.code, 2);
   assert.match(result.stderr, /^test\/fixtures\/config\/bad-template\.yaml:7:17: uplink\[0\] \(telemetry\)/);
 });
+
+test('route --amqp - prints the downlink rule, its queue and the MQTT topic a message becomes', async () => {
+  const result = await runCli(['route', config, '--amqp', 'commands', 'dev-1.set.room/1']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    direction: 'downlink',
+    exchange: 'commands',
+    routingKey: 'dev-1.set.room/1',
+    rule: 'commands',
+    queue: 'bridge.downlink.commands',
+    topic: 'devices/dev-1/commands/set/room.1',
+    qos: 1,
+    retain: false,
+  });
+});
+
+test('route --amqp - {headers.NAME} is filled from --header; a missing header is a dead-letter, exit 1', async () => {
+  const file = 'test/fixtures/config/route-downlink.yaml';
+  const good = await runCli(['route', file, '--amqp', 'alerts', 'alert.high', '--header', 'x-site=plant-2', '--header', 'x-line=7']);
+  assert.equal(good.code, 0);
+  assert.deepEqual(JSON.parse(good.stdout), {
+    direction: 'downlink',
+    exchange: 'alerts',
+    routingKey: 'alert.high',
+    rule: 'alerts',
+    queue: 'bridge.downlink.alerts',
+    topic: 'sites/plant-2/7/alerts/high',
+    qos: 2,
+    retain: true,
+  });
+  const missing = await runCli(['route', file, '--amqp', 'alerts', 'alert.high', '--header', 'x-site=plant-2']);
+  assert.equal(missing.code, 1);
+  assert.equal(JSON.parse(missing.stdout).error, 'header "x-line" is missing');
+});
+
+test('route --amqp - no rule bound to the exchange matches: exit 1', async () => {
+  const result = await runCli(['route', config, '--amqp', 'telemetry', 'dev-1.temp']);
+  assert.equal(result.code, 1);
+  assert.deepEqual(JSON.parse(result.stdout), { direction: 'downlink', exchange: 'telemetry', routingKey: 'dev-1.temp', rule: null });
+});

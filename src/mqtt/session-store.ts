@@ -1,0 +1,106 @@
+import { Readable } from 'node:stream';
+import Packet from 'aedes-packet';
+import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+
+/** What aedes passes to identify a client or a subscription in the outgoing-queue calls. */
+interface ClientRef {
+  id?: string;
+  clientId?: string;
+}
+
+export interface SessionStoreOptions {
+  /** QoS 1/2 messages kept per client; past this the oldest not yet sent is dropped. */
+  maxOfflineMessages: number;
+  /** Called for each message dropped that way. */
+  onDropped: (clientId: string) => void;
+}
+
+/**
+ * Per-client queues of QoS 1/2 messages for persistent sessions (sent, awaiting the
+ * acknowledgement, or waiting for the client to come back), with the semantics of aedes'
+ * in-memory persistence and one difference: a queue is bounded, and an empty one is freed.
+ */
+export class OfflineQueues {
+  private readonly queues = new Map<string, Packet[]>();
+
+  constructor(private readonly options: SessionStoreOptions) {}
+
+  enqueue(clientId: string, packet: Packet): void {
+    let queue = this.queues.get(clientId);
+    if (!queue) {
+      queue = [];
+      this.queues.set(clientId, queue);
+    }
+    queue.push(new Packet(packet));
+    if (queue.length > this.options.maxOfflineMessages) {
+      // Drop the oldest message not yet sent; one in flight keeps its place until acknowledged.
+      const oldest = queue.findIndex((queued) => queued.messageId === undefined);
+      queue.splice(oldest === -1 ? 0 : oldest, 1);
+      this.options.onDropped(clientId);
+    }
+  }
+
+  /** Records the packet id a queued message was sent with, or replaces a PUBLISH by its PUBREL. */
+  update(clientId: string, packet: Packet): void {
+    const queue = this.queues.get(clientId) ?? [];
+    for (let i = 0; i < queue.length; i++) {
+      const queued = queue[i]!;
+      if (queued.brokerId === packet.brokerId) {
+        if (queued.brokerCounter === packet.brokerCounter) {
+          queued.messageId = packet.messageId;
+          return;
+        }
+      } else if (queued.messageId === packet.messageId) {
+        queue[i] = packet;
+        return;
+      }
+    }
+    throw new Error('no such packet');
+  }
+
+  clear(clientId: string, messageId: number | undefined): Packet | undefined {
+    const queue = this.queues.get(clientId);
+    if (!queue) return undefined;
+    const index = queue.findIndex((queued) => queued.messageId === messageId);
+    if (index === -1) return undefined;
+    const [removed] = queue.splice(index, 1);
+    if (queue.length === 0) this.queues.delete(clientId);
+    return removed;
+  }
+
+  snapshot(clientId: string): Packet[] {
+    return [...(this.queues.get(clientId) ?? [])];
+  }
+
+  size(clientId: string): number {
+    return this.queues.get(clientId)?.length ?? 0;
+  }
+}
+
+/**
+ * aedes' in-memory persistence (subscriptions, retained messages, wills, QoS 2 receive state)
+ * with the outgoing queues replaced by bounded OfflineQueues.
+ */
+export function createSessionStore(options: SessionStoreOptions): { persistence: object; queues: OfflineQueues } {
+  const base = new AsyncMemoryPersistence();
+  const queues = new OfflineQueues(options);
+  const idOf = (ref: ClientRef) => ref.clientId ?? ref.id ?? '';
+  const overrides: Record<string, unknown> = {
+    outgoingEnqueue: async (sub: ClientRef, packet: Packet) => queues.enqueue(idOf(sub), packet),
+    outgoingEnqueueCombi: async (subs: ClientRef[], packet: Packet) => {
+      for (const sub of subs) queues.enqueue(idOf(sub), packet);
+    },
+    outgoingUpdate: async (client: ClientRef, packet: Packet) => queues.update(idOf(client), packet),
+    outgoingClearMessageId: async (client: ClientRef, packet: { messageId?: number }) => queues.clear(idOf(client), packet.messageId),
+    outgoingStream: (client: ClientRef) => Readable.from(queues.snapshot(idOf(client))),
+  };
+  const persistence = new Proxy(base, {
+    get(target, property) {
+      if (typeof property === 'string' && property in overrides) return overrides[property];
+      // Read with the target as receiver: its getters use private fields.
+      const value = Reflect.get(target, property) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return { persistence, queues };
+}

@@ -1,0 +1,34 @@
+// The in-memory persistence that aedes uses by default, in its promise form.
+declare module 'aedes-persistence/asyncPersistence.js' {
+  export default class AsyncMemoryPersistence {
+    constructor(options?: Record<string, unknown>);
+    setup(broker: unknown): Promise<void>;
+  }
+}
+
+declare module 'aedes-packet' {
+  interface PacketFields {
+    cmd?: string;
+    brokerId?: string;
+    brokerCounter?: number;
+    messageId?: number;
+    topic?: string;
+    payload?: Buffer | string;
+    qos?: number;
+    retain?: boolean;
+    dup?: boolean;
+  }
+  class Packet {
+    constructor(original: PacketFields, broker?: unknown);
+    cmd: string;
+    brokerId: string;
+    brokerCounter: number;
+    messageId: number | undefined;
+    topic: string;
+    payload: Buffer;
+    qos: number;
+    retain: boolean;
+    dup: boolean;
+  }
+  export = Packet;
+}
