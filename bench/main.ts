@@ -37,10 +37,16 @@ interface RunningBridge {
   child: ChildProcess;
 }
 
-const scenarios: Scenario[] = [0, 1, 2].map((qos) => ({
-  name: `uplink-qos${qos}`,
-  run: (bridge, quick) => uplink(bridge, qos as 0 | 1 | 2, quick ? 20_000 : 100_000),
-}));
+const scenarios: Scenario[] = [
+  ...[0, 1, 2].map((qos) => ({
+    name: `uplink-qos${qos}`,
+    run: (bridge: RunningBridge, quick: boolean) => uplink(bridge, qos as 0 | 1 | 2, quick ? 20_000 : 100_000),
+  })),
+  ...[0, 1].map((qos) => ({
+    name: `downlink-qos${qos}`,
+    run: (bridge: RunningBridge, quick: boolean) => downlink(bridge, qos as 0 | 1, quick ? 20_000 : 100_000),
+  })),
+];
 
 async function startBridge(): Promise<RunningBridge> {
   const exchange = `bench-${process.pid}`;
@@ -56,6 +62,9 @@ async function startBridge(): Promise<RunningBridge> {
       `  exchanges: [{ name: ${exchange}, type: topic, durable: false, autoDelete: false }]`,
       'uplink:',
       `  - { name: all, topic: "#", exchange: ${exchange}, routingKey: "{#}" }`,
+      'downlink:',
+      `  - { name: down0, exchange: ${exchange}, routingKey: "down0.{device}", topic: "bench/down0/{device}", qos: 0, queueName: ${exchange}-down0, prefetch: 1000 }`,
+      `  - { name: down1, exchange: ${exchange}, routingKey: "down1.{device}", topic: "bench/down1/{device}", qos: 1, queueName: ${exchange}-down1, prefetch: 1000 }`,
       'log: { level: info }',
       '',
     ].join('\n'),
@@ -142,6 +151,52 @@ async function uplink(bridge: RunningBridge, qos: 0 | 1 | 2, total: number): Pro
   };
 }
 
+/** An AMQP publisher (confirms, 1,000 in flight) to 10 MQTT subscribers, each on its own topic. */
+async function downlink(bridge: RunningBridge, qos: 0 | 1, total: number): Promise<Result> {
+  const seen = new Uint8Array(total);
+  let received = 0;
+  let duplicated = 0;
+  let lastArrival = 0;
+  const clients: MqttClient[] = await Promise.all(
+    Array.from({ length: PUBLISHERS }, async (_, i) => {
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${bridge.tcpPort}`, { clientId: `bench-down-${qos}-${i}`, protocolVersion: 4, reconnectPeriod: 0 });
+      client.on('message', (_topic, payload) => {
+        const id = payload.readUInt32BE(0);
+        if (seen[id]) duplicated++;
+        else received++;
+        seen[id] = 1;
+        lastArrival = performance.now();
+      });
+      await client.subscribeAsync(`bench/down${qos}/d${i}`, { qos });
+      return client;
+    }),
+  );
+  const connection = await amqplib.connect(AMQP_URL);
+  const channel = await connection.createConfirmChannel();
+  const payload = Buffer.alloc(PAYLOAD_BYTES, 0x62);
+  const started = performance.now();
+  for (let id = 0; id < total; id++) {
+    const body = Buffer.from(payload);
+    body.writeUInt32BE(id, 0);
+    channel.publish(bridge.exchange, `down${qos}.d${id % PUBLISHERS}`, body);
+    if (id % 1_000 === 999) await channel.waitForConfirms();
+  }
+  await channel.waitForConfirms();
+  const deadline = Date.now() + 30_000;
+  while (received < total && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  const seconds = ((received > 0 ? lastArrival : performance.now()) - started) / 1000;
+  await connection.close();
+  await Promise.all(clients.map((client) => client.endAsync()));
+  return {
+    scenario: `downlink-qos${qos}`,
+    messages: total,
+    seconds: Number(seconds.toFixed(3)),
+    msgsPerSecond: Math.round(received / seconds),
+    lost: total - received,
+    duplicated,
+  };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
@@ -159,7 +214,9 @@ async function main(): Promise<void> {
   } finally {
     bridge.child.kill('SIGTERM');
     const connection = await amqplib.connect(AMQP_URL);
-    await (await connection.createChannel()).deleteExchange(bridge.exchange);
+    const channel = await connection.createChannel();
+    await channel.deleteExchange(bridge.exchange);
+    for (const queue of [`${bridge.exchange}-down0`, `${bridge.exchange}-down1`]) await channel.deleteQueue(queue);
     await connection.close();
   }
   console.log('\n| scenario | messages | msgs/s | lost | duplicated |\n| --- | --- | --- | --- | --- |');

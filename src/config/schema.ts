@@ -99,6 +99,15 @@ const mqttSchema = z
         description:
           'QoS 1/2 messages kept for one offline persistent session (clean session = false); past this the oldest is dropped and counted.',
       }),
+    sessionFile: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start. Without it they live in memory only and a restart forgets them.',
+        examples: ['data/sessions.json'],
+      }),
     maxClientIdLength: integer(1, 65_535)
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
       .meta({

@@ -1,3 +1,4 @@
+import { rename } from 'node:fs/promises';
 import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
@@ -10,7 +11,8 @@ import type { AcceptConnection, RunningListener } from './listeners/listener.js'
 import { startTcpListener } from './listeners/tcp.js';
 import { startWsListener } from './listeners/ws.js';
 import { Qos2Forwards } from './qos2-forwards.js';
-import { createSessionStore } from './session-store.js';
+import { loadSessions, saveSessions } from './session-snapshot.js';
+import { createSessionStore, type SessionStore } from './session-store.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
@@ -29,7 +31,13 @@ export class MqttServer implements DevicePublisher {
   private readonly identities: ClientIdentities;
   private running: RunningListener[] = [];
 
-  private constructor(broker: Aedes, identities: ClientIdentities, logger: Logger) {
+  private constructor(
+    broker: Aedes,
+    identities: ClientIdentities,
+    private readonly sessions: SessionStore,
+    private readonly options: MqttServerOptions,
+  ) {
+    const logger = options.logger;
     this.broker = broker;
     this.identities = identities;
     broker.on('client', (client: Client) => logger.debug({ clientId: client.id }, 'client connected'));
@@ -43,7 +51,7 @@ export class MqttServer implements DevicePublisher {
     const qos2 = new Qos2Forwards();
     let broker: Aedes | null = null;
     const dropWarning = new RateLimitedWarning({ logger: options.logger, message: 'offline queue full: oldest message dropped' });
-    const { persistence } = createSessionStore({
+    const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
         dropWarning.warn(null, { clientId, max: options.config.maxOfflineMessages });
@@ -51,14 +59,26 @@ export class MqttServer implements DevicePublisher {
       },
     });
     broker = await Aedes.createBroker({
-      persistence,
+      persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       authenticate: createAuthenticate(identities),
       authorizePublish: createAuthorizePublish(options.handler, identities, qos2),
       published: createPublished(options.handler, identities, qos2, () => broker!),
       authorizeForward: createAuthorizeForward(),
     });
-    return new MqttServer(broker, identities, options.logger);
+    const sessionFile = options.config.sessionFile;
+    if (sessionFile) {
+      try {
+        const restored = await loadSessions(sessions, sessionFile);
+        if (restored) options.logger.info({ file: sessionFile, ...restored }, 'persistent sessions restored');
+      } catch (error) {
+        // Starting without the sessions beats not starting; the file is kept for inspection.
+        const aside = `${sessionFile}.unreadable-${Date.now()}`;
+        await rename(sessionFile, aside).catch(() => {});
+        options.logger.error({ file: sessionFile, movedTo: aside, err: error }, 'could not restore persistent sessions; starting without them');
+      }
+    }
+    return new MqttServer(broker, identities, sessions, options);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -108,8 +128,16 @@ export class MqttServer implements DevicePublisher {
     for (const client of Object.values((this.broker as unknown as { clients: Record<string, { pause(): void }> }).clients)) client.pause();
   }
 
-  /** Disconnects every client and stops the broker. */
-  close(): Promise<void> {
-    return new Promise((resolve) => this.broker.close(() => resolve()));
+  /** Disconnects every client, stops the broker, and saves the sessions when configured to. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    const sessionFile = this.options.config.sessionFile;
+    if (!sessionFile) return;
+    try {
+      const saved = await saveSessions(this.sessions, sessionFile);
+      this.options.logger.info({ file: sessionFile, ...saved }, 'persistent sessions saved');
+    } catch (error) {
+      this.options.logger.error({ file: sessionFile, err: error }, 'could not save persistent sessions');
+    }
   }
 }

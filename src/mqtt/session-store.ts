@@ -72,6 +72,10 @@ export class OfflineQueues {
     return [...(this.queues.get(clientId) ?? [])];
   }
 
+  clientIds(): string[] {
+    return [...this.queues.keys()];
+  }
+
   size(clientId: string): number {
     return this.queues.get(clientId)?.length ?? 0;
   }
@@ -81,11 +85,36 @@ export class OfflineQueues {
  * aedes' in-memory persistence (subscriptions, retained messages, wills, QoS 2 receive state)
  * with the outgoing queues replaced by bounded OfflineQueues.
  */
-export function createSessionStore(options: SessionStoreOptions): { persistence: object; queues: OfflineQueues } {
-  const base = new AsyncMemoryPersistence();
+export interface SessionStore {
+  /** What aedes is given as its persistence. */
+  readonly persistence: SessionPersistence;
+  readonly queues: OfflineQueues;
+  /** Ids of clients that hold (or held) subscriptions of a persistent session. */
+  persistentClientIds(): string[];
+}
+
+/** The calls of aedes' persistence the bridge itself makes (snapshots). */
+export interface SessionPersistence {
+  subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string; qos: number }>>;
+  addSubscriptions(client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>): Promise<void>;
+  createRetainedStream(pattern: string): AsyncIterable<Packet>;
+  storeRetained(packet: Packet): Promise<void>;
+}
+
+export function createSessionStore(options: SessionStoreOptions): SessionStore {
+  const base = new AsyncMemoryPersistence() as unknown as SessionPersistence & { cleanSubscriptions(client: ClientRef): Promise<void> };
   const queues = new OfflineQueues(options);
+  const persistentClients = new Set<string>();
   const idOf = (ref: ClientRef) => ref.clientId ?? ref.id ?? '';
   const overrides: Record<string, unknown> = {
+    addSubscriptions: (client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>) => {
+      persistentClients.add(client.id);
+      return base.addSubscriptions(client, subscriptions);
+    },
+    cleanSubscriptions: (client: ClientRef) => {
+      persistentClients.delete(idOf(client));
+      return base.cleanSubscriptions(client);
+    },
     outgoingEnqueue: async (sub: ClientRef, packet: Packet) => queues.enqueue(idOf(sub), packet),
     outgoingEnqueueCombi: async (subs: ClientRef[], packet: Packet) => {
       for (const sub of subs) queues.enqueue(idOf(sub), packet);
@@ -102,5 +131,5 @@ export function createSessionStore(options: SessionStoreOptions): { persistence:
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
-  return { persistence, queues };
+  return { persistence: persistence as unknown as SessionPersistence, queues, persistentClientIds: () => [...persistentClients] };
 }

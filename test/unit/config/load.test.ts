@@ -17,7 +17,8 @@ const EXAMPLE_CONFIG = {
       { type: 'tcp', host: '0.0.0.0', port: 1884 },
       { type: 'ws', host: '0.0.0.0', port: 8083, path: '/mqtt' },
     ],
-    maxClientIdLength: 128,
+    maxOfflineMessages: 1000,
+      maxClientIdLength: 128,
   },
   amqp: {
     url: 'amqp://guest:guest@127.0.0.1:5672',
@@ -168,7 +169,8 @@ test('loadConfigText - a port given as quoted digits becomes a number', () => {
 test('loadConfigText - an empty file gives every default', () => {
   const config = loadConfigText('', FILE, { env: {} });
   assert.deepEqual(config, {
-    mqtt: { listeners: [{ type: 'tcp', host: '0.0.0.0', port: 1883 }], maxClientIdLength: 128 },
+    mqtt: { listeners: [{ type: 'tcp', host: '0.0.0.0', port: 1883 }], maxOfflineMessages: 1000,
+      maxClientIdLength: 128 },
     amqp: {
       url: 'amqp://guest:guest@127.0.0.1:5672',
       connectionName: 'mqtt-amqp-bridge',

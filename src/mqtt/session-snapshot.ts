@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import Packet from 'aedes-packet';
+import type { SessionStore } from './session-store.js';
+
+/**
+ * Persistent sessions (subscriptions and queued QoS 1/2 messages of clean-session=false
+ * clients) and retained messages, written to a file on shutdown and read back once on start,
+ * so a restart of the bridge does not forget them. A crash skips the save: what was queued in
+ * memory then is lost (the AMQP deliveries it came from were already acknowledged).
+ */
+export interface SessionSnapshot {
+  version: 1;
+  savedAt: string;
+  sessions: Array<{ clientId: string; subscriptions: Array<{ topic: string; qos: number }>; queue: SavedPacket[] }>;
+  retained: SavedPacket[];
+}
+
+interface SavedPacket {
+  topic: string;
+  payload: string;
+  qos: number;
+  retain: boolean;
+  brokerId: string;
+  brokerCounter: number;
+}
+
+export interface SnapshotCounts {
+  sessions: number;
+  queued: number;
+  retained: number;
+}
+
+export async function saveSessions(store: SessionStore, file: string): Promise<SnapshotCounts> {
+  const clientIds = new Set([...store.persistentClientIds(), ...store.queues.clientIds()]);
+  const sessions: SessionSnapshot['sessions'] = [];
+  for (const clientId of clientIds) {
+    const subscriptions = (await store.persistence.subscriptionsByClient({ id: clientId })).map(({ topic, qos }) => ({ topic, qos }));
+    // A PUBREL waiting for PUBCOMP is not kept: the client already has that message.
+    const queue = store.queues.snapshot(clientId).filter((packet) => packet.cmd === 'publish').map(save);
+    if (subscriptions.length > 0 || queue.length > 0) sessions.push({ clientId, subscriptions, queue });
+  }
+  const retained: SavedPacket[] = [];
+  for await (const packet of store.persistence.createRetainedStream('#')) retained.push(save(packet));
+  const snapshot: SessionSnapshot = { version: 1, savedAt: new Date().toISOString(), sessions, retained };
+  const partial = `${file}.${randomUUID()}.tmp`;
+  await writeFile(partial, JSON.stringify(snapshot));
+  await rename(partial, file); // atomic: a reader sees the old file or the new one
+  return { sessions: sessions.length, queued: sessions.reduce((sum, session) => sum + session.queue.length, 0), retained: retained.length };
+}
+
+/** Restores a snapshot and removes the file (it is read once); null when there is none. */
+export async function loadSessions(store: SessionStore, file: string): Promise<SnapshotCounts | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const snapshot = JSON.parse(text) as SessionSnapshot;
+  if (snapshot.version !== 1) throw new Error(`session file ${file} has version ${String(snapshot.version)}; this bridge reads version 1`);
+  let queued = 0;
+  for (const session of snapshot.sessions) {
+    if (session.subscriptions.length > 0) await store.persistence.addSubscriptions({ id: session.clientId }, session.subscriptions);
+    for (const saved of session.queue) store.queues.enqueue(session.clientId, restore(saved));
+    queued += session.queue.length;
+  }
+  for (const saved of snapshot.retained) await store.persistence.storeRetained(restore(saved));
+  await rm(file, { force: true });
+  return { sessions: snapshot.sessions.length, queued, retained: snapshot.retained.length };
+}
+
+function save(packet: Packet): SavedPacket {
+  return {
+    topic: packet.topic,
+    payload: Buffer.from(packet.payload).toString('base64'),
+    qos: packet.qos,
+    retain: packet.retain,
+    brokerId: packet.brokerId,
+    brokerCounter: packet.brokerCounter,
+  };
+}
+
+function restore(saved: SavedPacket): Packet {
+  return new Packet({
+    cmd: 'publish',
+    topic: saved.topic,
+    payload: Buffer.from(saved.payload, 'base64'),
+    qos: saved.qos,
+    retain: saved.retain,
+    brokerId: saved.brokerId,
+    brokerCounter: saved.brokerCounter,
+  });
+}
