@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { AMQP_URL, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import amqplib from 'amqplib';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
 import { captureLogs } from '../helpers/log-capture.js';
@@ -85,5 +86,48 @@ test('reconnect - an exchange that exists with another type is reported and retr
   } finally {
     await failing.stop();
     await withChannel((channel) => channel.deleteExchange(clash));
+  }
+});
+
+test('reconnect - downlink consumers come back after the connection is closed, and a rule can consume an existing queue', async () => {
+  const prefix = uniqueName('rc-down');
+  const commands = uniqueName('rc-commands');
+  const ownQueue = uniqueName('rc-own');
+  const existing = uniqueName('rc-existing');
+  const name = uniqueName('bridge-rc-down');
+  await withChannel(async (channel) => {
+    await channel.assertExchange(commands, 'topic', { durable: false, autoDelete: false });
+    await channel.assertQueue(existing, { durable: false, autoDelete: false });
+  });
+  const down = await startTestBridge({
+    amqp: { connectionName: name, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+    downlink: [
+      { name: 'bound', exchange: commands, routingKey: '{device}.#', topic: `${prefix}/{device}/{#}`, qos: 1, queueName: ownQueue },
+      { name: 'existing', queue: existing, topic: `${prefix}/from-queue/{routingKey}`, qos: 1 },
+    ],
+  });
+  const received: string[] = [];
+  const device = await connectClient(down.url('tcp'));
+  device.on('message', (topic, payload) => received.push(`${topic} ${payload.toString()}`));
+  try {
+    await device.subscribeAsync(`${prefix}/#`, { qos: 1 });
+    await closeConnectionsNamed(name);
+    await waitFor(async () => down.bridge.amqpState === 'connected' && (await connectionPids(name)).length === 1, 'the bridge to reconnect');
+    const connection = await amqplib.connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    channel.publish(commands, 'd1.after.reconnect', Buffer.from('bound'));
+    channel.sendToQueue(existing, Buffer.from('direct'));
+    await channel.waitForConfirms();
+    await connection.close();
+    await waitFor(() => received.length === 2, `both commands after the reconnect (have ${JSON.stringify(received)})`);
+    assert.deepEqual(received.sort(), [`${prefix}/d1/after/reconnect bound`, `${prefix}/from-queue/${existing} direct`].sort());
+  } finally {
+    await device.endAsync();
+    await down.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(ownQueue);
+      await channel.deleteQueue(existing);
+      await channel.deleteExchange(commands);
+    }).catch(() => {});
   }
 });
