@@ -34,11 +34,21 @@ export class DownlinkConsumers {
     private readonly logger: Logger,
   ) {}
 
-  /** Sets up every consumer on a new connection; throws (failing the connection setup) if one cannot be. */
+  /**
+   * Sets up every consumer on a new connection. One that cannot start (its queue is missing,
+   * say) is logged and retried on its own; it does not take the connection or the other rules down.
+   */
   async attach(model: ChannelModel): Promise<void> {
     this.model = model;
     this.channels.clear();
-    for (const subscription of this.subscriptions) await this.start(model, subscription);
+    for (const subscription of this.subscriptions) {
+      try {
+        await this.start(model, subscription);
+      } catch (error) {
+        this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
+        this.retryLater(model, subscription);
+      }
+    }
   }
 
   detach(): void {
@@ -71,6 +81,7 @@ export class DownlinkConsumers {
     const channel = await model.createChannel();
     channel.on('error', (error: Error) => this.logger.warn({ rule: subscription.rule, err: error }, 'downlink channel error'));
     channel.on('close', () => {
+      // Only a consumer that was running restarts from here; a failed start retries by itself.
       if (this.model !== model || this.channels.get(subscription.rule)?.channel !== channel) return;
       this.channels.delete(subscription.rule);
       this.retryLater(model, subscription);

@@ -130,6 +130,9 @@ export class MqttServer implements DevicePublisher {
 
   /** Disconnects every client, stops the broker, and saves the sessions when configured to. */
   async close(): Promise<void> {
+    // A server shutting down is none of the cases that publish a will [MQTT-3.1.2-8]: the
+    // devices are fine and reconnect (to another instance, perhaps). aedes would send them all.
+    for (const client of Object.values((this.broker as unknown as { clients: Record<string, { will: unknown }> }).clients)) client.will = null;
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
     if (!sessionFile) return;

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import amqplib from 'amqplib';
+import { AMQP_URL, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient } from '../helpers/bridge.js';
 
 interface Running {
@@ -86,6 +87,25 @@ test('run - the example configuration routes telemetry over TCP and WebSocket as
   } finally {
     await tcp.endAsync();
     await ws.endAsync();
+  }
+});
+
+test('run - the example configuration takes a command from the commands exchange down to the device', async () => {
+  const tcpPort = new URL(listenerAddress('tcp')).port;
+  const received: string[] = [];
+  const client = await connectClient(`mqtt://127.0.0.1:${tcpPort}`, { clientId: `${device}-sub` });
+  client.on('message', (topic, payload, packet) => received.push(`${topic} ${payload.toString()} qos${packet.qos}`));
+  try {
+    await client.subscribeAsync(`devices/${device}/commands/#`, { qos: 1 });
+    const connection = await amqplib.connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    channel.publish('commands', `${device}.set.room/1`, Buffer.from('{"celsius":19}'));
+    await channel.waitForConfirms();
+    await connection.close();
+    await waitFor(() => received.length === 1, 'the command at the device');
+    assert.deepEqual(received, [`devices/${device}/commands/set/room.1 {"celsius":19} qos1`]);
+  } finally {
+    await client.endAsync();
   }
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { AMQP_URL, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import amqplib from 'amqplib';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
@@ -129,5 +129,64 @@ test('reconnect - downlink consumers come back after the connection is closed, a
       await channel.deleteQueue(existing);
       await channel.deleteExchange(commands);
     }).catch(() => {});
+  }
+});
+
+test('reconnect - a rule whose queue does not exist yet is retried on its own; everything else works meanwhile', async () => {
+  const prefix = uniqueName('rc-missing');
+  const missing = uniqueName('rc-missing-queue');
+  const up = uniqueName('rc-missing-up');
+  const partial = await startTestBridge({
+    amqp: { exchanges: [{ name: up, type: 'topic', durable: false, autoDelete: false }] },
+    uplink: [{ name: 'all', topic: '#', exchange: up, routingKey: '{#}' }],
+    downlink: [{ name: 'later', queue: missing, topic: `${prefix}/{routingKey}`, qos: 1 }],
+  });
+  const consumer = await TestConsumer.create([{ exchange: up, key: '#' }]);
+  const received: string[] = [];
+  const device = await connectClient(partial.url('tcp'));
+  device.on('message', (topic, payload) => received.push(`${topic} ${payload.toString()}`));
+  try {
+    await device.publishAsync('still/up', 'yes', { qos: 1 });
+    const [message] = await consumer.waitForCount(1);
+    assert.equal(message!.fields.routingKey, 'still.up');
+    await device.subscribeAsync(`${prefix}/#`, { qos: 1 });
+    await withChannel((channel) => channel.assertQueue(missing, { durable: false, autoDelete: false }));
+    const connection = await amqplib.connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    channel.sendToQueue(missing, Buffer.from('found'));
+    await channel.waitForConfirms();
+    await connection.close();
+    await waitFor(() => received.length === 1, 'the consumer to start once the queue exists');
+    assert.deepEqual(received, [`${prefix}/${missing} found`]);
+  } finally {
+    await device.endAsync();
+    await consumer.close();
+    await partial.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(missing);
+      await channel.deleteExchange(up);
+    }).catch(() => {});
+  }
+});
+
+test('shutdown - stopping the bridge publishes no last wills [MQTT-3.1.2-8]', async () => {
+  const up = uniqueName('rc-wills');
+  const stopping = await startTestBridge({
+    amqp: { exchanges: [{ name: up, type: 'topic', durable: false, autoDelete: false }] },
+    uplink: [{ name: 'all', topic: '#', exchange: up, routingKey: '{#}' }],
+  });
+  const consumer = await TestConsumer.create([{ exchange: up, key: '#' }]);
+  try {
+    const client = await connectClient(stopping.url('tcp'), { will: { topic: 'wills/on-shutdown', payload: Buffer.from('x'), qos: 1, retain: false } });
+    client.on('error', () => {});
+    await stopping.stop();
+    await delay(500);
+    assert.equal(consumer.messages.length, 0);
+    // Had a will been tried, it would have failed against the closed publisher and been counted.
+    assert.equal(await stopping.bridge.metrics.value('mqtt_amqp_bridge_uplink_failed_total', { reason: 'shutdown' }), 0);
+    client.end(true);
+  } finally {
+    await consumer.close();
+    await withChannel((channel) => channel.deleteExchange(up)).catch(() => {});
   }
 });
