@@ -172,7 +172,8 @@ export class ConfirmPublisher implements MessagePublisher {
     const channel = this.channel;
     if (!channel || this.awaitingDrain || this.awaitingExchange) return;
     const exchanges = this.options.exchanges;
-    while (this.inFlight < this.options.maxUnconfirmed) {
+    // Settling runs callbacks that may publish and pump again: re-check the state each time.
+    while (this.inFlight < this.options.maxUnconfirmed && this.channel === channel && !this.awaitingDrain && !this.awaitingExchange) {
       const entry = this.waiting.peek();
       if (!entry) return;
       if (entry.settled) {
