@@ -8,6 +8,8 @@ import type { RunningListener } from './mqtt/listeners/listener.js';
 import { MqttServer } from './mqtt/server.js';
 import { silentLogger } from './observability/logger.js';
 import { BridgeMetrics } from './observability/metrics.js';
+import { FlowController } from './flow/flow-controller.js';
+import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
 import { DownlinkPipeline } from './pipeline/downlink.js';
 import { UplinkPipeline } from './pipeline/uplink.js';
 import type { BrokerState, DevicePublisher } from './ports.js';
@@ -29,6 +31,8 @@ export interface Bridge {
   readonly amqpState: BrokerState;
   /** Messages accepted from devices and not yet confirmed by RabbitMQ. */
   readonly pendingMessages: number;
+  /** The flow controller: state, pending messages and bytes. */
+  readonly flow: FlowController;
 }
 
 /** The composition root: builds every part, wires them, and owns the start and stop order. */
@@ -53,7 +57,20 @@ export function createBridge(options: BridgeOptions): Bridge {
     downlink: { subscriptions: downlinkSubscriptions(config.downlink, downlinkRules), handler: downlink },
     logger: logger.child({ part: 'amqp' }),
   });
-  const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, metrics, logger: logger.child({ part: 'uplink' }) });
+  const flow = new FlowController({
+    maxPendingMessages: config.flow.maxPendingMessages,
+    maxPendingBytes: config.flow.maxPendingBytes,
+    maxInflightPerClient: config.flow.maxInflightPerClient,
+    qos0Overflow: config.flow.qos0Overflow,
+    publishTimeoutMs: config.amqp.publishTimeoutMs,
+    logger: logger.child({ part: 'flow' }),
+  });
+  amqp.on('state', (state) => flow.setBrokerState(state));
+  amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
+  const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });
+  /** CONNACK return code 3 while RabbitMQ has been unreachable for longer than configured. */
+  const connectionRefusal = (): number | null =>
+    flow.state === 'disconnected' && flow.disconnectedForMs() >= config.flow.refuseConnectionsAfterMs ? SERVER_UNAVAILABLE : null;
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
 
   return {
@@ -67,6 +84,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     get pendingMessages() {
       return amqp.publisher.pendingMessages;
     },
+    flow,
 
     async start() {
       if (state !== 'new') throw new Error(`bridge cannot start: it is ${state}`);
@@ -77,6 +95,8 @@ export function createBridge(options: BridgeOptions): Bridge {
         handler: uplink,
         logger: logger.child({ part: 'mqtt' }),
         onOfflineDropped: () => metrics.offlineDropped.inc(),
+        connectionRefusal,
+        onLimitRefused: (limit) => metrics.limitsRefused.inc({ limit }),
       });
       try {
         await mqtt.listen(config.mqtt.listeners);
@@ -104,6 +124,7 @@ export function createBridge(options: BridgeOptions): Bridge {
         await mqtt.stopAccepting();
         mqtt.pauseClients();
       }
+      flow.close(); // publishes still waiting for admission are not acknowledged
       const deadline = Date.now() + config.shutdownTimeoutMs;
       await amqp.stopConsuming(config.shutdownTimeoutMs);
       await amqp.publisher.close(Math.max(0, deadline - Date.now()));

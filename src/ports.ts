@@ -17,6 +17,8 @@ export interface OutboundMessage {
   readonly messageId: string;
   /** Seconds since the epoch, as AMQP carries it. */
   readonly timestamp: number;
+  /** When the device's publish arrived (ms since the epoch): the publish timeout counts from here. */
+  readonly receivedAt?: number;
 }
 
 /** Called once per publish: null when the broker confirmed it, else why it failed. */

@@ -78,7 +78,7 @@ export class ConfirmPublisher implements MessagePublisher {
       message,
       options: toPublishOptions(message),
       done,
-      deadline: this.now() + this.options.publishTimeoutMs,
+      deadline: (message.receivedAt ?? this.now()) + this.options.publishTimeoutMs,
       sequence: this.sequence++,
       attempts: 0,
       settled: false,

@@ -24,6 +24,20 @@ export const DEFAULT_DOWNLINK_PREFETCH = 100;
 export const DEFAULT_MAX_OFFLINE_MESSAGES = 1000;
 export const DOWNLINK_QUEUE_PREFIX = 'bridge.downlink.';
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_PENDING_MESSAGES = 10_000;
+export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_INFLIGHT_PER_CLIENT = 100;
+export const DEFAULT_REFUSE_CONNECTIONS_AFTER_MS = 30_000;
+export const DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024;
+/** MQTT's own ceiling for the remaining length of a packet [MQTT-2.2.3]. */
+export const MQTT_MAX_REMAINING_LENGTH = 268_435_455;
+export const DEFAULT_MAX_CONNECTIONS = 100_000;
+export const DEFAULT_MAX_TOPIC_BYTES = 4_096;
+export const DEFAULT_MAX_TOPIC_LEVELS = 32;
+/** aedes' matcher cannot take more levels than this. */
+export const AEDES_MAX_TOPIC_LEVELS = 100;
+export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_LOG_LEVEL = 'info';
 
 /** A number may also be written as a string of digits (as `${PORT}` substitutions give). */
@@ -107,6 +121,30 @@ const mqttSchema = z
         description:
           'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start. Without it they live in memory only and a restart forgets them.',
         examples: ['data/sessions.json'],
+      }),
+    maxPacketBytes: integer(1_024, MQTT_MAX_REMAINING_LENGTH)
+      .default(DEFAULT_MAX_PACKET_BYTES)
+      .meta({
+        description:
+          'Largest MQTT packet accepted (its remaining length), on every listener. A bigger one is refused from its fixed header, before its payload is read: the connection is closed and the refusal counted.',
+      }),
+    maxConnections: integer(1)
+      .default(DEFAULT_MAX_CONNECTIONS)
+      .meta({ description: 'Most connections at once over all listeners; past this new ones are closed at once and counted.' }),
+    maxTopicBytes: integer(1, 65_535)
+      .default(DEFAULT_MAX_TOPIC_BYTES)
+      .meta({ description: 'Longest topic (PUBLISH) or filter (SUBSCRIBE) accepted, in bytes of UTF-8.' }),
+    maxTopicLevels: integer(1, AEDES_MAX_TOPIC_LEVELS)
+      .default(DEFAULT_MAX_TOPIC_LEVELS)
+      .meta({ description: 'Most levels in a topic or filter. A PUBLISH past either topic limit closes the connection; a SUBSCRIBE gets return code 0x80 for that filter.' }),
+    maxSubscriptionsPerClient: integer(1)
+      .default(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT)
+      .meta({ description: 'Most subscriptions one client holds; past this a SUBSCRIBE gets return code 0x80 for the new filter.' }),
+    drainTimeoutMs: integer(0)
+      .default(DEFAULT_DRAIN_TIMEOUT_MS)
+      .meta({
+        description:
+          'A subscriber whose socket stays full this long is disconnected, so a slow or stuck device cannot hold up delivery to the others; 0 waits forever.',
       }),
     maxClientIdLength: integer(1, 65_535)
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
@@ -287,6 +325,31 @@ export const downlinkRuleSchema = z
     }
   });
 
+const flowSchema = z
+  .strictObject({
+    maxPendingMessages: integer(1)
+      .default(DEFAULT_MAX_PENDING_MESSAGES)
+      .meta({ description: 'Most device publishes handed to AMQP and not yet confirmed, over all clients. When full, the flow state is `throttled`.' }),
+    maxPendingBytes: integer(1_024)
+      .default(DEFAULT_MAX_PENDING_BYTES)
+      .meta({ description: 'Most payload bytes handed to AMQP and not yet confirmed, over all clients (default 64 MiB).' }),
+    maxInflightPerClient: integer(1)
+      .default(DEFAULT_MAX_INFLIGHT_PER_CLIENT)
+      .meta({ description: "Most of one client's publishes handed to AMQP at once, so one busy device cannot take the whole budget." }),
+    qos0Overflow: z
+      .enum(['drop', 'block'])
+      .default('drop')
+      .meta({
+        description:
+          'What happens to a QoS 0 publish while the flow is not `open`: `drop` it (counted), or `block` it like QoS 1/2 (its sender is no longer read until it goes through).',
+      }),
+    refuseConnectionsAfterMs: integer(0)
+      .default(DEFAULT_REFUSE_CONNECTIONS_AFTER_MS)
+      .meta({ description: 'While RabbitMQ has been unreachable this long, new connections get CONNACK return code 3 (server unavailable).' }),
+  })
+  .prefault({})
+  .meta({ description: 'Flow control between devices and RabbitMQ: see docs/flow-control.md.' });
+
 const logSchema = z
   .strictObject({
     level: z
@@ -318,6 +381,7 @@ export const configSchema = z.strictObject({
     .default([])
     .superRefine(uniqueNames)
     .meta({ description: 'AMQP -> MQTT rules.' }),
+  flow: flowSchema,
   log: logSchema,
   shutdownTimeoutMs: integer(0)
     .default(DEFAULT_SHUTDOWN_TIMEOUT_MS)

@@ -15,6 +15,11 @@ import { loadSessions, saveSessions } from './session-snapshot.js';
 import { createSessionStore, type SessionStore } from './session-store.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
+import type { Duplex } from 'node:stream';
+import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
+import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
+import type { LimitName } from './limits.js';
+import { PacketSizeGuard } from './packet-size-guard.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
 export interface MqttServerOptions {
@@ -23,6 +28,10 @@ export interface MqttServerOptions {
   logger: Logger;
   /** Called when an offline session's queue was full and its oldest message was dropped. */
   onOfflineDropped?: (clientId: string) => void;
+  /** A CONNACK return code to refuse new connections with, or null to accept them. */
+  connectionRefusal?: () => number | null;
+  /** Called for everything a configured limit refuses (it is also logged). */
+  onLimitRefused?: (limit: LimitName) => void;
 }
 
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
@@ -30,12 +39,14 @@ export class MqttServer implements DevicePublisher {
   readonly broker: Aedes;
   private readonly identities: ClientIdentities;
   private running: RunningListener[] = [];
+  private connections = 0;
 
   private constructor(
     broker: Aedes,
     identities: ClientIdentities,
     private readonly sessions: SessionStore,
     private readonly options: MqttServerOptions,
+    private readonly refused: (limit: LimitName, client: Client | null, detail?: string) => void,
   ) {
     const logger = options.logger;
     this.broker = broker;
@@ -51,6 +62,11 @@ export class MqttServer implements DevicePublisher {
     const qos2 = new Qos2Forwards();
     let broker: Aedes | null = null;
     const dropWarning = new RateLimitedWarning({ logger: options.logger, message: 'offline queue full: oldest message dropped' });
+    const limitWarning = new RateLimitedWarning({ logger: options.logger, message: 'refused by a configured limit' });
+    const refused = (limit: LimitName, client: Client | null, detail?: string) => {
+      limitWarning.warn(null, { limit, clientId: client?.id, detail: detail && detail.length > 200 ? `${detail.slice(0, 200)}…` : detail });
+      options.onLimitRefused?.(limit);
+    };
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
@@ -61,8 +77,12 @@ export class MqttServer implements DevicePublisher {
     broker = await Aedes.createBroker({
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
-      authenticate: createAuthenticate(identities),
-      authorizePublish: createAuthorizePublish(options.handler, identities, qos2),
+      authenticate: createAuthenticate(identities, options.connectionRefusal),
+      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused),
+      authorizeSubscribe: createAuthorizeSubscribe(options.config, refused),
+      // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
+      maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
+      drainTimeout: options.config.drainTimeoutMs,
       published: createPublished(options.handler, identities, qos2, () => broker!),
       authorizeForward: createAuthorizeForward(),
     });
@@ -78,7 +98,7 @@ export class MqttServer implements DevicePublisher {
         options.logger.error({ file: sessionFile, movedTo: aside, err: error }, 'could not restore persistent sessions; starting without them');
       }
     }
-    return new MqttServer(broker, identities, sessions, options);
+    return new MqttServer(broker, identities, sessions, options, refused);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -92,8 +112,16 @@ export class MqttServer implements DevicePublisher {
   /** Starts every listener; if one cannot bind, the others are stopped and the error thrown. */
   async listen(listeners: readonly ListenerConfig[]): Promise<readonly RunningListener[]> {
     const accept: AcceptConnection = (stream, request, listener) => {
+      if (this.connections >= this.options.config.maxConnections) {
+        this.refused('connections', null, `${listener} listener`);
+        stream.destroy();
+        return;
+      }
+      this.connections++;
+      stream.once('close', () => this.connections--);
       const client = this.broker.handle(stream, request);
       this.identities.set(client, { username: undefined, listener });
+      this.guardPacketSize(client, stream);
     };
     try {
       for (const listener of listeners) {
@@ -105,6 +133,29 @@ export class MqttServer implements DevicePublisher {
       throw error;
     }
     return this.running;
+  }
+
+  /**
+   * aedes has no packet size limit over TCP and buffers a whole packet before parsing it: check
+   * each packet's announced length as bytes arrive and close the connection before the payload
+   * of an oversized one is read.
+   */
+  private guardPacketSize(client: Client, stream: Duplex): void {
+    const guard = new PacketSizeGuard(this.options.config.maxPacketBytes);
+    const parser = (client as unknown as { _parser: { parse(chunk: Buffer): unknown } })._parser;
+    const parse = parser.parse.bind(parser);
+    parser.parse = (chunk: Buffer) => {
+      const broken = guard.check(chunk);
+      if (broken === null) return parse(chunk);
+      this.refused('packet_size', client, broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
+      stream.destroy();
+      return 0;
+    };
+  }
+
+  /** Connections open now, over all listeners. */
+  get connectionCount(): number {
+    return this.connections;
   }
 
   async stopAccepting(): Promise<void> {

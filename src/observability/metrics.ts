@@ -3,7 +3,7 @@ import { Counter, Registry } from 'prom-client';
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
-export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed';
+export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
 export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused';
 
@@ -26,6 +26,7 @@ export class BridgeMetrics {
   readonly downlinkBytes: Counter<'rule' | 'qos'>;
   readonly downlinkRejected: Counter<'rule' | 'reason'>;
   readonly offlineDropped: Counter;
+  readonly limitsRefused: Counter<'limit'>;
 
   constructor() {
     const registers = [this.registry];
@@ -74,6 +75,12 @@ export class BridgeMetrics {
       name: `${METRIC_PREFIX}downlink_rejected_total`,
       help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason.',
       labelNames: ['rule', 'reason'],
+      registers,
+    });
+    this.limitsRefused = new Counter({
+      name: `${METRIC_PREFIX}limits_refused_total`,
+      help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit.',
+      labelNames: ['limit'],
       registers,
     });
     this.offlineDropped = new Counter({

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { BridgeError, RenderError, type PublishError } from '../errors.js';
+import { BridgeError, PublishError, RenderError } from '../errors.js';
+import type { FlowController, Release } from '../flow/flow-controller.js';
 import type { UplinkResolver, UplinkRoute } from '../mapping/uplink.js';
 import type { DevicePublish, PublishHandler } from '../mqtt/types.js';
 import type { BridgeMetrics, UplinkDropReason, UplinkFailReason } from '../observability/metrics.js';
@@ -11,6 +12,7 @@ export interface UplinkPipelineOptions {
   /** The current rules; a function so that a reload can swap them between two publishes. */
   resolver: () => UplinkResolver;
   publisher: MessagePublisher;
+  flow: FlowController;
   metrics: BridgeMetrics;
   logger: Logger;
   newMessageId?: () => string;
@@ -50,6 +52,7 @@ export class UplinkPipeline implements PublishHandler {
 
   onPublish(publish: DevicePublish, done: (error: Error | null) => void): void {
     const { metrics } = this.options;
+    const receivedAt = this.now();
     let route: UplinkRoute | null;
     try {
       route = this.options.resolver().resolve(publish);
@@ -73,12 +76,37 @@ export class UplinkPipeline implements PublishHandler {
       headers: route.headers,
       properties: route.properties,
       messageId: this.newMessageId(),
-      timestamp: Math.floor(this.now() / 1000),
+      timestamp: Math.floor(receivedAt / 1000),
+      receivedAt,
     };
     const rule = route.rule;
+    this.options.flow.admit(
+      { clientId: publish.clientId, bytes: publish.payload.length, qos: publish.qos, receivedAt },
+      (release) => this.forward(publish, message, rule, release, done),
+      (reason) => {
+        if (publish.qos === 0) {
+          metrics.uplinkDropped.inc({ reason: reason === 'qos0_overflow' ? 'qos0_overflow' : 'qos0_failed' });
+          done(null);
+          return;
+        }
+        const error =
+          reason === 'timeout'
+            ? new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', 'the publish waited for admission longer than amqp.publishTimeoutMs')
+            : new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down');
+        metrics.uplinkFailed.inc({ reason: reason === 'timeout' ? 'timeout' : 'shutdown' });
+        this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
+        done(error);
+      },
+    );
+  }
+
+  /** Hands an admitted publish to the publisher; acknowledges the device as its QoS says. */
+  private forward(publish: DevicePublish, message: OutboundMessage, rule: string, release: Release, done: (error: Error | null) => void): void {
+    const { metrics } = this.options;
     const qos = String(publish.qos);
     if (publish.qos === 0) {
       this.options.publisher.publish(message, (error) => {
+        release();
         if (error) this.onDropped(publish, rule, error, 'qos0_failed');
         else this.onForwarded(rule, qos, message.content.length);
       });
@@ -86,6 +114,7 @@ export class UplinkPipeline implements PublishHandler {
       return;
     }
     this.options.publisher.publish(message, (error) => {
+      release();
       if (!error) {
         this.onForwarded(rule, qos, message.content.length);
         done(null);

@@ -1,4 +1,5 @@
-import type { AedesOptions } from 'aedes';
+import type { AedesOptions, Client } from 'aedes';
+import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
 import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
 import type { PublishHandler } from '../types.js';
@@ -13,10 +14,23 @@ export const SYS_PREFIX = '$SYS/';
  * after this hook calls back, so calling back after RabbitMQ's confirm is what makes a
  * PUBACK mean "RabbitMQ has it". QoS 2 is forwarded from `published` instead (see there).
  */
-export function createAuthorizePublish(handler: PublishHandler, identities: ClientIdentities, qos2: Qos2Forwards): AuthorizePublish {
+export function createAuthorizePublish(
+  handler: PublishHandler,
+  identities: ClientIdentities,
+  qos2: Qos2Forwards,
+  limits: TopicLimits,
+  refused: (limit: LimitName, client: Client | null, topic: string) => void,
+): AuthorizePublish {
   return (client, packet, callback) => {
     if (packet.topic.startsWith(SYS_PREFIX)) {
       callback(new Error(`${SYS_PREFIX} topics are reserved for the server`));
+      return;
+    }
+    const broken = topicLimitBroken(packet.topic, limits);
+    if (broken) {
+      // MQTT 3.1.1 cannot refuse one PUBLISH: the connection is closed [MQTT-4.8.0-1].
+      refused(broken, client, packet.topic);
+      callback(new Error(`topic exceeds the ${broken === 'topic_length' ? 'length' : 'level'} limit`));
       return;
     }
     if (packet.qos === 2) {

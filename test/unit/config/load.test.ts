@@ -7,6 +7,26 @@ import { fileURLToPath } from 'node:url';
 import { loadConfigFile, loadConfigText } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
 
+/** The mqtt settings besides the listeners, all at their defaults. */
+const MQTT_LIMIT_DEFAULTS = {
+  maxOfflineMessages: 1000,
+  maxPacketBytes: 16 * 1024 * 1024,
+  maxConnections: 100_000,
+  maxTopicBytes: 4096,
+  maxTopicLevels: 32,
+  maxSubscriptionsPerClient: 100,
+  drainTimeoutMs: 60_000,
+  maxClientIdLength: 128,
+};
+
+const FLOW_DEFAULTS = {
+  maxPendingMessages: 10_000,
+  maxPendingBytes: 64 * 1024 * 1024,
+  maxInflightPerClient: 100,
+  qos0Overflow: 'drop',
+  refuseConnectionsAfterMs: 30_000,
+};
+
 const EXAMPLE_FILE = fileURLToPath(new URL('../../../config/bridge.yaml', import.meta.url));
 const FILE = 'conf/test.yaml';
 
@@ -17,8 +37,7 @@ const EXAMPLE_CONFIG = {
       { type: 'tcp', host: '0.0.0.0', port: 1884 },
       { type: 'ws', host: '0.0.0.0', port: 8083, path: '/mqtt' },
     ],
-    maxOfflineMessages: 1000,
-      maxClientIdLength: 128,
+    ...MQTT_LIMIT_DEFAULTS,
   },
   amqp: {
     url: 'amqp://guest:guest@127.0.0.1:5672',
@@ -54,6 +73,7 @@ const EXAMPLE_CONFIG = {
       prefetch: 100,
     },
   ],
+  flow: FLOW_DEFAULTS,
   log: { level: 'info' },
   shutdownTimeoutMs: 10000,
 };
@@ -169,8 +189,7 @@ test('loadConfigText - a port given as quoted digits becomes a number', () => {
 test('loadConfigText - an empty file gives every default', () => {
   const config = loadConfigText('', FILE, { env: {} });
   assert.deepEqual(config, {
-    mqtt: { listeners: [{ type: 'tcp', host: '0.0.0.0', port: 1883 }], maxOfflineMessages: 1000,
-      maxClientIdLength: 128 },
+    mqtt: { listeners: [{ type: 'tcp', host: '0.0.0.0', port: 1883 }], ...MQTT_LIMIT_DEFAULTS },
     amqp: {
       url: 'amqp://guest:guest@127.0.0.1:5672',
       connectionName: 'mqtt-amqp-bridge',
@@ -182,6 +201,7 @@ test('loadConfigText - an empty file gives every default', () => {
     },
     uplink: [],
     downlink: [],
+    flow: FLOW_DEFAULTS,
     log: { level: 'info' },
     shutdownTimeoutMs: 10000,
   });
@@ -259,7 +279,7 @@ bogus: 1
 `;
 
 test('loadConfigText - an unknown top-level key far from any allowed one has no hint', () => {
-  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, log, shutdownTimeoutMs']);
+  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, flow, log, shutdownTimeoutMs']);
 });
 
 const UNKNOWN_LISTENER_KEY = `mqtt:

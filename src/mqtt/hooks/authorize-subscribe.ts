@@ -1,0 +1,42 @@
+import type { AedesOptions, Client } from 'aedes';
+import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
+
+type AuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>;
+
+export interface SubscribeLimits extends TopicLimits {
+  readonly maxSubscriptionsPerClient: number;
+}
+
+/**
+ * Refuses, with SUBACK return code 0x80 for that filter [MQTT-3.9.3], a filter over the topic
+ * limits or one that would take a client past its number of subscriptions.
+ */
+export function createAuthorizeSubscribe(limits: SubscribeLimits, refused: (limit: LimitName, client: Client, filter: string) => void) {
+  /** Filters granted in a SUBSCRIBE that aedes has not stored yet (its filters are authorized in parallel). */
+  const granting = new WeakMap<Client, Set<string>>();
+  const authorize: AuthorizeSubscribe = (client, subscription, callback) => {
+    const broken = topicLimitBroken(subscription.topic, limits);
+    if (broken) {
+      refused(broken, client, subscription.topic);
+      callback(null, null);
+      return;
+    }
+    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions;
+    if (!(subscription.topic in held)) {
+      let pending = granting.get(client);
+      if (!pending) {
+        pending = new Set();
+        granting.set(client, pending);
+        setImmediate(() => granting.delete(client)); // the SUBSCRIBE is stored by then
+      }
+      if (Object.keys(held).length + pending.size >= limits.maxSubscriptionsPerClient && !pending.has(subscription.topic)) {
+        refused('subscriptions', client, subscription.topic);
+        callback(null, null);
+        return;
+      }
+      pending.add(subscription.topic);
+    }
+    callback(null, subscription);
+  };
+  return authorize;
+}

@@ -1,0 +1,16 @@
+/** Which configured limit refused something; the label of `mqtt_amqp_bridge_limits_refused_total`. */
+export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions';
+
+export interface TopicLimits {
+  readonly maxTopicBytes: number;
+  readonly maxTopicLevels: number;
+}
+
+/** The limit a topic name or filter breaks, or null. */
+export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName | null {
+  // A string of n UTF-16 units is at most 3n bytes: measure only when it could be too long.
+  if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic, 'utf8') > limits.maxTopicBytes) return 'topic_length';
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
+  return levels > limits.maxTopicLevels ? 'topic_levels' : null;
+}
