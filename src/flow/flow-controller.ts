@@ -125,13 +125,15 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       this.take(request, admit);
       return;
     }
-    if (request.qos === 0 && this.options.qos0Overflow === 'drop') {
+    if (request.qos === 0 && this.options.qos0Overflow === 'drop' && this.currentState !== 'open') {
       refuse('qos0_overflow');
       return;
     }
     this.parked.push({ request, admit, refuse, settled: false });
     this.parkedCount++;
     if (!this.timer) this.scheduleSweep();
+    // Open, but others wait (a client at its in-flight limit): this one may still go, in turn.
+    if (this.currentState === 'open') this.drain();
   }
 
   /** Shutdown: nothing more is admitted; waiting publishes are refused. */

@@ -32,6 +32,11 @@ export class RawMqttClient {
     this.stream.write(mqttPacket.generate(packet as unknown as Packet));
   }
 
+  /** Bytes as they are, for packets no encoder would produce. */
+  sendRaw(bytes: Buffer): void {
+    this.stream.write(bytes);
+  }
+
   async connect(clientId: string, clean = true): Promise<IConnackPacket> {
     this.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive: 60 });
     return (await this.next('connack')) as IConnackPacket;

@@ -29,7 +29,9 @@ export function createAuthorizeSubscribe(limits: SubscribeLimits, refused: (limi
         granting.set(client, pending);
         setImmediate(() => granting.delete(client)); // the SUBSCRIBE is stored by then
       }
-      if (Object.keys(held).length + pending.size >= limits.maxSubscriptionsPerClient && !pending.has(subscription.topic)) {
+      let stored = Object.keys(held).length;
+      for (const filter of pending) if (!(filter in held)) stored++; // granted, not yet stored
+      if (stored >= limits.maxSubscriptionsPerClient && !pending.has(subscription.topic)) {
         refused('subscriptions', client, subscription.topic);
         callback(null, null);
         return;
