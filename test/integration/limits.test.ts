@@ -104,8 +104,10 @@ test('limits - connections past maxConnections are closed at once, over all list
     await connectClient(bridge.url('ws')),
   ];
   try {
-    await assert.rejects(connectClient(bridge.url('tcp'), { connectTimeout: 2_000 }));
-    await assert.rejects(connectClient(bridge.url('ws'), { connectTimeout: 2_000 }));
+    for (const transport of TRANSPORTS) {
+      const extra = await RawMqttClient.open(transport, bridge.url(transport)).catch(() => null);
+      if (extra) await waitFor(() => extra.closed, `the ${transport} connection past the limit to be closed`, 5_000);
+    }
     assert.equal(await refused('connections'), before + 2);
     await held.pop()!.endAsync();
     await delay(200);
