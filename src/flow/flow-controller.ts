@@ -48,7 +48,7 @@ interface Parked {
  * The one flow controller between the MQTT and AMQP sides. Every device publish asks it for
  * admission before it is handed to the publisher. In `open` state, and while the client is
  * under its in-flight limit, it goes on at once; otherwise QoS 1/2 (and QoS 0 with
- * `qos0Overflow: block`) wait here, in arrival order, and QoS 0 is dropped. A waiting publish
+ * `qos0Overflow: block`) wait here, in arrival order, and QoS 0 is dropped (it never waits). A waiting publish
  * holds aedes' callback, and aedes reads a client's socket again only when every publish of the
  * last read has called back: so waiting stops reading from exactly the clients that publish,
  * and TCP pushes back on them.
@@ -121,11 +121,13 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       refuse('shutdown');
       return;
     }
-    if (this.parkedCount === 0 && this.canAdmit(request)) {
+    const dropsQos0 = request.qos === 0 && this.options.qos0Overflow === 'drop';
+    // QoS 0 under `drop` never waits, so it may pass publishes that wait (of other QoS).
+    if ((this.parkedCount === 0 || dropsQos0) && this.canAdmit(request)) {
       this.take(request, admit);
       return;
     }
-    if (request.qos === 0 && this.options.qos0Overflow === 'drop' && this.currentState !== 'open') {
+    if (dropsQos0) {
       refuse('qos0_overflow');
       return;
     }
