@@ -1,41 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import amqplib from 'amqplib';
 import { AMQP_URL, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient } from '../helpers/bridge.js';
+import { runBridgeProcess, type BridgeProcess } from '../helpers/bridge-process.js';
 
-interface Running {
-  child: ChildProcess;
-  lines: Array<Record<string, unknown>>;
-  exit: Promise<number | null>;
-}
-
-/** Runs `mqtt-amqp-bridge run --config FILE` as a user would, collecting its JSON log lines. */
-function runBridge(args: string[], env: Record<string, string>): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'run', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Array<Record<string, unknown>> = [];
-  let buffered = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString('utf8');
-    let newline;
-    while ((newline = buffered.indexOf('\n')) !== -1) {
-      const line = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
-  child.stderr!.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString('utf8') }));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, lines, exit };
-}
+const runBridge = runBridgeProcess;
 
 const device = uniqueName('cli-dev');
-let bridge: Running;
+let bridge: BridgeProcess;
 let consumer: TestConsumer;
 
 before(async () => {

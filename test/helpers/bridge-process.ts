@@ -1,0 +1,45 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { waitFor } from './amqp.js';
+
+export interface BridgeProcess {
+  child: ChildProcess;
+  /** The JSON log lines it wrote, parsed. */
+  lines: Array<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+/** Runs `mqtt-amqp-bridge run ARGS` as its own process, as a user would. */
+export function runBridgeProcess(args: string[], env: Record<string, string> = {}): BridgeProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'run', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Array<Record<string, unknown>> = [];
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    let newline;
+    while ((newline = buffered.indexOf('\n')) !== -1) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString('utf8') }));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, exit };
+}
+
+export async function waitForAmqp(bridge: BridgeProcess, timeoutMs = 20_000): Promise<void> {
+  await waitFor(() => bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared'), 'the bridge to connect to RabbitMQ', timeoutMs);
+}
+
+/** A TCP port free right now (for a bridge that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
