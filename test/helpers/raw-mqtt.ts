@@ -56,6 +56,16 @@ export class RawMqttClient {
   destroy(): void {
     this.stream.destroy();
   }
+
+  /** Stops reading from the connection, like a stuck device: the bridge's writes pile up. */
+  stopReading(): void {
+    this.stream.pause();
+  }
+
+  /** Reads again: what was buffered arrives, and then the end of the connection if it was closed. */
+  resumeReading(): void {
+    this.stream.resume();
+  }
 }
 
 interface OpenStream {

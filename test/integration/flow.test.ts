@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import amqplib from 'amqplib';
+import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import { withMemoryAlarm } from '../helpers/rabbitmqctl.js';
@@ -185,5 +186,45 @@ test('flow - while RabbitMQ has been unreachable longer than refuseConnectionsAf
   } finally {
     await bridge.stop();
     await proxy.close();
+  }
+});
+
+test('flow - a stuck subscriber is disconnected after drainTimeoutMs and cannot stall delivery to the others', async () => {
+  const commands = uniqueName('flow-commands');
+  const queueName = uniqueName('flow-stuck');
+  const bridge = await startTestBridge({
+    mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], drainTimeoutMs: 1_000 },
+    amqp: { exchanges: [{ name: commands, type: 'topic', durable: false, autoDelete: false }] },
+    downlink: [{ name: 'broadcast', exchange: commands, routingKey: 'all', topic: 'broadcast', qos: 1, queueName }],
+  });
+  const stuck = await RawMqttClient.open('tcp', bridge.url('tcp'));
+  const healthy = await connectClient(bridge.url('tcp'));
+  let received = 0;
+  healthy.on('message', () => received++);
+  try {
+    await stuck.connect(uniqueName('stuck'));
+    stuck.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'broadcast', qos: 1 }] });
+    await stuck.next('suback');
+    stuck.stopReading();
+    await healthy.subscribeAsync('broadcast', { qos: 1 });
+    const connection = await amqplib.connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    const payload = Buffer.alloc(256 * 1024, 0x61);
+    for (let i = 0; i < 200; i++) channel.publish(commands, 'all', payload);
+    await channel.waitForConfirms();
+    await connection.close();
+    await waitFor(() => received === 200, `all 200 messages at the healthy subscriber (have ${received})`, 30_000);
+    // A paused socket does not see its end: read what was buffered, then the close follows.
+    stuck.resumeReading();
+    await waitFor(() => stuck.closed, 'the stuck subscriber to have been disconnected', 10_000);
+    assert.ok(stuck.count('publish') < 200, `the stuck subscriber got ${stuck.count('publish')} of 200 before it was cut off`);
+  } finally {
+    stuck.destroy();
+    await healthy.endAsync();
+    await bridge.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(queueName);
+      await channel.deleteExchange(commands);
+    }).catch(() => {});
   }
 });
