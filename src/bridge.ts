@@ -131,7 +131,7 @@ export function createBridge(options: BridgeOptions): Bridge {
       if (mqtt) await mqtt.close();
       await amqp.close(0);
       state = 'stopped';
-      logger.info('stopped');
+      logger.info({ totals: await metrics.totals(), peakPendingBytes: flow.peakPendingBytes }, 'stopped');
     },
   };
 }

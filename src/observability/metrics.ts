@@ -90,6 +90,22 @@ export class BridgeMetrics {
     });
   }
 
+  /** Every counter of the bridge with its values by label set, for the summary logged at shutdown. */
+  async totals(): Promise<Record<string, number | Record<string, number>>> {
+    const totals: Record<string, number | Record<string, number>> = {};
+    for (const metric of await this.registry.getMetricsAsJSON()) {
+      if (String(metric.type) !== 'counter') continue;
+      const name = metric.name.slice(METRIC_PREFIX.length).replace(/_total$/, '');
+      const values = metric.values.filter((value) => value.value !== 0);
+      if (values.every((value) => Object.keys(value.labels).length === 0)) {
+        totals[name] = values.reduce((sum, value) => sum + value.value, 0);
+      } else {
+        totals[name] = Object.fromEntries(values.map((value) => [Object.values(value.labels).join('/'), value.value]));
+      }
+    }
+    return totals;
+  }
+
   /** The current value of a counter (summed over the given labels), for tests and the CLI. */
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const metric = this.registry.getSingleMetric(name);
