@@ -8,7 +8,7 @@ import type { RunningListener } from './mqtt/listeners/listener.js';
 import { MqttServer } from './mqtt/server.js';
 import { silentLogger } from './observability/logger.js';
 import { BridgeMetrics } from './observability/metrics.js';
-import { FlowController } from './flow/flow-controller.js';
+import { FLOW_STATES, FlowController } from './flow/flow-controller.js';
 import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
 import { DownlinkPipeline } from './pipeline/downlink.js';
 import { UplinkPipeline } from './pipeline/uplink.js';
@@ -65,6 +65,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     publishTimeoutMs: config.amqp.publishTimeoutMs,
     logger: logger.child({ part: 'flow' }),
   });
+  metrics.observeFlow(flow, FLOW_STATES);
   amqp.on('state', (state) => flow.setBrokerState(state));
   amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
   const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });

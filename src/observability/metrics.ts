@@ -1,4 +1,12 @@
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/** What the flow gauges read, at scrape time. */
+export interface FlowReadings {
+  readonly state: string;
+  readonly pendingMessages: number;
+  readonly pendingBytes: number;
+  readonly waiting: number;
+}
 
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
@@ -89,6 +97,45 @@ export class BridgeMetrics {
       registers,
     });
   }
+
+  /** Gauges of the flow controller: its state (1 for the current one) and its pending figures. */
+  observeFlow(flow: FlowReadings, states: readonly string[]): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: `${METRIC_PREFIX}flow_state`,
+      help: 'Flow state: 1 for the current one of open, throttled, blocked, disconnected.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        for (const state of states) this.set({ state }, flow.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}flow_pending_messages`,
+      help: 'Device publishes handed to AMQP and not yet confirmed.',
+      registers,
+      collect() {
+        this.set(flow.pendingMessages);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}flow_pending_bytes`,
+      help: 'Payload bytes handed to AMQP and not yet confirmed.',
+      registers,
+      collect() {
+        this.set(flow.pendingBytes);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}flow_waiting_publishes`,
+      help: 'Device publishes waiting for admission (their senders are not read meanwhile).',
+      registers,
+      collect() {
+        this.set(flow.waiting);
+      },
+    });
+  }
+
 
   /** Every counter of the bridge with its values by label set, for the summary logged at shutdown. */
   async totals(): Promise<Record<string, number | Record<string, number>>> {

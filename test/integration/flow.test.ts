@@ -80,6 +80,11 @@ describe('flow control through a stalling network path', () => {
       await delay(1_000);
       assert.equal(acked.size, ackedWhenStalled, 'no PUBACK while nothing is confirmed');
       assert.equal(bridge.bridge.flow.pendingMessages, 50, 'exactly the budget is pending');
+      const metrics = bridge.bridge.metrics;
+      assert.equal(await metrics.value('mqtt_amqp_bridge_flow_state', { state: 'throttled' }), 1, 'the metrics name the state');
+      assert.equal(await metrics.value('mqtt_amqp_bridge_flow_state', { state: 'open' }), 0);
+      assert.equal(await metrics.value('mqtt_amqp_bridge_flow_pending_messages'), 50);
+      assert.ok((await metrics.value('mqtt_amqp_bridge_flow_waiting_publishes')) > 0);
       assert.ok(bridge.bridge.flow.peakPendingMessages <= 50);
       proxy.resume();
       await done;
