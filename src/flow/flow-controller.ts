@@ -41,17 +41,17 @@ interface Parked {
   readonly request: AdmissionRequest;
   readonly admit: (release: Release) => void;
   readonly refuse: (reason: RefusalReason) => void;
-  settled: boolean;
 }
 
 /**
  * The one flow controller between the MQTT and AMQP sides. Every device publish asks it for
- * admission before it is handed to the publisher. In `open` state, and while the client is
- * under its in-flight limit, it goes on at once; otherwise QoS 1/2 (and QoS 0 with
- * `qos0Overflow: block`) wait here, in arrival order, and QoS 0 is dropped (it never waits). A waiting publish
+ * admission before it is handed to the publisher. In `open` state, within the budget and while
+ * the client is under its in-flight limit, it goes on at once. Otherwise it waits in its client's
+ * queue (each client's publishes stay in order; waiting clients are served in turn), except QoS 0
+ * under `qos0Overflow: drop`, which is dropped when the flow is not `open`. A waiting publish
  * holds aedes' callback, and aedes reads a client's socket again only when every publish of the
- * last read has called back: so waiting stops reading from exactly the clients that publish,
- * and TCP pushes back on them.
+ * last read has called back: so waiting stops reading from exactly the clients that publish, and
+ * TCP pushes back on them.
  */
 export class FlowController extends EventEmitter<{ state: [FlowState, FlowState] }> {
   private currentState: FlowState = 'disconnected';
@@ -61,12 +61,17 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private bytes = 0;
   private peakBytes = 0;
   private peakMessages = 0;
-  private readonly perClient = new Map<string, number>();
-  private readonly parked = new Fifo<Parked>();
-  private parkedCount = 0;
+  private readonly inflight = new Map<string, number>();
+  /** Waiting publishes per client, in arrival order. */
+  private readonly queues = new Map<string, Fifo<Parked>>();
+  /** Clients with waiting publishes that may go when there is room, in the order they started waiting. */
+  private readonly turns = new Fifo<string>();
+  private readonly inTurn = new Set<string>();
+  private waitingCount = 0;
   private disconnectedSince: number;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private pumping = false;
   private readonly now: () => number;
 
   constructor(private readonly options: FlowOptions) {
@@ -98,7 +103,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
 
   /** Publishes waiting for admission. */
   get waiting(): number {
-    return this.parkedCount;
+    return this.waitingCount;
   }
 
   /** How long RabbitMQ has been unreachable, 0 while connected. */
@@ -121,36 +126,58 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       refuse('shutdown');
       return;
     }
-    const dropsQos0 = request.qos === 0 && this.options.qos0Overflow === 'drop';
-    // QoS 0 under `drop` never waits, so it may pass publishes that wait (of other QoS).
-    if ((this.parkedCount === 0 || dropsQos0) && this.canAdmit(request)) {
+    const queue = this.queues.get(request.clientId);
+    if (!queue && this.turns.length === 0 && this.hasRoom(request) && this.underLimit(request.clientId)) {
       this.take(request, admit);
       return;
     }
-    if (dropsQos0) {
-      refuse('qos0_overflow');
+    if (request.qos === 0 && this.options.qos0Overflow === 'drop' && !this.hasRoom(request)) {
+      refuse('qos0_overflow'); // QoS 0 waits only for its own client's turn, never for the flow
       return;
     }
-    this.parked.push({ request, admit, refuse, settled: false });
-    this.parkedCount++;
+    if (queue) {
+      queue.push({ request, admit, refuse });
+    } else {
+      const created = new Fifo<Parked>();
+      created.push({ request, admit, refuse });
+      this.queues.set(request.clientId, created);
+      this.giveTurn(request.clientId);
+    }
+    this.waitingCount++;
     if (!this.timer) this.scheduleSweep();
-    // Open, but others wait (a client at its in-flight limit): this one may still go, in turn.
-    if (this.currentState === 'open') this.drain();
+    this.pump();
   }
 
   /** Shutdown: nothing more is admitted; waiting publishes are refused. */
   close(): void {
     this.closed = true;
-    for (let entry = this.parked.shift(); entry; entry = this.parked.shift()) this.refuseParked(entry, 'shutdown');
+    for (const queue of this.queues.values()) {
+      for (let entry = queue.shift(); entry; entry = queue.shift()) {
+        this.waitingCount--;
+        entry.refuse('shutdown');
+      }
+    }
+    this.queues.clear();
+    this.turns.drain();
+    this.inTurn.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
 
-  private canAdmit(request: AdmissionRequest): boolean {
+  /** Open, and the budget has room for this publish (a single one larger than the whole budget still goes, alone). */
+  private hasRoom(request: AdmissionRequest): boolean {
     if (this.currentState !== 'open') return false;
-    if ((this.perClient.get(request.clientId) ?? 0) >= this.options.maxInflightPerClient) return false;
-    // A single message larger than the whole byte budget still goes, alone.
     return this.messages === 0 || this.bytes + request.bytes <= this.options.maxPendingBytes;
+  }
+
+  private underLimit(clientId: string): boolean {
+    return (this.inflight.get(clientId) ?? 0) < this.options.maxInflightPerClient;
+  }
+
+  private giveTurn(clientId: string): void {
+    if (this.inTurn.has(clientId)) return;
+    this.inTurn.add(clientId);
+    this.turns.push(clientId);
   }
 
   private take(request: AdmissionRequest, admit: (release: Release) => void): void {
@@ -158,7 +185,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     this.bytes += request.bytes;
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
     if (this.messages > this.peakMessages) this.peakMessages = this.messages;
-    this.perClient.set(request.clientId, (this.perClient.get(request.clientId) ?? 0) + 1);
+    this.inflight.set(request.clientId, (this.inflight.get(request.clientId) ?? 0) + 1);
     this.update();
     let released = false;
     admit(() => {
@@ -166,34 +193,52 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       released = true;
       this.messages--;
       this.bytes -= request.bytes;
-      const left = (this.perClient.get(request.clientId) ?? 1) - 1;
-      if (left === 0) this.perClient.delete(request.clientId);
-      else this.perClient.set(request.clientId, left);
+      const left = (this.inflight.get(request.clientId) ?? 1) - 1;
+      if (left === 0) this.inflight.delete(request.clientId);
+      else this.inflight.set(request.clientId, left);
+      if (this.queues.has(request.clientId)) this.giveTurn(request.clientId);
       this.update();
-      this.drain();
+      this.pump();
     });
   }
 
-  /** Admits waiting publishes in arrival order; a client's later publishes never overtake its earlier ones. */
-  private drain(): void {
-    if (this.parkedCount === 0 || this.currentState !== 'open') return;
-    const skipped: Parked[] = [];
-    const held = new Set<string>();
-    while (this.currentState === 'open') {
-      const entry = this.parked.shift();
-      if (!entry) break;
-      if (entry.settled) continue;
-      if (held.has(entry.request.clientId) || !this.canAdmit(entry.request)) {
-        held.add(entry.request.clientId);
-        skipped.push(entry);
-        if (this.currentState !== 'open' || this.bytes >= this.options.maxPendingBytes) break;
-        continue;
+  /**
+   * Admits waiting publishes while the flow is open and the budget has room: each client in
+   * turn, one publish per turn, so one busy client cannot starve the others. A client at its
+   * in-flight limit leaves the turns until one of its publishes is released.
+   */
+  private pump(): void {
+    if (this.pumping) return; // admitting runs callbacks that may come back here
+    this.pumping = true;
+    try {
+      while (this.currentState === 'open') {
+        const clientId = this.turns.peek();
+        if (clientId === undefined) break;
+        const queue = this.queues.get(clientId);
+        const head = queue?.peek();
+        if (!queue || !head) {
+          this.turns.shift();
+          this.inTurn.delete(clientId);
+          this.queues.delete(clientId);
+          continue;
+        }
+        if (!this.underLimit(clientId)) {
+          this.turns.shift();
+          this.inTurn.delete(clientId);
+          continue;
+        }
+        if (!this.hasRoom(head.request)) break;
+        queue.shift();
+        this.waitingCount--;
+        this.turns.shift();
+        this.inTurn.delete(clientId);
+        if (queue.length === 0) this.queues.delete(clientId);
+        else this.giveTurn(clientId); // to the back: the next client goes first
+        this.take(head.request, head.admit);
       }
-      entry.settled = true;
-      this.parkedCount--;
-      this.take(entry.request, entry.admit);
+    } finally {
+      this.pumping = false;
     }
-    this.parked.unshiftAll(skipped);
   }
 
   private update(): void {
@@ -210,43 +255,52 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     this.currentState = next;
     if (next === 'disconnected') this.disconnectedSince = this.now();
     const level = next === 'open' || next === 'throttled' ? 'debug' : 'warn';
-    this.options.logger[level]({ from: previous, to: next, pendingMessages: this.messages, pendingBytes: this.bytes, waiting: this.parkedCount }, `flow ${next}`);
+    this.options.logger[level]({ from: previous, to: next, pendingMessages: this.messages, pendingBytes: this.bytes, waiting: this.waitingCount }, `flow ${next}`);
     this.emit('state', next, previous);
-    if (next === 'open') queueMicrotask(() => this.drain());
+    if (next === 'open') queueMicrotask(() => this.pump());
+    else if (this.options.qos0Overflow === 'drop') this.dropWaitingQos0();
   }
 
-  private refuseParked(entry: Parked, reason: RefusalReason): void {
-    if (entry.settled) return;
-    entry.settled = true;
-    this.parkedCount--;
-    entry.refuse(reason);
+  /** Not open any more: QoS 0 that waited for its client's turn is dropped now, as new QoS 0 is. */
+  private dropWaitingQos0(): void {
+    for (const [clientId, queue] of this.queues) {
+      const kept: Parked[] = [];
+      for (let entry = queue.shift(); entry; entry = queue.shift()) {
+        if (entry.request.qos !== 0) {
+          kept.push(entry);
+          continue;
+        }
+        this.waitingCount--;
+        entry.refuse('qos0_overflow');
+      }
+      if (kept.length === 0) this.queues.delete(clientId);
+      else queue.unshiftAll(kept);
+    }
   }
 
   private scheduleSweep(): void {
-    let head = this.parked.peek();
-    while (head?.settled) {
-      this.parked.shift();
-      head = this.parked.peek();
-    }
-    if (!head) {
+    if (this.waitingCount === 0) {
       this.timer = null;
       return;
     }
-    const delay = Math.max(0, head.request.receivedAt + this.options.publishTimeoutMs - this.now());
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const queue of this.queues.values()) oldest = Math.min(oldest, queue.peek()?.request.receivedAt ?? oldest);
+    const delay = Number.isFinite(oldest) ? Math.max(0, oldest + this.options.publishTimeoutMs - this.now()) : 0;
     this.timer = setTimeout(() => this.sweep(), delay);
     this.timer.unref();
   }
 
+  /** Refuses publishes that waited longer than publishTimeoutMs (each queue is in arrival order). */
   private sweep(): void {
     const cutoff = this.now() - this.options.publishTimeoutMs;
-    // Arrival order is deadline order, but skipped entries went back to the front: scan them all.
-    const keep: Parked[] = [];
-    for (let entry = this.parked.shift(); entry; entry = this.parked.shift()) {
-      if (entry.settled) continue;
-      if (entry.request.receivedAt <= cutoff) this.refuseParked(entry, 'timeout');
-      else keep.push(entry);
+    for (const [clientId, queue] of this.queues) {
+      for (let head = queue.peek(); head && head.request.receivedAt <= cutoff; head = queue.peek()) {
+        queue.shift();
+        this.waitingCount--;
+        head.refuse('timeout');
+      }
+      if (queue.length === 0) this.queues.delete(clientId);
     }
-    this.parked.unshiftAll(keep);
     this.scheduleSweep();
   }
 }

@@ -625,3 +625,32 @@ test('FlowController - a disconnect while publishes are in flight keeps their ac
   assert.deepEqual(h.events, ['admit:a', 'admit:b']);
   h.flow.close();
 });
+
+test('FlowController - QoS 0 waiting for its client turn is dropped when the flow leaves open; QoS 1 keeps waiting', async () => {
+  const h = await openHarness({ maxInflightPerClient: 1 });
+  h.submit('a1', 'a', 10, 1);
+  h.submit('a0', 'a', 10, 0);
+  h.submit('a2', 'a', 10, 1);
+  assert.deepEqual(h.events, ['admit:a1'], 'a is at its limit: both wait for its turn');
+  h.flow.setBlocked(true);
+  assert.deepEqual(h.events, ['admit:a1', 'refuse:a0:qos0_overflow']);
+  assert.equal(h.flow.waiting, 1);
+  h.flow.setBlocked(false);
+  h.release('a1');
+  await flush();
+  assert.deepEqual(h.events, ['admit:a1', 'refuse:a0:qos0_overflow', 'admit:a2']);
+  h.flow.close();
+});
+
+test('FlowController - waiting clients are served in turn, each in its own order', async () => {
+  const h = await openHarness({ maxPendingMessages: 1 });
+  h.submit('x', 'c0', 10);
+  for (const id of ['a1', 'a2', 'a3']) h.submit(id, 'a', 10);
+  h.submit('b1', 'b', 10);
+  for (const id of ['x', 'a1', 'b1', 'a2']) {
+    h.release(id);
+    await flush();
+  }
+  assert.deepEqual(h.events, ['admit:x', 'admit:a1', 'admit:b1', 'admit:a2', 'admit:a3']);
+  h.flow.close();
+});
