@@ -38,6 +38,7 @@ export const DEFAULT_MAX_TOPIC_LEVELS = 32;
 export const AEDES_MAX_TOPIC_LEVELS = 100;
 export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_LOG_LEVEL = 'info';
 
 /** A number may also be written as a string of digits (as `${PORT}` substitutions give). */
@@ -140,6 +141,9 @@ const mqttSchema = z
     maxSubscriptionsPerClient: integer(1)
       .default(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT)
       .meta({ description: 'Most subscriptions one client holds; past this a SUBSCRIBE gets return code 0x80 for the new filter.' }),
+    connectTimeoutMs: integer(100)
+      .default(DEFAULT_CONNECT_TIMEOUT_MS)
+      .meta({ description: 'A connection that has not sent CONNECT this long after it opened is closed (against idle sockets holding connections).' }),
     drainTimeoutMs: integer(0)
       .default(DEFAULT_DRAIN_TIMEOUT_MS)
       .meta({
@@ -150,7 +154,7 @@ const mqttSchema = z
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
       .meta({
         description:
-          'Longest client identifier accepted; longer ones get CONNACK return code 2. MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
+          'Longest client identifier accepted; longer ones get CONNACK return code 2 (so does an empty one with clean session = 0 [MQTT-3.1.3-8]). MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
       }),
   })
   .meta({ description: 'The MQTT server the devices talk to.' });

@@ -4,6 +4,8 @@ import type { Client } from 'aedes';
 export interface ClientIdentity {
   username: string | undefined;
   listener: string;
+  /** Why the CONNECT's client identifier is refused (CONNACK return code 2), if it is. */
+  clientIdProblem?: string;
 }
 
 /** Per-server registry, keyed weakly by aedes client so closed clients are collected. */

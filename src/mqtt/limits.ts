@@ -1,13 +1,18 @@
 /** Which configured limit refused something; the label of `mqtt_amqp_bridge_limits_refused_total`. */
-export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions';
+export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic';
 
 export interface TopicLimits {
   readonly maxTopicBytes: number;
   readonly maxTopicLevels: number;
 }
 
-/** The limit a topic name or filter breaks, or null. */
+/**
+ * The limit a topic name or filter breaks, or null. A topic with U+0000 [MQTT-4.7.3-2] or with
+ * U+FFFD is refused too: the MQTT parser turns bytes that are not UTF-8 into U+FFFD, so that is
+ * how invalid UTF-8 [MQTT-1.5.3-1] shows by the time the bridge sees the topic.
+ */
 export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName | null {
+  if (topic.includes('\u0000') || topic.includes('\ufffd')) return 'invalid_topic';
   // A string of n UTF-16 units is at most 3n bytes: measure only when it could be too long.
   if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic, 'utf8') > limits.maxTopicBytes) return 'topic_length';
   let levels = 1;

@@ -5,6 +5,7 @@ import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
 import { createAuthenticate } from './hooks/authenticate.js';
 import { createAuthorizeForward } from './hooks/authorize-forward.js';
+import { createPreConnect } from './hooks/pre-connect.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
 import type { AcceptConnection, RunningListener } from './listeners/listener.js';
@@ -77,7 +78,9 @@ export class MqttServer implements DevicePublisher {
     broker = await Aedes.createBroker({
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
+      preConnect: createPreConnect(identities, options.config.maxClientIdLength),
       authenticate: createAuthenticate(identities, options.connectionRefusal),
+      connectTimeout: options.config.connectTimeoutMs,
       authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused),
       authorizeSubscribe: createAuthorizeSubscribe(options.config, refused),
       // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.

@@ -15,6 +15,7 @@ const MQTT_LIMIT_DEFAULTS = {
   maxTopicBytes: 4096,
   maxTopicLevels: 32,
   maxSubscriptionsPerClient: 100,
+  connectTimeoutMs: 10_000,
   drainTimeoutMs: 60_000,
   maxClientIdLength: 128,
 };
