@@ -8,6 +8,10 @@ import type { RunningListener } from './mqtt/listeners/listener.js';
 import { MqttServer } from './mqtt/server.js';
 import { silentLogger } from './observability/logger.js';
 import { BridgeMetrics } from './observability/metrics.js';
+import { Acl } from './auth/acl.js';
+import { Authenticator } from './auth/authenticator.js';
+import type { AccessPolicy } from './mqtt/access.js';
+import { RateLimitedWarning } from './observability/rate-limited-warning.js';
 import { FLOW_STATES, FlowController } from './flow/flow-controller.js';
 import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
 import { DownlinkPipeline } from './pipeline/downlink.js';
@@ -57,6 +61,8 @@ export function createBridge(options: BridgeOptions): Bridge {
     downlink: { subscriptions: downlinkSubscriptions(config.downlink, downlinkRules), handler: downlink },
     logger: logger.child({ part: 'amqp' }),
   });
+  const authenticator = new Authenticator(config.auth, logger.child({ part: 'auth' }));
+  const access = config.acl ? accessPolicy(new Acl(config.acl.rules), config.acl.onDeniedPublish, metrics, logger.child({ part: 'acl' })) : null;
   const flow = new FlowController({
     maxPendingMessages: config.flow.maxPendingMessages,
     maxPendingBytes: config.flow.maxPendingBytes,
@@ -98,6 +104,9 @@ export function createBridge(options: BridgeOptions): Bridge {
         onOfflineDropped: () => metrics.offlineDropped.inc(),
         connectionRefusal,
         onLimitRefused: (limit) => metrics.limitsRefused.inc({ limit }),
+        logins: config.auth ? authenticator : null,
+        access,
+        onConnectRefused: (code) => metrics.loginsRefused.inc({ return_code: String(code) }),
       });
       try {
         await mqtt.listen(config.mqtt.listeners);
@@ -108,6 +117,7 @@ export function createBridge(options: BridgeOptions): Bridge {
       }
       await amqp.start();
       for (const listener of mqtt.listeners) logger.info({ listener: listener.type, address: listener.url }, `MQTT listening on ${listener.url}`);
+      if (!config.auth) logger.warn('no auth section in the configuration: every client may connect without credentials');
       logger.info({ amqp: amqp.server, rules: { uplink: config.uplink.length, downlink: config.downlink.length } }, `forwarding to AMQP at ${amqp.server}`);
       state = 'running';
     },
@@ -151,4 +161,18 @@ export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], co
       prefetch: rule.prefetch,
     };
   });
+}
+
+/** The ACL as the MQTT side asks it, with every denial counted and logged (rate-limited). */
+function accessPolicy(acl: Acl, onDeniedPublish: 'disconnect' | 'drop', metrics: BridgeMetrics, logger: Logger): AccessPolicy {
+  const warning = new RateLimitedWarning({ logger, message: 'denied by the ACL' });
+  return {
+    canPublish: (identity, topic) => acl.canPublish(identity, topic),
+    canSubscribe: (identity, filter) => acl.canSubscribe(identity, filter),
+    onDeniedPublish,
+    denied(action, clientId, topic) {
+      metrics.aclDenied.inc({ action });
+      warning.warn(null, { action, clientId, topic });
+    },
+  };
 }

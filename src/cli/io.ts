@@ -3,6 +3,7 @@ export interface CommandIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream;
   env: Readonly<Record<string, string | undefined>>;
+  stdin?: NodeJS.ReadableStream;
 }
 
 export function writeLine(stream: NodeJS.WritableStream, line: string): void {

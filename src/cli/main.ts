@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BridgeError, ConfigError, UsageError } from '../errors.js';
+import { passwdCommand, PASSWD_USAGE } from './passwd.js';
 import { routeCommand, ROUTE_USAGE } from './route.js';
 import { runCommand, RUN_USAGE } from './run.js';
 import { validateCommand, VALIDATE_USAGE } from './validate.js';
@@ -9,6 +10,7 @@ const USAGE = `usage:
   ${RUN_USAGE}
   ${VALIDATE_USAGE}
   ${ROUTE_USAGE}
+  ${PASSWD_USAGE}
   mqtt-amqp-bridge --version`;
 
 /** Exit code for a command line that is not valid (and for `route` on a bad config). */
@@ -24,6 +26,8 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
         return validateCommand(rest, io);
       case 'route':
         return routeCommand(rest, io);
+      case 'passwd':
+        return await passwdCommand(rest, io);
       case '--version':
       case 'version':
         writeLine(io.stdout, version());

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Document, LineCounter, isMap, isScalar, isNode, parseDocument, visit, type Node as YamlNode, type Pair } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MappingError, type ConfigProblem } from '../errors.js';
 import { compileDownlinkRule } from '../mapping/downlink.js';
 import { compileUplinkRule } from '../mapping/uplink.js';
 import { substituteEnv } from './env.js';
-import { configSchema, downlinkRuleSchema, uplinkRuleSchema, type BridgeConfig } from './schema.js';
+import { configSchema, downlinkRuleSchema, uplinkRuleSchema, usersFileSchema, type BridgeConfig, type UserSettings } from './schema.js';
 import { objectSchemaAt, shapeKeys } from './schema-walk.js';
 import { suggest } from './suggest.js';
 
@@ -30,6 +31,30 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeC
 
 /** As loadConfigFile, for text already read; `file` only names it in messages. */
 export function loadConfigText(text: string, file: string, options: LoadOptions = {}): BridgeConfig {
+  const env = options.env ?? process.env;
+  const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
+  problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
+  let config = parsed;
+  if (config?.auth?.usersFile !== undefined) {
+    const usersFile = resolve(dirname(file), config.auth.usersFile);
+    const fromFile = readUsersFile(usersFile, env, problems);
+    config = { ...config, auth: { ...config.auth, usersFile, users: [...config.auth.users, ...fromFile] } };
+  }
+  if (config?.auth) checkUniqueUsers(config.auth.users, problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
+  if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
+  return deepFreeze(config) as BridgeConfig;
+}
+
+interface ReadYaml<T> {
+  data: unknown;
+  parsed: T | null;
+  problems: ConfigProblem[];
+  doc: Document;
+  at: (offset: number, path: Path, message: string) => ConfigProblem;
+}
+
+/** Parses YAML, substitutes the environment and validates against `schema`, collecting every problem. */
+function readYaml<T>(text: string, file: string, schema: z.ZodType<T>, env: Readonly<Record<string, string | undefined>>): ReadYaml<T> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number, path: Path, message: string): ConfigProblem => {
@@ -41,20 +66,47 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   if (syntaxProblems.length > 0) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', syntaxProblems);
 
   const unresolved = new Set<YamlNode>();
-  const problems = substituteEnvironment(doc, text, options.env ?? process.env, unresolved, at);
+  const problems = substituteEnvironment(doc, text, env, unresolved, at);
 
   const data: unknown = doc.toJS() ?? {};
-  const parsed = configSchema.safeParse(data);
+  const parsed = schema.safeParse(data);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       // A value whose variable is missing was already reported as such.
       const node = doc.getIn(issue.path.filter((key) => typeof key !== 'symbol'), true);
-      if (!(isNode(node) && unresolved.has(node))) problems.push(...issueProblems(issue, doc, data, at));
+      if (!(isNode(node) && unresolved.has(node))) problems.push(...issueProblems(issue, doc, data, schema, at));
     }
   }
-  problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
-  if (problems.length > 0 || !parsed.success) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
-  return deepFreeze(parsed.data) as BridgeConfig;
+  return { data, parsed: parsed.success ? parsed.data : null, problems, doc, at };
+}
+
+/** The users of `auth.usersFile` (a YAML file with a `users:` list, as under `auth`); its problems go to `problems`. */
+function readUsersFile(file: string, env: Readonly<Record<string, string | undefined>>, problems: ConfigProblem[]): UserSettings[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    problems.push({ file, line: 1, col: 1, path: '', message: `cannot read the users file: ${reason}` });
+    return [];
+  }
+  try {
+    const read = readYaml(text, file, usersFileSchema, env);
+    problems.push(...read.problems);
+    return read.parsed ? [...read.parsed.users] : [];
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+    return [];
+  }
+}
+
+function checkUniqueUsers(users: readonly UserSettings[], problems: ConfigProblem[], line: number, file: string): void {
+  const seen = new Set<string>();
+  for (const user of users) {
+    if (seen.has(user.username)) problems.push({ file, line, col: 1, path: 'auth.users', message: `user "${user.username}" is defined twice (in auth.users and auth.usersFile, or twice in one)` });
+    seen.add(user.username);
+  }
 }
 
 function substituteEnvironment(
@@ -94,10 +146,16 @@ function sourceOffsetOf(text: string, range: [number, number, number] | null | u
   return found !== -1 && found < range[1] ? found : range[0];
 }
 
-function issueProblems(issue: z.core.$ZodIssue, doc: Document, data: unknown, at: (offset: number, path: Path, message: string) => ConfigProblem): ConfigProblem[] {
+function issueProblems(
+  issue: z.core.$ZodIssue,
+  doc: Document,
+  data: unknown,
+  schema: z.ZodType,
+  at: (offset: number, path: Path, message: string) => ConfigProblem,
+): ConfigProblem[] {
   const path = issue.path.filter((key): key is string | number => typeof key !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
-    const allowed = shapeKeys(objectSchemaAt(configSchema, path, data) ?? configSchema);
+    const allowed = shapeKeys(objectSchemaAt(schema, path, data) ?? schema);
     return issue.keys.map((key) => {
       const hint = suggest(key, allowed);
       const where = path.length > 0 ? ` in ${formatPath(path)}` : '';

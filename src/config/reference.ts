@@ -64,6 +64,18 @@ function collect(key: string, schema: z.ZodType, rows: Row[]): void {
     for (const [child, childSchema] of Object.entries(def.shape!)) collect(`${key}.${child}`, childSchema, rows);
   } else if (def.type === 'array') {
     collectElement(`${key}[]`, def.element!, rows);
+  } else if (def.type === 'union' && !def.discriminator) {
+    // Either form of the field: a list's entries, an object's keys.
+    for (const option of def.options ?? []) {
+      const optionDef = defOf(unwrap(option).schema);
+      if (optionDef.type === 'array') collectElement(`${key}[]`, optionDef.element!, rows);
+      else if (optionDef.type === 'object') {
+        for (const [child, childSchema] of Object.entries(optionDef.shape!)) {
+          if (defOf(unwrap(childSchema).schema).type !== 'array') collect(`${key}.${child}`, childSchema, rows);
+          else rows.push({ key: `${key}.${child}`, type: typeName(unwrap(childSchema).schema), required: true, defaultValue: '', description: unwrap(childSchema).meta.description ?? '', example: '' });
+        }
+      }
+    }
   }
 }
 
@@ -116,6 +128,8 @@ function typeName(schema: z.ZodType): string {
       return `map of string to ${typeName(unwrap(def.valueType!).schema)}`;
     case 'object':
       return 'object';
+    case 'union':
+      return (def.options ?? []).map((option) => typeName(unwrap(option).schema)).join(' or ');
     default:
       return def.type;
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isPasswordHash } from '../auth/passwords.js';
 
 /**
  * The configuration schema: the one source of types, defaults and documentation.
@@ -354,6 +355,75 @@ const flowSchema = z
   .prefault({})
   .meta({ description: 'Flow control between devices and RabbitMQ: see docs/flow-control.md.' });
 
+const userSchema = z.strictObject({
+  username: z.string().min(1).max(65_535).meta({ description: 'The MQTT username.', examples: ['sensor-1'] }),
+  password: z
+    .string()
+    .refine(isPasswordHash, 'passwords are stored as scrypt hashes, never in clear: make one with `mqtt-amqp-bridge passwd`')
+    .meta({ description: 'Hash of the password, as `mqtt-amqp-bridge passwd` prints it (`scrypt$N$r$p$salt$hash`).' }),
+});
+
+/** What `auth.usersFile` holds. */
+export const usersFileSchema = z.strictObject({
+  users: z.array(userSchema).default([]).meta({ description: 'Users, as under `auth.users`.' }),
+});
+
+const authSchema = z
+  .strictObject({
+    anonymous: boolean()
+      .default(false)
+      .meta({ description: 'Whether clients without a username may connect (they get CONNACK return code 5 otherwise).' }),
+    users: z.array(userSchema).default([]).meta({ description: 'Users with their password hashes.' }),
+    usersFile: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({ description: 'A YAML file with a `users:` list, read with the configuration (relative paths are from the configuration file).', examples: ['users.yaml'] }),
+    certificateUsername: z
+      .enum(['none', 'cn'])
+      .default('none')
+      .meta({ description: "`cn`: on `tls`/`wss` listeners, a verified client certificate's common name is the username, no password needed." }),
+  })
+  .meta({
+    description:
+      'Authentication. Without this section every client may connect (the bridge warns at start); with it, anonymous clients are refused unless `anonymous: true`.',
+  });
+
+const aclAction = z.enum(['publish', 'subscribe']);
+const aclActions = z.union([aclAction, z.array(aclAction).min(1)]);
+
+const aclEntrySchema = z
+  .strictObject({
+    allow: aclActions.optional().meta({ description: 'What the entry allows: `publish`, `subscribe` or both.' }),
+    deny: aclActions.optional().meta({ description: 'What the entry denies (instead of `allow`).' }),
+    topic: z
+      .string()
+      .min(1)
+      .refine((topic) => topic.replace(/\{(username|clientId)\}/g, '').search(/[{}]/) === -1, 'an ACL topic may only use the placeholders {username} and {clientId}')
+      .meta({ description: 'Topic filter (`+`, `#`); `{username}` and `{clientId}` are the client\'s own.', examples: ['devices/{username}/#'] }),
+    users: z.array(z.string().min(1)).optional().meta({ description: 'Only for these usernames.' }),
+  })
+  .refine((entry) => (entry.allow === undefined) !== (entry.deny === undefined), 'an ACL entry has either `allow` or `deny`');
+
+const aclRulesSchema = z.array(aclEntrySchema);
+
+const aclSchema = z
+  .union([
+    aclRulesSchema,
+    z.strictObject({
+      rules: aclRulesSchema.meta({ description: 'The entries, first match wins.' }),
+      onDeniedPublish: z
+        .enum(['disconnect', 'drop'])
+        .default('disconnect')
+        .meta({ description: 'A denied PUBLISH closes the connection (`disconnect`) or is acknowledged and delivered nowhere (`drop`); either way it is counted.' }),
+    }),
+  ])
+  .transform((acl) => (Array.isArray(acl) ? { rules: acl, onDeniedPublish: 'disconnect' as const } : acl))
+  .meta({
+    description:
+      'Per-client topic access: a list of entries (first match wins; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`.',
+  });
+
 const logSchema = z
   .strictObject({
     level: z
@@ -385,6 +455,8 @@ export const configSchema = z.strictObject({
     .default([])
     .superRefine(uniqueNames)
     .meta({ description: 'AMQP -> MQTT rules.' }),
+  auth: authSchema.optional(),
+  acl: aclSchema.optional(),
   flow: flowSchema,
   log: logSchema,
   shutdownTimeoutMs: integer(0)
@@ -398,3 +470,6 @@ export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
 export type UplinkRuleSettings = BridgeConfig['uplink'][number];
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
+export type UserSettings = z.output<typeof userSchema>;
+export type AuthSettings = NonNullable<BridgeConfig['auth']>;
+export type AclSettings = NonNullable<BridgeConfig['acl']>;

@@ -6,6 +6,10 @@ export interface ClientIdentity {
   listener: string;
   /** Why the CONNECT's client identifier is refused (CONNACK return code 2), if it is. */
   clientIdProblem?: string;
+  /** Where the connection comes from. */
+  address?: string;
+  /** The common name of the client certificate a TLS listener verified. */
+  certificateCommonName?: string;
 }
 
 /** Per-server registry, keyed weakly by aedes client so closed clients are collected. */

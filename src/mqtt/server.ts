@@ -3,7 +3,7 @@ import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
-import { createAuthenticate } from './hooks/authenticate.js';
+import { createAuthenticate, type LoginCheck } from './hooks/authenticate.js';
 import { createAuthorizeForward } from './hooks/authorize-forward.js';
 import { createPreConnect } from './hooks/pre-connect.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
@@ -20,6 +20,7 @@ import type { Duplex } from 'node:stream';
 import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
 import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
 import type { LimitName } from './limits.js';
+import type { AccessPolicy } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
@@ -33,6 +34,12 @@ export interface MqttServerOptions {
   connectionRefusal?: () => number | null;
   /** Called for everything a configured limit refuses (it is also logged). */
   onLimitRefused?: (limit: LimitName) => void;
+  /** Who may log in; null lets everyone. */
+  logins?: LoginCheck | null;
+  /** Who may publish and subscribe where; null allows everything. */
+  access?: AccessPolicy | null;
+  /** Called for every CONNACK that refuses a connection, with its return code. */
+  onConnectRefused?: (returnCode: number) => void;
 }
 
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
@@ -53,6 +60,9 @@ export class MqttServer implements DevicePublisher {
     this.broker = broker;
     this.identities = identities;
     broker.on('client', (client: Client) => logger.debug({ clientId: client.id }, 'client connected'));
+    broker.on('connackSent', (connack: { returnCode?: number }) => {
+      if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
+    });
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
     broker.on('clientError', (client: Client, error: Error) => logger.debug({ clientId: client.id, err: error.message }, 'client error'));
     broker.on('connectionError', (_client: Client, error: Error) => logger.debug({ err: error.message }, 'connection error before CONNECT'));
@@ -68,6 +78,7 @@ export class MqttServer implements DevicePublisher {
       limitWarning.warn(null, { limit, clientId: client?.id, detail: detail && detail.length > 200 ? `${detail.slice(0, 200)}…` : detail });
       options.onLimitRefused?.(limit);
     };
+    const access = options.access ?? null;
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
@@ -79,10 +90,20 @@ export class MqttServer implements DevicePublisher {
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       preConnect: createPreConnect(identities, options.config.maxClientIdLength),
-      authenticate: createAuthenticate(identities, options.connectionRefusal),
+      authenticate: createAuthenticate(identities, {
+        refusal: options.connectionRefusal ?? (() => null),
+        logins: options.logins ?? null,
+        willAllowed: access
+          ? (clientId, username, topic) => {
+              const allowed = access.canPublish({ clientId, username }, topic);
+              if (!allowed) access.denied('will', clientId, topic);
+              return allowed;
+            }
+          : undefined,
+      }),
       connectTimeout: options.config.connectTimeoutMs,
-      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused),
-      authorizeSubscribe: createAuthorizeSubscribe(options.config, refused),
+      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access),
+      authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
       // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
       maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
       drainTimeout: options.config.drainTimeoutMs,
@@ -123,7 +144,8 @@ export class MqttServer implements DevicePublisher {
       this.connections++;
       stream.once('close', () => this.connections--);
       const client = this.broker.handle(stream, request);
-      this.identities.set(client, { username: undefined, listener });
+      const address = (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
+      this.identities.set(client, { username: undefined, listener, address });
       this.guardPacketSize(client, stream);
     };
     try {

@@ -35,6 +35,8 @@ export class BridgeMetrics {
   readonly downlinkRejected: Counter<'rule' | 'reason'>;
   readonly offlineDropped: Counter;
   readonly limitsRefused: Counter<'limit'>;
+  readonly aclDenied: Counter<'action'>;
+  readonly loginsRefused: Counter<'return_code'>;
 
   constructor() {
     const registers = [this.registry];
@@ -89,6 +91,18 @@ export class BridgeMetrics {
       name: `${METRIC_PREFIX}limits_refused_total`,
       help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit.',
       labelNames: ['limit'],
+      registers,
+    });
+    this.aclDenied = new Counter({
+      name: `${METRIC_PREFIX}acl_denied_total`,
+      help: 'Publishes, subscriptions and wills the ACL denied, by action.',
+      labelNames: ['action'],
+      registers,
+    });
+    this.loginsRefused = new Counter({
+      name: `${METRIC_PREFIX}logins_refused_total`,
+      help: 'CONNECTs refused, by CONNACK return code (2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
+      labelNames: ['return_code'],
       registers,
     });
     this.offlineDropped = new Counter({

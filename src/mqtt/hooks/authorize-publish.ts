@@ -1,5 +1,6 @@
 import type { AedesOptions, Client } from 'aedes';
 import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
+import { DENIED_TOPIC, type AccessPolicy } from '../access.js';
 import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
 import type { PublishHandler } from '../types.js';
@@ -20,6 +21,7 @@ export function createAuthorizePublish(
   qos2: Qos2Forwards,
   limits: TopicLimits,
   refused: (limit: LimitName, client: Client | null, topic: string) => void,
+  access: AccessPolicy | null = null,
 ): AuthorizePublish {
   return (client, packet, callback) => {
     if (packet.topic.startsWith(SYS_PREFIX)) {
@@ -32,6 +34,21 @@ export function createAuthorizePublish(
       refused(broken, client, packet.topic);
       callback(new Error(`topic exceeds the ${broken === 'topic_length' ? 'length' : 'level'} limit`));
       return;
+    }
+    if (access) {
+      const clientId = client?.id ?? (packet as { clientId?: string }).clientId ?? '';
+      if (!access.canPublish({ clientId, username: identities.get(client)?.username }, packet.topic)) {
+        access.denied('publish', clientId, packet.topic);
+        if (access.onDeniedPublish === 'disconnect' || !client) {
+          callback(new Error(`the ACL does not allow publishing on "${packet.topic}"`));
+          return;
+        }
+        // Acknowledged, and delivered nowhere: see DENIED_TOPIC.
+        packet.topic = DENIED_TOPIC;
+        packet.retain = false;
+        callback(null);
+        return;
+      }
     }
     if (packet.qos === 2) {
       if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));

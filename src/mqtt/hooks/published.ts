@@ -3,6 +3,7 @@ import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
 import type { PublishHandler } from '../types.js';
 import { toDevicePublish } from './device-publish.js';
+import { DENIED_TOPIC } from '../access.js';
 
 type Published = NonNullable<AedesOptions['published']>;
 
@@ -14,7 +15,7 @@ type Published = NonNullable<AedesOptions['published']>;
  */
 export function createPublished(handler: PublishHandler, identities: ClientIdentities, qos2: Qos2Forwards, broker: () => Aedes): Published {
   return (packet, client, callback) => {
-    if (!client || packet.qos !== 2) {
+    if (!client || packet.qos !== 2 || packet.topic === DENIED_TOPIC) {
       callback(null);
       return;
     }

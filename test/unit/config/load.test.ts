@@ -280,7 +280,7 @@ bogus: 1
 `;
 
 test('loadConfigText - an unknown top-level key far from any allowed one has no hint', () => {
-  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, flow, log, shutdownTimeoutMs']);
+  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, auth, acl, flow, log, shutdownTimeoutMs']);
 });
 
 const UNKNOWN_LISTENER_KEY = `mqtt:

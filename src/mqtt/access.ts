@@ -1,0 +1,17 @@
+/** Who may publish and subscribe where (the ACL); the MQTT side only asks. */
+export interface AccessPolicy {
+  canPublish(identity: { clientId: string; username: string | undefined }, topic: string): boolean;
+  canSubscribe(identity: { clientId: string; username: string | undefined }, filter: string): boolean;
+  /** `disconnect`: a denied PUBLISH closes the connection; `drop`: it is acknowledged and delivered nowhere. */
+  readonly onDeniedPublish: 'disconnect' | 'drop';
+  /** Called for every denial (it is counted and logged there). */
+  denied(action: 'publish' | 'subscribe' | 'will', clientId: string, topic: string): void;
+}
+
+/**
+ * Where a PUBLISH denied under `onDeniedPublish: drop` is sent instead: aedes acknowledges a
+ * publish only by publishing it, and nobody can subscribe here (the bridge refuses filters
+ * under `$bridge/`), nor is it forwarded to AMQP.
+ */
+export const DENIED_TOPIC = '$bridge/denied';
+export const BRIDGE_TOPIC_PREFIX = '$bridge/';
