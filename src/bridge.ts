@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { AmqpBackend } from './amqp/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
-import { DOWNLINK_QUEUE_PREFIX, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
+import { loadUsersFile } from './config/load.js';
+import { DOWNLINK_QUEUE_PREFIX, type AuthSettings, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
 import { compileDownlinkRules, type DownlinkRuleResolver } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
@@ -61,7 +62,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     downlink: { subscriptions: downlinkSubscriptions(config.downlink, downlinkRules), handler: downlink },
     logger: logger.child({ part: 'amqp' }),
   });
-  const authenticator = new Authenticator(config.auth, logger.child({ part: 'auth' }));
+  const authenticator = new Authenticator(withUsersFile(config.auth), logger.child({ part: 'auth' }));
   const access = config.acl ? accessPolicy(new Acl(config.acl.rules), config.acl.onDeniedPublish, metrics, logger.child({ part: 'acl' })) : null;
   const flow = new FlowController({
     maxPendingMessages: config.flow.maxPendingMessages,
@@ -175,4 +176,10 @@ function accessPolicy(acl: Acl, onDeniedPublish: 'disconnect' | 'drop', metrics:
       warning.warn(null, { action, clientId, topic });
     },
   };
+}
+
+/** The auth settings with the users of `auth.usersFile` added (read now; a reload reads it again). */
+function withUsersFile(auth: AuthSettings | undefined): AuthSettings | undefined {
+  if (!auth?.usersFile) return auth;
+  return { ...auth, users: [...auth.users, ...loadUsersFile(auth.usersFile)] };
 }

@@ -36,11 +36,15 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
   let config = parsed;
   if (config?.auth?.usersFile !== undefined) {
+    // Resolved from the configuration's folder; read here to report its problems, and again
+    // by the bridge when it starts (and on reload).
     const usersFile = resolve(dirname(file), config.auth.usersFile);
     const fromFile = readUsersFile(usersFile, env, problems);
-    config = { ...config, auth: { ...config.auth, usersFile, users: [...config.auth.users, ...fromFile] } };
+    config = { ...config, auth: { ...config.auth, usersFile } };
+    checkUniqueUsers([...config.auth!.users, ...fromFile], problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
+  } else if (config?.auth) {
+    checkUniqueUsers(config.auth.users, problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
   }
-  if (config?.auth) checkUniqueUsers(config.auth.users, problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
   if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
   return deepFreeze(config) as BridgeConfig;
 }
@@ -78,6 +82,14 @@ function readYaml<T>(text: string, file: string, schema: z.ZodType<T>, env: Read
     }
   }
   return { data, parsed: parsed.success ? parsed.data : null, problems, doc, at };
+}
+
+/** Reads `auth.usersFile`; throws ConfigError with every problem as FILE:LINE:COL. */
+export function loadUsersFile(file: string, options: LoadOptions = {}): UserSettings[] {
+  const problems: ConfigProblem[] = [];
+  const users = readUsersFile(file, options.env ?? process.env, problems);
+  if (problems.length > 0) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
+  return users;
 }
 
 /** The users of `auth.usersFile` (a YAML file with a `users:` list, as under `auth`); its problems go to `problems`. */
