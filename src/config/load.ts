@@ -34,19 +34,29 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   const env = options.env ?? process.env;
   const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
   problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
-  let config = parsed;
+  let config = parsed && resolveFiles(parsed, dirname(file));
   if (config?.auth?.usersFile !== undefined) {
     // Resolved from the configuration's folder; read here to report its problems, and again
     // by the bridge when it starts (and on reload).
-    const usersFile = resolve(dirname(file), config.auth.usersFile);
-    const fromFile = readUsersFile(usersFile, env, problems);
-    config = { ...config, auth: { ...config.auth, usersFile } };
+    const fromFile = readUsersFile(config.auth.usersFile, env, problems);
     checkUniqueUsers([...config.auth!.users, ...fromFile], problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
   } else if (config?.auth) {
     checkUniqueUsers(config.auth.users, problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
   }
   if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
   return deepFreeze(config) as BridgeConfig;
+}
+
+/** Files named in the configuration (certificates, keys, the users file) are relative to its folder. */
+function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.output<typeof configSchema> {
+  const at = (path: string) => resolve(folder, path);
+  const listeners = config.mqtt.listeners.map((listener) =>
+    listener.type === 'tls' || listener.type === 'wss'
+      ? { ...listener, cert: at(listener.cert), key: at(listener.key), ...(listener.ca ? { ca: at(listener.ca) } : {}) }
+      : listener,
+  );
+  const auth = config.auth?.usersFile ? { ...config.auth, usersFile: at(config.auth.usersFile) } : config.auth;
+  return { ...config, mqtt: { ...config.mqtt, listeners }, ...(auth ? { auth } : {}) };
 }
 
 interface ReadYaml<T> {

@@ -100,7 +100,51 @@ const wsListener = z
   })
   .meta({ title: 'ws listener' });
 
-export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListener]);
+export const DEFAULT_MQTT_TLS_PORT = 8883;
+export const DEFAULT_MQTT_WSS_PORT = 8084;
+
+const tlsFields = {
+  cert: z.string().min(1).meta({ description: 'PEM file with the server certificate (and its chain).', examples: ['certs/server.pem'] }),
+  key: z.string().min(1).meta({ description: 'PEM file with the private key of the certificate.', examples: ['certs/server.key'] }),
+  ca: z.string().min(1).optional().meta({ description: 'PEM file with the CAs that client certificates must chain to.', examples: ['certs/ca.pem'] }),
+  clientCertificates: z
+    .enum(['none', 'optional', 'required'])
+    .default('none')
+    .meta({
+      description:
+        'Whether clients present a certificate (verified against `ca`): `required` refuses the handshake without a valid one; `optional` accepts clients without one. A verified certificate can name the user (`auth.certificateUsername: cn`).',
+    }),
+};
+
+const needsCa = (listener: { ca?: string | undefined; clientCertificates: string }) => listener.clientCertificates === 'none' || listener.ca !== undefined;
+const needsCaMessage = { message: 'client certificates are checked against `ca`: give one', path: ['ca'] };
+
+const tlsListener = z
+  .strictObject({
+    type: z.literal('tls').meta({ description: 'MQTT over TLS (1.2 or later).' }),
+    host,
+    port: port(DEFAULT_MQTT_TLS_PORT),
+    ...tlsFields,
+  })
+  .refine(needsCa, needsCaMessage)
+  .meta({ title: 'tls listener' });
+
+const wssListener = z
+  .strictObject({
+    type: z.literal('wss').meta({ description: 'MQTT over WebSocket over TLS (1.2 or later).' }),
+    host,
+    port: port(DEFAULT_MQTT_WSS_PORT),
+    path: z
+      .string()
+      .startsWith('/', 'a WebSocket path starts with "/"')
+      .default(DEFAULT_WS_PATH)
+      .meta({ description: 'HTTP path that accepts the WebSocket upgrade; other paths are refused.', examples: ['/mqtt'] }),
+    ...tlsFields,
+  })
+  .refine(needsCa, needsCaMessage)
+  .meta({ title: 'wss listener' });
+
+export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListener, tlsListener, wssListener]);
 
 const mqttSchema = z
   .strictObject({
@@ -468,6 +512,7 @@ export type BridgeConfigInput = z.input<typeof configSchema>;
 type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
+export type TlsListenerConfig = Extract<ListenerConfig, { type: 'tls' | 'wss' }>;
 export type UplinkRuleSettings = BridgeConfig['uplink'][number];
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
 export type UserSettings = z.output<typeof userSchema>;

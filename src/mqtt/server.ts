@@ -10,6 +10,7 @@ import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
 import type { AcceptConnection, RunningListener } from './listeners/listener.js';
 import { startTcpListener } from './listeners/tcp.js';
+import { startTlsListener } from './listeners/tls.js';
 import { startWsListener } from './listeners/ws.js';
 import { Qos2Forwards } from './qos2-forwards.js';
 import { loadSessions, saveSessions } from './session-snapshot.js';
@@ -135,7 +136,7 @@ export class MqttServer implements DevicePublisher {
 
   /** Starts every listener; if one cannot bind, the others are stopped and the error thrown. */
   async listen(listeners: readonly ListenerConfig[]): Promise<readonly RunningListener[]> {
-    const accept: AcceptConnection = (stream, request, listener) => {
+    const accept: AcceptConnection = (stream, request, listener, peer) => {
       if (this.connections >= this.options.config.maxConnections) {
         this.refused('connections', null, `${listener} listener`);
         stream.destroy();
@@ -144,13 +145,20 @@ export class MqttServer implements DevicePublisher {
       this.connections++;
       stream.once('close', () => this.connections--);
       const client = this.broker.handle(stream, request);
-      const address = (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
-      this.identities.set(client, { username: undefined, listener, address });
+      const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
+      this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
       this.guardPacketSize(client, stream);
     };
     try {
       for (const listener of listeners) {
-        const running = listener.type === 'tcp' ? await startTcpListener(listener, accept) : await startWsListener(listener, accept);
+        const running =
+          listener.type === 'tcp'
+            ? await startTcpListener(listener, accept)
+            : listener.type === 'ws'
+              ? await startWsListener(listener, accept)
+              : listener.type === 'tls'
+                ? await startTlsListener(listener, accept)
+                : await startWsListener(listener, accept, listener);
         this.running.push(running);
       }
     } catch (error) {

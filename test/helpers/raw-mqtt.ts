@@ -1,4 +1,5 @@
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type SecureContextOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import WebSocket, { createWebSocketStream } from 'ws';
@@ -23,9 +24,16 @@ export class RawMqttClient {
     stream.on('error', () => {});
   }
 
-  static async open(transport: Transport, url: string): Promise<RawMqttClient> {
-    const { stream, onClose } = await openStream(transport, url);
+  static async open(transport: Transport | 'tls' | 'wss', url: string, tls: SecureContextOptions & { rejectUnauthorized?: boolean } = {}): Promise<RawMqttClient> {
+    const { stream, onClose } = await openStream(transport, url, tls);
     return new RawMqttClient(stream, onClose);
+  }
+
+  /** Waits for the next packet of this kind; null if the connection closes first. */
+  async nextOrClose(cmd: string, timeoutMs = 10_000): Promise<Packet | null> {
+    await waitFor(() => this.closed || this.received.some((packet) => packet.cmd === cmd), `a ${cmd} packet or the end`, timeoutMs);
+    const index = this.received.findIndex((packet) => packet.cmd === cmd);
+    return index === -1 ? null : this.received.splice(index, 1)[0]!;
   }
 
   send(packet: Record<string, unknown>): void {
@@ -95,8 +103,18 @@ interface OpenStream {
   onClose: (listener: () => void) => void;
 }
 
-function openStream(transport: Transport, url: string): Promise<OpenStream> {
+function openStream(transport: Transport | 'tls' | 'wss', url: string, tls: SecureContextOptions & { rejectUnauthorized?: boolean }): Promise<OpenStream> {
   const parsed = new URL(url);
+  if (transport === 'tls') {
+    // Resolves once the socket is open even if the server then refuses the client certificate
+    // (with TLS 1.3 that refusal comes after the handshake): the test sees the connection close.
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: parsed.hostname, port: Number(parsed.port), ...tls }, () =>
+        resolve({ stream: socket, onClose: (listener) => socket.on('close', listener) }),
+      );
+      socket.once('error', reject);
+    });
+  }
   if (transport === 'tcp') {
     return new Promise((resolve, reject) => {
       const socket = netConnect(Number(parsed.port), parsed.hostname, () =>
@@ -106,7 +124,7 @@ function openStream(transport: Transport, url: string): Promise<OpenStream> {
     });
   }
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, 'mqtt');
+    const socket = new WebSocket(url, 'mqtt', transport === 'wss' ? tls : {});
     socket.once('open', () => resolve({ stream: createWebSocketStream(socket), onClose: (listener) => socket.on('close', listener) }));
     socket.once('error', reject);
   });

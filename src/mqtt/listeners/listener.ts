@@ -1,11 +1,18 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 
+/** What a TLS listener learned of the client: the common name of a certificate it verified. */
+export interface PeerIdentity {
+  readonly certificateCommonName?: string | undefined;
+  /** Where the connection comes from. */
+  readonly address?: string | undefined;
+}
+
 /** Hands a new connection's byte stream to the MQTT server. */
-export type AcceptConnection = (stream: Duplex, request: IncomingMessage | undefined, listener: string) => void;
+export type AcceptConnection = (stream: Duplex, request: IncomingMessage | undefined, listener: string, peer?: PeerIdentity) => void;
 
 export interface RunningListener {
-  readonly type: 'tcp' | 'ws';
+  readonly type: 'tcp' | 'ws' | 'tls' | 'wss';
   readonly host: string;
   /** The bound port (the real one when the config said 0). */
   readonly port: number;

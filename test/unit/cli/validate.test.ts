@@ -56,7 +56,7 @@ test('validate - every problem of a file is reported at once, in file order', as
   assert.deepEqual(await runCli(['validate', file]), {
     code: 1,
     stdout: [
-      `${file}:3:15: mqtt.listeners[0].type: must be one of "tcp", "ws"`,
+      `${file}:3:15: mqtt.listeners[0].type: must be one of "tcp", "ws", "tls", "wss"`,
       `${file}:4:26: mqtt.listeners[1].port: must be at most 65535`,
       `${file}:6:19: amqp.maxUnconfirmed: expected number, received string`,
       `${file}:9:13: uplink[1].name: rule name "a" is used twice`,

@@ -300,7 +300,7 @@ const WRONG_LISTENER_TYPE = `mqtt:
 `;
 
 test('loadConfigText - a wrong listener type is an error at the type value', () => {
-  assertProblems(WRONG_LISTENER_TYPE, ['conf/test.yaml:3:15: mqtt.listeners[0].type: must be one of "tcp", "ws"']);
+  assertProblems(WRONG_LISTENER_TYPE, ['conf/test.yaml:3:15: mqtt.listeners[0].type: must be one of "tcp", "ws", "tls", "wss"']);
 });
 
 const PORT_TOO_BIG = `mqtt:
@@ -508,7 +508,7 @@ test('loadConfigText - several problems in one file are reported together, sorte
     'conf/test.yaml:6:11: uplink[1].name: rule name "telemetry" is used twice',
     'conf/test.yaml:11:9: unknown key "prot" in mqtt.listeners[0] (did you mean "port"?); allowed: type, host, port',
     'conf/test.yaml:11:36: environment variable MQTT_PORT is not set and has no default (write ${MQTT_PORT:-default} to give one)',
-    'conf/test.yaml:12:15: mqtt.listeners[1].type: must be one of "tcp", "ws"',
+    'conf/test.yaml:12:15: mqtt.listeners[1].type: must be one of "tcp", "ws", "tls", "wss"',
     'conf/test.yaml:14:8: environment variable AMQP_URL is not set and has no default (write ${AMQP_URL:-default} to give one)',
     'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect',
   ]);
