@@ -6,6 +6,7 @@ import type { BrokerState, DeliveryHandler } from '../ports.js';
 import { DownlinkConsumers, type DownlinkSubscription } from './downlink-consumers.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { ExchangeDirectory } from './exchange-directory.js';
+import { connectOptions } from './connect-options.js';
 import { declareExchanges } from './topology.js';
 import { redactUrl, withHeartbeat } from './url.js';
 
@@ -66,7 +67,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   async start(): Promise<void> {
     const { config } = this.options;
     const connection = await amqplib.connect(withHeartbeat(config.url, config.heartbeatSeconds), {
-      clientProperties: { connection_name: config.connectionName },
+      ...connectOptions(config),
       recovery: {
         initialDelay: config.reconnect.initialDelayMs,
         maxDelay: config.reconnect.maxDelayMs,

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Document, LineCounter, isMap, isScalar, isNode, parseDocument, visit, type Node as YamlNode, type Pair } from 'yaml';
 import type { z } from 'zod';
@@ -35,6 +35,7 @@ export function loadConfigText(text: string, file: string, options: LoadOptions 
   const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
   problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
   let config = parsed && resolveFiles(parsed, dirname(file));
+  if (config) problems.push(...missingFiles(config, (path, message) => at(offsetOf(doc, path), path, message)));
   if (config?.auth?.usersFile !== undefined) {
     // Resolved from the configuration's folder; read here to report its problems, and again
     // by the bridge when it starts (and on reload).
@@ -56,7 +57,34 @@ function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.
       : listener,
   );
   const auth = config.auth?.usersFile ? { ...config.auth, usersFile: at(config.auth.usersFile) } : config.auth;
-  return { ...config, mqtt: { ...config.mqtt, listeners }, ...(auth ? { auth } : {}) };
+  const tls = config.amqp.tls;
+  const amqpTls = tls && {
+    ...tls,
+    ...(tls.ca ? { ca: at(tls.ca) } : {}),
+    ...(tls.cert ? { cert: at(tls.cert) } : {}),
+    ...(tls.key ? { key: at(tls.key) } : {}),
+  };
+  return { ...config, mqtt: { ...config.mqtt, listeners }, amqp: { ...config.amqp, ...(amqpTls ? { tls: amqpTls } : {}) }, ...(auth ? { auth } : {}) };
+}
+
+/** Certificates, keys and CA files that cannot be read: reported by `validate`, not at the first connection. */
+function missingFiles(config: z.output<typeof configSchema>, problem: (path: Path, message: string) => ConfigProblem): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const check = (path: Path, file: string | undefined) => {
+    if (file === undefined) return;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'cannot be read';
+      problems.push(problem(path, `${formatPath(path)}: ${file} ${reason}`));
+    }
+  };
+  config.mqtt.listeners.forEach((listener, index) => {
+    if (listener.type !== 'tls' && listener.type !== 'wss') return;
+    for (const key of ['cert', 'key', 'ca'] as const) check(['mqtt', 'listeners', index, key], listener[key]);
+  });
+  for (const key of ['ca', 'cert', 'key'] as const) check(['amqp', 'tls', key], config.amqp.tls?.[key]);
+  return problems;
 }
 
 interface ReadYaml<T> {

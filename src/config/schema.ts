@@ -257,6 +257,19 @@ const amqpSchema = z
           'A publish not confirmed this long after the device sent it fails: the device is not acknowledged and is disconnected, so it retransmits.',
       }),
     reconnect: reconnectSchema,
+    tls: z
+      .strictObject({
+        ca: z.string().min(1).optional().meta({ description: "PEM file with the CA that signed RabbitMQ's certificate (default: the system's CAs).", examples: ['certs/ca.pem'] }),
+        cert: z.string().min(1).optional().meta({ description: 'PEM file with the bridge’s client certificate.', examples: ['certs/client.pem'] }),
+        key: z.string().min(1).optional().meta({ description: 'PEM file with the key of the client certificate.', examples: ['certs/client.key'] }),
+        servername: z.string().min(1).optional().meta({ description: 'Name checked against RabbitMQ’s certificate, when it differs from the URL’s host.' }),
+      })
+      .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), { message: 'a client certificate needs its key, and a key its certificate', path: ['key'] })
+      .optional()
+      .meta({
+        description:
+          'TLS for an `amqps://` URL. With a client certificate and no password in the URL, the bridge authenticates with the EXTERNAL mechanism (the certificate is the identity).',
+      }),
   })
   .meta({ description: 'The RabbitMQ (AMQP 0-9-1) side.' });
 

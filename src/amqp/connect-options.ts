@@ -1,0 +1,25 @@
+import { readFileSync } from 'node:fs';
+import amqplib from 'amqplib';
+import type { BridgeConfig } from '../config/schema.js';
+
+/** The socket options amqplib gets: TLS material for amqps, and EXTERNAL when a certificate is the identity. */
+export function connectOptions(config: BridgeConfig['amqp']): Record<string, unknown> {
+  const options: Record<string, unknown> = { clientProperties: { connection_name: config.connectionName } };
+  const url = new URL(config.url);
+  if (url.protocol !== 'amqps:' || !config.tls) return options;
+  const { ca, cert, key, servername } = config.tls;
+  if (ca) options.ca = [readFileSync(ca)];
+  if (cert && key) {
+    options.cert = readFileSync(cert);
+    options.key = readFileSync(key);
+  }
+  if (servername) options.servername = servername;
+  // [RabbitMQ: rabbitmq_auth_mechanism_ssl] the certificate names the user; no password is sent.
+  if (usesExternal(config)) options.credentials = amqplib.credentials.external();
+  return options;
+}
+
+export function usesExternal(config: BridgeConfig['amqp']): boolean {
+  const url = new URL(config.url);
+  return url.protocol === 'amqps:' && url.password === '' && config.tls?.cert !== undefined;
+}
