@@ -11,7 +11,8 @@ import { silentLogger } from './observability/logger.js';
 import { BridgeMetrics } from './observability/metrics.js';
 import { Acl } from './auth/acl.js';
 import { Authenticator } from './auth/authenticator.js';
-import type { AccessPolicy } from './mqtt/access.js';
+import type { AccessPolicy, PublishRate } from './mqtt/access.js';
+import { RateLimiter } from './flow/rate-limiter.js';
 import { RateLimitedWarning } from './observability/rate-limited-warning.js';
 import { FLOW_STATES, FlowController } from './flow/flow-controller.js';
 import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
@@ -108,6 +109,7 @@ export function createBridge(options: BridgeOptions): Bridge {
         logins: config.auth ? authenticator : null,
         access,
         onConnectRefused: (code) => metrics.loginsRefused.inc({ return_code: String(code) }),
+        rate: publishRate(config.limits, metrics),
       });
       try {
         await mqtt.listen(config.mqtt.listeners);
@@ -182,4 +184,16 @@ function accessPolicy(acl: Acl, onDeniedPublish: 'disconnect' | 'drop', metrics:
 function withUsersFile(auth: AuthSettings | undefined): AuthSettings | undefined {
   if (!auth?.usersFile) return auth;
   return { ...auth, users: [...auth.users, ...loadUsersFile(auth.usersFile)] };
+}
+
+/** `limits.publishesPerSecond` as the MQTT side applies it, with its drops and delays counted. */
+function publishRate(limits: BridgeConfig['limits'], metrics: BridgeMetrics): PublishRate | null {
+  if (limits.publishesPerSecond === 0) return null;
+  const limiter = new RateLimiter({ perSecond: limits.publishesPerSecond, burst: limits.publishBurst ?? limits.publishesPerSecond });
+  return {
+    take: (clientId) => limiter.take(clientId),
+    tryTake: (clientId) => limiter.tryTake(clientId),
+    dropped: () => metrics.uplinkDropped.inc({ reason: 'rate_limited' }),
+    delayed: () => metrics.rateDelayed.inc(),
+  };
 }

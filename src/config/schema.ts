@@ -481,6 +481,21 @@ const aclSchema = z
       'Per-client topic access: a list of entries (first match wins; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`.',
   });
 
+const limitsSchema = z
+  .strictObject({
+    publishesPerSecond: integer(0)
+      .default(0)
+      .meta({
+        description:
+          'Publishes a second one client may make, on average (a token bucket); 0 for no limit. Past it, QoS 0 is dropped and QoS 1/2 delayed (the client is not read meanwhile); both are counted.',
+      }),
+    publishBurst: integer(1)
+      .optional()
+      .meta({ description: 'How many publishes a client may make at once before the rate applies; default `publishesPerSecond`.' }),
+  })
+  .prefault({})
+  .meta({ description: 'Per-client limits on what devices may do.' });
+
 const logSchema = z
   .strictObject({
     level: z
@@ -515,6 +530,7 @@ export const configSchema = z.strictObject({
   auth: authSchema.optional(),
   acl: aclSchema.optional(),
   flow: flowSchema,
+  limits: limitsSchema,
   log: logSchema,
   shutdownTimeoutMs: integer(0)
     .default(DEFAULT_SHUTDOWN_TIMEOUT_MS)

@@ -15,3 +15,13 @@ export interface AccessPolicy {
  */
 export const DENIED_TOPIC = '$bridge/denied';
 export const BRIDGE_TOPIC_PREFIX = '$bridge/';
+
+/** A per-client publish rate (token bucket): QoS 0 over it is dropped, QoS 1/2 delayed. */
+export interface PublishRate {
+  /** 0 when a publish may go now, else milliseconds until it may (the slot is reserved). */
+  take(clientId: string): number;
+  /** Takes a slot only if one is free now. */
+  tryTake(clientId: string): boolean;
+  dropped(clientId: string): void;
+  delayed(clientId: string): void;
+}

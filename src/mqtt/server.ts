@@ -21,7 +21,7 @@ import type { Duplex } from 'node:stream';
 import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
 import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
 import type { LimitName } from './limits.js';
-import type { AccessPolicy } from './access.js';
+import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
@@ -41,6 +41,8 @@ export interface MqttServerOptions {
   access?: AccessPolicy | null;
   /** Called for every CONNACK that refuses a connection, with its return code. */
   onConnectRefused?: (returnCode: number) => void;
+  /** The per-client publish rate, or null for none. */
+  rate?: PublishRate | null;
 }
 
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
@@ -103,7 +105,7 @@ export class MqttServer implements DevicePublisher {
           : undefined,
       }),
       connectTimeout: options.config.connectTimeoutMs,
-      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access),
+      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null),
       authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
       // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
       maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,

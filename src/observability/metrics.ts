@@ -11,7 +11,7 @@ export interface FlowReadings {
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
-export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow';
+export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
 export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused';
 
@@ -36,6 +36,7 @@ export class BridgeMetrics {
   readonly offlineDropped: Counter;
   readonly limitsRefused: Counter<'limit'>;
   readonly aclDenied: Counter<'action'>;
+  readonly rateDelayed: Counter;
   readonly loginsRefused: Counter<'return_code'>;
 
   constructor() {
@@ -97,6 +98,11 @@ export class BridgeMetrics {
       name: `${METRIC_PREFIX}acl_denied_total`,
       help: 'Publishes, subscriptions and wills the ACL denied, by action.',
       labelNames: ['action'],
+      registers,
+    });
+    this.rateDelayed = new Counter({
+      name: `${METRIC_PREFIX}uplink_rate_delayed_total`,
+      help: 'QoS 1/2 publishes held back by limits.publishesPerSecond (then forwarded).',
       registers,
     });
     this.loginsRefused = new Counter({

@@ -1,6 +1,6 @@
 import type { AedesOptions, Client } from 'aedes';
 import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
-import { DENIED_TOPIC, type AccessPolicy } from '../access.js';
+import { DENIED_TOPIC, type AccessPolicy, type PublishRate } from '../access.js';
 import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
 import type { PublishHandler } from '../types.js';
@@ -22,6 +22,7 @@ export function createAuthorizePublish(
   limits: TopicLimits,
   refused: (limit: LimitName, client: Client | null, topic: string) => void,
   access: AccessPolicy | null = null,
+  rate: PublishRate | null = null,
 ): AuthorizePublish {
   return (client, packet, callback) => {
     if (packet.topic.startsWith(SYS_PREFIX)) {
@@ -50,11 +51,36 @@ export function createAuthorizePublish(
         return;
       }
     }
-    if (packet.qos === 2) {
-      if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));
-      else callback(null);
+    const proceed = () => {
+      if (packet.qos === 2) {
+        if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));
+        else callback(null);
+        return;
+      }
+      handler.onPublish(toDevicePublish(client, packet, identities), (error) => callback(error));
+    };
+    if (!rate || !client) {
+      proceed();
       return;
     }
-    handler.onPublish(toDevicePublish(client, packet, identities), (error) => callback(error));
+    if (packet.qos === 0) {
+      if (rate.tryTake(client.id)) {
+        proceed();
+      } else {
+        rate.dropped(client.id);
+        packet.topic = DENIED_TOPIC; // dropped: not forwarded, not delivered to anyone
+        packet.retain = false;
+        callback(null);
+      }
+      return;
+    }
+    const wait = rate.take(client.id);
+    if (wait === 0) {
+      proceed();
+      return;
+    }
+    // Delayed, not refused: holding the callback also stops aedes reading this client meanwhile.
+    rate.delayed(client.id);
+    setTimeout(proceed, wait);
   };
 }

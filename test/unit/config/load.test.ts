@@ -75,6 +75,7 @@ const EXAMPLE_CONFIG = {
     },
   ],
   flow: FLOW_DEFAULTS,
+  limits: { publishesPerSecond: 0 },
   log: { level: 'info' },
   shutdownTimeoutMs: 10000,
 };
@@ -203,6 +204,7 @@ test('loadConfigText - an empty file gives every default', () => {
     uplink: [],
     downlink: [],
     flow: FLOW_DEFAULTS,
+    limits: { publishesPerSecond: 0 },
     log: { level: 'info' },
     shutdownTimeoutMs: 10000,
   });
@@ -280,7 +282,7 @@ bogus: 1
 `;
 
 test('loadConfigText - an unknown top-level key far from any allowed one has no hint', () => {
-  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, auth, acl, flow, log, shutdownTimeoutMs']);
+  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, auth, acl, flow, limits, log, shutdownTimeoutMs']);
 });
 
 const UNKNOWN_LISTENER_KEY = `mqtt:
@@ -510,7 +512,7 @@ test('loadConfigText - several problems in one file are reported together, sorte
     'conf/test.yaml:11:36: environment variable MQTT_PORT is not set and has no default (write ${MQTT_PORT:-default} to give one)',
     'conf/test.yaml:12:15: mqtt.listeners[1].type: must be one of "tcp", "ws", "tls", "wss"',
     'conf/test.yaml:14:8: environment variable AMQP_URL is not set and has no default (write ${AMQP_URL:-default} to give one)',
-    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect',
+    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect, tls',
   ]);
   assert.equal(error.problems.length, 7);
 });
