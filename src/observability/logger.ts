@@ -10,7 +10,7 @@ export interface LoggerOptions {
 }
 
 /** Paths whose values never reach the log (credentials in URLs, passwords). */
-export const REDACTED_PATHS = ['password', '*.password', 'url', '*.url'];
+export const REDACTED_PATHS = ['password', '*.password', 'url', '*.url', 'key', '*.key'];
 
 export function createLogger(options: LoggerOptions): Logger {
   const base = {

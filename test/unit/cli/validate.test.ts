@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { makeCertificates } from '../../helpers/certs.js';
 import { runCli } from '../../helpers/cli.js';
 
 const fixture = (name: string) => `test/fixtures/config/${name}.yaml`;
@@ -79,4 +80,13 @@ test('validate - without a file is a usage error (exit 2)', async () => {
   const result = await runCli(['validate']);
   assert.equal(result.code, 2);
   assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE\n/);
+});
+
+test('validate - the secure example (config/examples/secure.yaml) is valid once its certificates exist', async () => {
+  // makeCertificates writes server.pem, server.key, client.pem, client.key and ca.pem: the names the example uses.
+  const certs = makeCertificates('sensor-1');
+  assert.deepEqual(await runCli(['validate', 'config/examples/secure.yaml'], { CERTS_DIR: certs.folder }), { code: 0, stdout: 'ok\n', stderr: '' });
+  const missing = await runCli(['validate', 'config/examples/secure.yaml'], { CERTS_DIR: '/nonexistent' });
+  assert.equal(missing.code, 1);
+  assert.match(missing.stdout, /config\/examples\/secure\.yaml:7:\d+: mqtt\.listeners\[0\]\.cert: \/nonexistent\/server\.pem does not exist/);
 });
