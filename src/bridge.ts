@@ -39,6 +39,8 @@ export interface Bridge {
   readonly pendingMessages: number;
   /** The flow controller: state, pending messages and bytes. */
   readonly flow: FlowController;
+  /** Re-reads the certificates of the TLS listeners (SIGHUP); new connections use them. */
+  reloadCertificates(): void;
 }
 
 /** The composition root: builds every part, wires them, and owns the start and stop order. */
@@ -127,6 +129,16 @@ export function createBridge(options: BridgeOptions): Bridge {
 
     ready() {
       return amqp.waitForConnect();
+    },
+
+    reloadCertificates() {
+      if (!mqtt) return;
+      try {
+        const count = mqtt.reloadCertificates();
+        logger.info({ listeners: count }, 'TLS certificates re-read');
+      } catch (error) {
+        logger.error({ err: error }, 'TLS certificates could not be re-read; the listeners keep the previous ones');
+      }
     },
 
     async stop() {

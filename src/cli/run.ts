@@ -34,6 +34,8 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
     return 1;
   }
   logger.info({ config: file }, 'bridge running');
+  const onHangup = () => bridge.reloadCertificates();
+  process.on('SIGHUP', onHangup);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -46,6 +48,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   };
   process.once('SIGINT', forceExit);
   process.once('SIGTERM', forceExit);
+  process.off('SIGHUP', onHangup);
   await bridge.stop();
   logger.flush();
   return 0;

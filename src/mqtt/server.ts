@@ -193,6 +193,13 @@ export class MqttServer implements DevicePublisher {
     return this.connections;
   }
 
+  /** Re-reads the certificates of every TLS listener; throws (changing nothing more) if one cannot be read. */
+  reloadCertificates(): number {
+    const tlsListeners = this.running.filter((listener) => listener.reloadCertificates);
+    for (const listener of tlsListeners) listener.reloadCertificates!();
+    return tlsListeners.length;
+  }
+
   async stopAccepting(): Promise<void> {
     await Promise.all(this.running.map((listener) => listener.stopAccepting()));
   }

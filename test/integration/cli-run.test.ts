@@ -83,6 +83,12 @@ test('run - the example configuration takes a command from the commands exchange
   }
 });
 
+test('run - SIGHUP re-reads the TLS certificates and the bridge keeps running', async () => {
+  bridge.child.kill('SIGHUP');
+  await waitFor(() => bridge.lines.some((line) => line.msg === 'TLS certificates re-read'), 'the reload to be logged');
+  assert.equal(bridge.child.exitCode, null);
+});
+
 test('run - SIGTERM shuts down gracefully with exit code 0', async () => {
   bridge.child.kill('SIGTERM');
   assert.equal(await bridge.exit, 0);

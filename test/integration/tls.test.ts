@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
@@ -135,4 +136,28 @@ test('tls - TLS 1.1 is refused: 1.2 is the minimum', async () => {
   }
   // ...and the bridge refuses it.
   assert.equal(await handshake(Number(new URL(url('tls', 'optional')).port)), 'refused');
+});
+
+test('tls - reloadCertificates (SIGHUP) makes new connections use the certificate files as they are now', async () => {
+  const renewed = makeCertificates('sensor-1');
+  const port = Number(new URL(url('tls', 'optional')).port);
+  const fingerprint = (ca: Buffer) =>
+    new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca }, () => {
+        resolve(socket.getPeerCertificate().fingerprint256);
+        socket.destroy();
+      });
+      socket.on('error', () => resolve('refused'));
+    });
+  const before = await fingerprint(certs.read(certs.ca));
+  assert.notEqual(before, 'refused');
+  // Ops replace the files (a renewed certificate from another CA), then send SIGHUP.
+  copyFileSync(renewed.serverCert, certs.serverCert);
+  copyFileSync(renewed.serverKey, certs.serverKey);
+  assert.equal(await fingerprint(certs.read(certs.ca)), before, 'nothing changes before the reload');
+  bridge.bridge.reloadCertificates();
+  const after = await fingerprint(certs.read(renewed.ca));
+  assert.notEqual(after, 'refused');
+  assert.notEqual(after, before);
+  assert.equal(await fingerprint(certs.read(certs.ca)), 'refused', 'the old CA no longer verifies the server');
 });

@@ -20,4 +20,6 @@ export interface RunningListener {
   readonly url: string;
   /** Stops accepting new connections; connected clients stay. */
   stopAccepting(): Promise<void>;
+  /** TLS listeners: reads the certificate, key and CA files again; new connections use them. */
+  reloadCertificates?(): void;
 }

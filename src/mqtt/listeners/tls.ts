@@ -31,5 +31,6 @@ export async function startTlsListener(config: TlsListenerConfig, accept: Accept
     stopAccepting: async () => {
       server.close();
     },
+    reloadCertificates: () => server.setSecureContext(tlsOptions(config, 'tls')),
   };
 }

@@ -53,5 +53,6 @@ export async function startWsListener(config: WsListenerConfig, accept: AcceptCo
       wss.close();
       http.close();
     },
+    ...(tls ? { reloadCertificates: () => (http as ReturnType<typeof createHttpsServer>).setSecureContext(tlsOptions(tls, type)) } : {}),
   };
 }
