@@ -14,15 +14,19 @@ import { Authenticator } from './auth/authenticator.js';
 import type { AccessPolicy, PublishRate } from './mqtt/access.js';
 import { RateLimiter } from './flow/rate-limiter.js';
 import { RateLimitedWarning } from './observability/rate-limited-warning.js';
-import { FLOW_STATES, FlowController } from './flow/flow-controller.js';
+import { FlowController } from './flow/flow-controller.js';
 import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
 import { DownlinkPipeline } from './pipeline/downlink.js';
 import { UplinkPipeline } from './pipeline/uplink.js';
+import { startHttpServer, type Readiness, type RunningHttpServer } from './observability/http-server.js';
+import { ListenError } from './errors.js';
 import type { BrokerState, DevicePublisher } from './ports.js';
 
 export interface BridgeOptions {
   config: BridgeConfig;
   logger?: Logger;
+  /** prom-client's default process metrics in /metrics (default true). */
+  processMetrics?: boolean;
 }
 
 export interface Bridge {
@@ -41,17 +45,22 @@ export interface Bridge {
   readonly flow: FlowController;
   /** Re-reads the certificates of the TLS listeners (SIGHUP); new connections use them. */
   reloadCertificates(): void;
+  /** The HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), once started; null when disabled. */
+  readonly http: RunningHttpServer | null;
+  /** What `/readyz` answers. */
+  readiness(): Readiness;
 }
 
 /** The composition root: builds every part, wires them, and owns the start and stop order. */
 export function createBridge(options: BridgeOptions): Bridge {
   const { config } = options;
   const logger = options.logger ?? silentLogger();
-  const metrics = new BridgeMetrics();
+  const metrics = new BridgeMetrics({ processMetrics: options.processMetrics ?? true });
   const resolver = new UplinkResolver(config.uplink);
   const downlinkRules = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
   const downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
   let mqtt: MqttServer | null = null;
+  let http: RunningHttpServer | null = null;
   const devices: DevicePublisher = {
     publishToDevices(message, done) {
       if (!mqtt) done(new Error('the MQTT server is not running'));
@@ -64,6 +73,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     ruleExchanges: resolver.literalExchanges(),
     downlink: { subscriptions: downlinkSubscriptions(config.downlink, downlinkRules), handler: downlink },
     logger: logger.child({ part: 'amqp' }),
+    onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
   });
   const authenticator = new Authenticator(withUsersFile(config.auth), logger.child({ part: 'auth' }));
   const access = config.acl ? accessPolicy(new Acl(config.acl.rules), config.acl.onDeniedPublish, metrics, logger.child({ part: 'acl' })) : null;
@@ -75,16 +85,40 @@ export function createBridge(options: BridgeOptions): Bridge {
     publishTimeoutMs: config.amqp.publishTimeoutMs,
     logger: logger.child({ part: 'flow' }),
   });
-  metrics.observeFlow(flow, FLOW_STATES);
-  amqp.on('state', (state) => flow.setBrokerState(state));
+  let connectedBefore = false;
+  amqp.on('state', (state) => {
+    flow.setBrokerState(state);
+    if (state !== 'connected') return;
+    if (connectedBefore) metrics.amqpReconnects.inc();
+    connectedBefore = true;
+  });
+  metrics.observe({
+    flowState: () => flow.state,
+    flowPendingMessages: () => flow.pendingMessages,
+    flowPendingBytes: () => flow.pendingBytes,
+    flowWaiting: () => flow.waiting,
+    connections: () => mqtt?.connectionsByListener() ?? {},
+    amqpConnected: () => amqp.state === 'connected',
+  });
   amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
   const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });
   /** CONNACK return code 3 while RabbitMQ has been unreachable for longer than configured. */
   const connectionRefusal = (): number | null =>
     flow.state === 'disconnected' && flow.disconnectedForMs() >= config.flow.refuseConnectionsAfterMs ? SERVER_UNAVAILABLE : null;
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  const readiness = (): Readiness => {
+    const reasons: string[] = [];
+    if (state !== 'running') reasons.push(`bridge: ${state}`);
+    if (mqtt && mqtt.listeners.length !== config.mqtt.listeners.length) reasons.push('mqtt: not every listener is up');
+    if (amqp.state !== 'connected') reasons.push(`amqp: ${amqp.state}`);
+    return { ready: reasons.length === 0, reasons };
+  };
 
   return {
+    get http() {
+      return http;
+    },
+    readiness,
     get listeners() {
       return mqtt?.listeners ?? [];
     },
@@ -121,6 +155,17 @@ export function createBridge(options: BridgeOptions): Bridge {
         throw error;
       }
       await amqp.start();
+      if (config.http.enabled) {
+        try {
+          http = await startHttpServer({ host: config.http.host, port: config.http.port, registry: metrics.registry, readiness });
+        } catch (error) {
+          await mqtt.close();
+          await amqp.close(0);
+          state = 'stopped';
+          throw new ListenError(`http endpoint cannot listen on ${config.http.host}:${config.http.port}: ${(error as Error).message}`, { cause: error });
+        }
+        logger.info({ address: http.url }, `metrics and health on ${http.url} (/metrics, /healthz, /readyz)`);
+      }
       for (const listener of mqtt.listeners) logger.info({ listener: listener.type, address: listener.url }, `MQTT listening on ${listener.url}`);
       if (!config.auth) logger.warn('no auth section in the configuration: every client may connect without credentials');
       logger.info({ amqp: amqp.server, rules: { uplink: config.uplink.length, downlink: config.downlink.length } }, `forwarding to AMQP at ${amqp.server}`);
@@ -152,10 +197,12 @@ export function createBridge(options: BridgeOptions): Bridge {
       }
       flow.close(); // publishes still waiting for admission are not acknowledged
       const deadline = Date.now() + config.shutdownTimeoutMs;
+      // /readyz answers 503 from here on (state is stopping); the endpoint closes last.
       await amqp.stopConsuming(config.shutdownTimeoutMs);
       await amqp.publisher.close(Math.max(0, deadline - Date.now()));
       if (mqtt) await mqtt.close();
       await amqp.close(0);
+      await http?.close();
       state = 'stopped';
       logger.info({ totals: await metrics.totals(), peakPendingBytes: flow.peakPendingBytes }, 'stopped');
     },

@@ -20,6 +20,8 @@ export interface AmqpBackendOptions {
   /** Exchanges that rules name literally; checked on every connect so a typo shows at once. */
   ruleExchanges: readonly string[];
   logger: Logger;
+  /** Called with the seconds from writing each publish to its confirm. */
+  onConfirmLatency?: (seconds: number) => void;
 }
 
 /**
@@ -47,6 +49,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
       publishTimeoutMs: options.config.publishTimeoutMs,
       exchanges: this.exchanges,
       logger: this.logger,
+      ...(options.onConfirmLatency ? { onConfirmLatency: options.onConfirmLatency } : {}),
     });
     this.consumers = new DownlinkConsumers(options.downlink.subscriptions, options.downlink.handler, this.logger);
   }

@@ -16,6 +16,8 @@ export interface ConfirmPublisherOptions {
   exchanges: ExchangeDirectory;
   logger: Logger;
   now?: () => number;
+  /** Called with the seconds from writing each publish to its confirm. */
+  onConfirmLatency?: (seconds: number) => void;
 }
 
 interface Entry {
@@ -26,6 +28,8 @@ interface Entry {
   readonly sequence: number;
   attempts: number;
   settled: boolean;
+  /** performance.now() when last written to a channel. */
+  sentAt: number;
 }
 
 /**
@@ -82,6 +86,7 @@ export class ConfirmPublisher implements MessagePublisher {
       sequence: this.sequence++,
       attempts: 0,
       settled: false,
+      sentAt: 0,
     };
     this.messages++;
     this.bytes += message.content.length;
@@ -213,6 +218,7 @@ export class ConfirmPublisher implements MessagePublisher {
       return true;
     }
     entry.attempts++;
+    entry.sentAt = performance.now();
     this.inFlight++;
     if (!writable) this.awaitingDrain = true;
     return writable;
@@ -223,6 +229,7 @@ export class ConfirmPublisher implements MessagePublisher {
       this.orphans.push(entry); // the channel closed: sent again on the next one
       return;
     }
+    if (error === null) this.options.onConfirmLatency?.((performance.now() - entry.sentAt) / 1000);
     this.settle(entry, error === null ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
     if (generation === this.generation) {
       this.inFlight--;

@@ -40,6 +40,7 @@ export const AEDES_MAX_TOPIC_LEVELS = 100;
 export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_HTTP_PORT = 9102;
 export const DEFAULT_LOG_LEVEL = 'info';
 
 /** A number may also be written as a string of digits (as `${PORT}` substitutions give). */
@@ -496,6 +497,15 @@ const limitsSchema = z
   .prefault({})
   .meta({ description: 'Per-client limits on what devices may do.' });
 
+const httpSchema = z
+  .strictObject({
+    enabled: boolean().default(true).meta({ description: 'Serve `/metrics`, `/healthz` and `/readyz`.' }),
+    host: z.string().min(1).default(DEFAULT_LISTEN_HOST).meta({ description: 'Address to listen on.' }),
+    port: integer(0, 65_535).default(DEFAULT_HTTP_PORT).meta({ description: 'Port; 0 picks a free one.', examples: [DEFAULT_HTTP_PORT] }),
+  })
+  .prefault({})
+  .meta({ description: 'The HTTP endpoint for Prometheus and health checks: see docs/operations.md.' });
+
 const logSchema = z
   .strictObject({
     level: z
@@ -531,6 +541,7 @@ export const configSchema = z.strictObject({
   acl: aclSchema.optional(),
   flow: flowSchema,
   limits: limitsSchema,
+  http: httpSchema,
   log: logSchema,
   shutdownTimeoutMs: integer(0)
     .default(DEFAULT_SHUTDOWN_TIMEOUT_MS)

@@ -51,6 +51,7 @@ export class MqttServer implements DevicePublisher {
   private readonly identities: ClientIdentities;
   private running: RunningListener[] = [];
   private connections = 0;
+  private readonly byListener = new Map<string, number>();
 
   private constructor(
     broker: Aedes,
@@ -145,7 +146,11 @@ export class MqttServer implements DevicePublisher {
         return;
       }
       this.connections++;
-      stream.once('close', () => this.connections--);
+      this.byListener.set(listener, (this.byListener.get(listener) ?? 0) + 1);
+      stream.once('close', () => {
+        this.connections--;
+        this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
+      });
       const client = this.broker.handle(stream, request);
       const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
@@ -186,6 +191,11 @@ export class MqttServer implements DevicePublisher {
       stream.destroy();
       return 0;
     };
+  }
+
+  /** Connections open now, by listener type. */
+  connectionsByListener(): Record<string, number> {
+    return Object.fromEntries(this.byListener);
   }
 
   /** Connections open now, over all listeners. */

@@ -1,12 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
-
-/** What the flow gauges read, at scrape time. */
-export interface FlowReadings {
-  readonly state: string;
-  readonly pendingMessages: number;
-  readonly pendingBytes: number;
-  readonly waiting: number;
-}
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
@@ -14,154 +6,175 @@ export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
 export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused';
-
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
 export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
 
+export interface MetricDefinition {
+  readonly type: 'counter' | 'gauge' | 'histogram';
+  /** Without METRIC_PREFIX. */
+  readonly name: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+  readonly buckets?: readonly number[];
+}
+
+/** Confirm latency buckets, in seconds: 0.5 ms to 10 s. */
+export const CONFIRM_LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 /**
- * The bridge's metrics, in a registry of its own (no global state: two bridges in one
- * process count separately). Labels are bounded: rule names come from the config, and
- * client ids and topics are never labels.
+ * Every metric of the bridge: the one list the registry is built from and docs/operations.md's
+ * reference is generated from. Labels are bounded: rule names come from the config, reasons and
+ * states are fixed sets, and client ids and topics are never labels.
+ */
+export const METRICS = {
+  uplinkMessages: { type: 'counter', name: 'uplink_messages_total', help: 'MQTT publishes forwarded to AMQP (confirmed by RabbitMQ), by rule and QoS.', labels: ['rule', 'qos'] },
+  uplinkBytes: { type: 'counter', name: 'uplink_bytes_total', help: 'Payload bytes forwarded to AMQP, by rule and QoS.', labels: ['rule', 'qos'] },
+  uplinkUnmatched: { type: 'counter', name: 'uplink_unmatched_total', help: 'MQTT publishes that no uplink rule matched (not forwarded).', labels: [] },
+  uplinkDropped: {
+    type: 'counter',
+    name: 'uplink_dropped_total',
+    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_not_found, too_large, qos0_failed, qos0_overflow, rate_limited.',
+    labels: ['reason'],
+  },
+  uplinkFailed: {
+    type: 'counter',
+    name: 'uplink_failed_total',
+    help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason: nacked, timeout, abandoned, shutdown.',
+    labels: ['reason'],
+  },
+  uplinkRateDelayed: { type: 'counter', name: 'uplink_rate_delayed_total', help: 'QoS 1/2 publishes held back by limits.publishesPerSecond (then forwarded).', labels: [] },
+  confirmLatency: {
+    type: 'histogram',
+    name: 'amqp_confirm_latency_seconds',
+    help: 'Time from writing a publish to RabbitMQ to its confirm.',
+    labels: [],
+    buckets: CONFIRM_LATENCY_BUCKETS,
+  },
+  downlinkMessages: { type: 'counter', name: 'downlink_messages_total', help: 'AMQP deliveries published to MQTT (and acknowledged to RabbitMQ), by rule and rule QoS.', labels: ['rule', 'qos'] },
+  downlinkBytes: { type: 'counter', name: 'downlink_bytes_total', help: 'Payload bytes published to MQTT from AMQP, by rule and rule QoS.', labels: ['rule', 'qos'] },
+  downlinkRejected: {
+    type: 'counter',
+    name: 'downlink_rejected_total',
+    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused.',
+    labels: ['rule', 'reason'],
+  },
+  offlineDropped: { type: 'counter', name: 'offline_messages_dropped_total', help: 'Oldest queued messages dropped because an offline session held mqtt.maxOfflineMessages.', labels: [] },
+  flowState: { type: 'gauge', name: 'flow_state', help: 'Flow state: 1 for the current one of open, throttled, blocked, disconnected.', labels: ['state'] },
+  flowPendingMessages: { type: 'gauge', name: 'flow_pending_messages', help: 'Device publishes handed to AMQP and not yet confirmed.', labels: [] },
+  flowPendingBytes: { type: 'gauge', name: 'flow_pending_bytes', help: 'Payload bytes handed to AMQP and not yet confirmed.', labels: [] },
+  flowWaiting: { type: 'gauge', name: 'flow_waiting_publishes', help: 'Device publishes waiting for admission (their senders are not read meanwhile).', labels: [] },
+  connections: { type: 'gauge', name: 'mqtt_connections', help: 'Open MQTT connections, by listener type (tcp, ws, tls, wss).', labels: ['listener'] },
+  amqpConnected: { type: 'gauge', name: 'amqp_connected', help: '1 while the AMQP connection is up.', labels: [] },
+  amqpReconnects: { type: 'counter', name: 'amqp_reconnects_total', help: 'AMQP connections made again after one was lost.', labels: [] },
+  limitsRefused: {
+    type: 'counter',
+    name: 'limits_refused_total',
+    help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic.',
+    labels: ['limit'],
+  },
+  aclDenied: { type: 'counter', name: 'acl_denied_total', help: 'Publishes, subscriptions and wills the ACL denied, by action.', labels: ['action'] },
+  loginsRefused: {
+    type: 'counter',
+    name: 'logins_refused_total',
+    help: 'CONNECTs refused, by CONNACK return code (2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
+    labels: ['return_code'],
+  },
+  configReloads: { type: 'counter', name: 'config_reloads_total', help: 'Configuration reloads, by result: applied, invalid.', labels: ['result'] },
+} as const satisfies Record<string, MetricDefinition>;
+
+/** What the gauges read, at scrape time. */
+export interface GaugeReadings {
+  flowState(): string;
+  flowPendingMessages(): number;
+  flowPendingBytes(): number;
+  flowWaiting(): number;
+  connections(): Readonly<Record<string, number>>;
+  amqpConnected(): boolean;
+}
+
+export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
+export const LISTENER_LABELS = ['tcp', 'ws', 'tls', 'wss'] as const;
+
+type Labels<D extends MetricDefinition> = D['labels'][number];
+
+function counter<D extends MetricDefinition>(definition: D, registry: Registry): Counter<Labels<D>> {
+  return new Counter({ name: METRIC_PREFIX + definition.name, help: definition.help, labelNames: [...definition.labels] as Labels<D>[], registers: [registry] });
+}
+
+/**
+ * The bridge's metrics, in a registry of its own (no global state: two bridges in one process
+ * count separately), with the default process metrics of prom-client beside them.
  */
 export class BridgeMetrics {
   readonly registry = new Registry();
-  readonly uplinkMessages: Counter<'rule' | 'qos'>;
-  readonly uplinkBytes: Counter<'rule' | 'qos'>;
-  readonly uplinkUnmatched: Counter;
-  readonly uplinkDropped: Counter<'reason'>;
-  readonly uplinkFailed: Counter<'reason'>;
-  readonly downlinkMessages: Counter<'rule' | 'qos'>;
-  readonly downlinkBytes: Counter<'rule' | 'qos'>;
-  readonly downlinkRejected: Counter<'rule' | 'reason'>;
-  readonly offlineDropped: Counter;
-  readonly limitsRefused: Counter<'limit'>;
-  readonly aclDenied: Counter<'action'>;
-  readonly rateDelayed: Counter;
-  readonly loginsRefused: Counter<'return_code'>;
+  readonly uplinkMessages = counter(METRICS.uplinkMessages, this.registry);
+  readonly uplinkBytes = counter(METRICS.uplinkBytes, this.registry);
+  readonly uplinkUnmatched = counter(METRICS.uplinkUnmatched, this.registry);
+  readonly uplinkDropped = counter(METRICS.uplinkDropped, this.registry);
+  readonly uplinkFailed = counter(METRICS.uplinkFailed, this.registry);
+  readonly rateDelayed = counter(METRICS.uplinkRateDelayed, this.registry);
+  readonly downlinkMessages = counter(METRICS.downlinkMessages, this.registry);
+  readonly downlinkBytes = counter(METRICS.downlinkBytes, this.registry);
+  readonly downlinkRejected = counter(METRICS.downlinkRejected, this.registry);
+  readonly offlineDropped = counter(METRICS.offlineDropped, this.registry);
+  readonly amqpReconnects = counter(METRICS.amqpReconnects, this.registry);
+  readonly limitsRefused = counter(METRICS.limitsRefused, this.registry);
+  readonly aclDenied = counter(METRICS.aclDenied, this.registry);
+  readonly loginsRefused = counter(METRICS.loginsRefused, this.registry);
+  readonly configReloads = counter(METRICS.configReloads, this.registry);
+  readonly confirmLatency = new Histogram({
+    name: METRIC_PREFIX + METRICS.confirmLatency.name,
+    help: METRICS.confirmLatency.help,
+    buckets: [...METRICS.confirmLatency.buckets],
+    registers: [this.registry],
+  });
+  private readings: GaugeReadings | null = null;
 
-  constructor() {
-    const registers = [this.registry];
-    this.uplinkMessages = new Counter({
-      name: `${METRIC_PREFIX}uplink_messages_total`,
-      help: 'MQTT publishes forwarded to AMQP (confirmed by RabbitMQ), by rule and QoS.',
-      labelNames: ['rule', 'qos'],
-      registers,
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+    const reading = () => this.readings;
+    const gauge = (definition: MetricDefinition, collect: (this: Gauge<string>, readings: GaugeReadings) => void) =>
+      new Gauge({
+        name: METRIC_PREFIX + definition.name,
+        help: definition.help,
+        labelNames: [...definition.labels],
+        registers: [this.registry],
+        collect() {
+          const readings = reading();
+          if (readings) collect.call(this, readings);
+        },
+      });
+    gauge(METRICS.flowState, function (r) {
+      for (const state of FLOW_STATE_LABELS) this.set({ state }, r.flowState() === state ? 1 : 0);
     });
-    this.uplinkBytes = new Counter({
-      name: `${METRIC_PREFIX}uplink_bytes_total`,
-      help: 'Payload bytes forwarded to AMQP, by rule and QoS.',
-      labelNames: ['rule', 'qos'],
-      registers,
+    gauge(METRICS.flowPendingMessages, function (r) {
+      this.set(r.flowPendingMessages());
     });
-    this.uplinkUnmatched = new Counter({
-      name: `${METRIC_PREFIX}uplink_unmatched_total`,
-      help: 'MQTT publishes that no uplink rule matched (not forwarded).',
-      registers,
+    gauge(METRICS.flowPendingBytes, function (r) {
+      this.set(r.flowPendingBytes());
     });
-    this.uplinkDropped = new Counter({
-      name: `${METRIC_PREFIX}uplink_dropped_total`,
-      help: 'Uplink publishes not forwarded although the device was acknowledged, by reason.',
-      labelNames: ['reason'],
-      registers,
+    gauge(METRICS.flowWaiting, function (r) {
+      this.set(r.flowWaiting());
     });
-    this.uplinkFailed = new Counter({
-      name: `${METRIC_PREFIX}uplink_failed_total`,
-      help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason.',
-      labelNames: ['reason'],
-      registers,
+    gauge(METRICS.connections, function (r) {
+      const counts = r.connections();
+      for (const listener of LISTENER_LABELS) this.set({ listener }, counts[listener] ?? 0);
     });
-    this.downlinkMessages = new Counter({
-      name: `${METRIC_PREFIX}downlink_messages_total`,
-      help: 'AMQP deliveries published to MQTT (and acknowledged to RabbitMQ), by rule and rule QoS.',
-      labelNames: ['rule', 'qos'],
-      registers,
-    });
-    this.downlinkBytes = new Counter({
-      name: `${METRIC_PREFIX}downlink_bytes_total`,
-      help: 'Payload bytes published to MQTT from AMQP, by rule and rule QoS.',
-      labelNames: ['rule', 'qos'],
-      registers,
-    });
-    this.downlinkRejected = new Counter({
-      name: `${METRIC_PREFIX}downlink_rejected_total`,
-      help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason.',
-      labelNames: ['rule', 'reason'],
-      registers,
-    });
-    this.limitsRefused = new Counter({
-      name: `${METRIC_PREFIX}limits_refused_total`,
-      help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit.',
-      labelNames: ['limit'],
-      registers,
-    });
-    this.aclDenied = new Counter({
-      name: `${METRIC_PREFIX}acl_denied_total`,
-      help: 'Publishes, subscriptions and wills the ACL denied, by action.',
-      labelNames: ['action'],
-      registers,
-    });
-    this.rateDelayed = new Counter({
-      name: `${METRIC_PREFIX}uplink_rate_delayed_total`,
-      help: 'QoS 1/2 publishes held back by limits.publishesPerSecond (then forwarded).',
-      registers,
-    });
-    this.loginsRefused = new Counter({
-      name: `${METRIC_PREFIX}logins_refused_total`,
-      help: 'CONNECTs refused, by CONNACK return code (2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
-      labelNames: ['return_code'],
-      registers,
-    });
-    this.offlineDropped = new Counter({
-      name: `${METRIC_PREFIX}offline_messages_dropped_total`,
-      help: 'Oldest queued messages dropped because an offline session held mqtt.maxOfflineMessages.',
-      registers,
+    gauge(METRICS.amqpConnected, function (r) {
+      this.set(r.amqpConnected() ? 1 : 0);
     });
   }
 
-  /** Gauges of the flow controller: its state (1 for the current one) and its pending figures. */
-  observeFlow(flow: FlowReadings, states: readonly string[]): void {
-    const registers = [this.registry];
-    new Gauge({
-      name: `${METRIC_PREFIX}flow_state`,
-      help: 'Flow state: 1 for the current one of open, throttled, blocked, disconnected.',
-      labelNames: ['state'],
-      registers,
-      collect() {
-        for (const state of states) this.set({ state }, flow.state === state ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}flow_pending_messages`,
-      help: 'Device publishes handed to AMQP and not yet confirmed.',
-      registers,
-      collect() {
-        this.set(flow.pendingMessages);
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}flow_pending_bytes`,
-      help: 'Payload bytes handed to AMQP and not yet confirmed.',
-      registers,
-      collect() {
-        this.set(flow.pendingBytes);
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}flow_waiting_publishes`,
-      help: 'Device publishes waiting for admission (their senders are not read meanwhile).',
-      registers,
-      collect() {
-        this.set(flow.waiting);
-      },
-    });
+  /** Where the gauges read from (the bridge sets it once its parts exist). */
+  observe(readings: GaugeReadings): void {
+    this.readings = readings;
   }
-
 
   /** Every counter of the bridge with its values by label set, for the summary logged at shutdown. */
   async totals(): Promise<Record<string, number | Record<string, number>>> {
     const totals: Record<string, number | Record<string, number>> = {};
     for (const metric of await this.registry.getMetricsAsJSON()) {
-      if (String(metric.type) !== 'counter') continue;
+      if (String(metric.type) !== 'counter' || !metric.name.startsWith(METRIC_PREFIX)) continue;
       const name = metric.name.slice(METRIC_PREFIX.length).replace(/_total$/, '');
       const values = metric.values.filter((value) => value.value !== 0);
       if (values.every((value) => Object.keys(value.labels).length === 0)) {
@@ -173,7 +186,7 @@ export class BridgeMetrics {
     return totals;
   }
 
-  /** The current value of a counter (summed over the given labels), for tests and the CLI. */
+  /** The current value of a counter or gauge (summed over the given labels), for tests and the CLI. */
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const metric = this.registry.getSingleMetric(name);
     if (!metric) throw new Error(`no metric ${name}`);

@@ -30,6 +30,7 @@ export async function startTestBridge(
       ],
     },
     amqp: { url: AMQP_URL, ...input.amqp },
+    http: { host: '127.0.0.1', port: 0, ...input.http },
   }) as BridgeConfig;
   const bridge = createBridge({ config, logger: options.logger ?? silentLogger() });
   await bridge.start();

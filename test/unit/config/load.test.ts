@@ -76,6 +76,7 @@ const EXAMPLE_CONFIG = {
   ],
   flow: FLOW_DEFAULTS,
   limits: { publishesPerSecond: 0 },
+  http: { enabled: true, host: '0.0.0.0', port: 9102 },
   log: { level: 'info' },
   shutdownTimeoutMs: 10000,
 };
@@ -205,6 +206,7 @@ test('loadConfigText - an empty file gives every default', () => {
     downlink: [],
     flow: FLOW_DEFAULTS,
     limits: { publishesPerSecond: 0 },
+    http: { enabled: true, host: '0.0.0.0', port: 9102 },
     log: { level: 'info' },
     shutdownTimeoutMs: 10000,
   });
@@ -282,7 +284,7 @@ bogus: 1
 `;
 
 test('loadConfigText - an unknown top-level key far from any allowed one has no hint', () => {
-  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, auth, acl, flow, limits, log, shutdownTimeoutMs']);
+  assertProblems(UNKNOWN_TOP_KEY, ['conf/test.yaml:3:1: unknown key "bogus"; allowed: mqtt, amqp, uplink, downlink, auth, acl, flow, limits, http, log, shutdownTimeoutMs']);
 });
 
 const UNKNOWN_LISTENER_KEY = `mqtt:

@@ -1,0 +1,77 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not, for the 503 body. */
+  reasons: string[];
+}
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  registry: Registry;
+  readiness: () => Readiness;
+}
+
+export interface RunningHttpServer {
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * `/metrics` (Prometheus text format), `/healthz` (200 while the process serves) and `/readyz`
+ * (200 when every listener is up and RabbitMQ is connected, else 503 with the reasons as JSON).
+ */
+export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
+  const json = (response: ServerResponse, status: number, body: unknown) => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(`${JSON.stringify(body)}\n`);
+  };
+  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      json(response, 405, { error: 'only GET' });
+      return;
+    }
+    if (path === '/metrics') {
+      options.registry.metrics().then(
+        (text) => {
+          response.writeHead(200, { 'content-type': options.registry.contentType });
+          response.end(text);
+        },
+        (error: Error) => json(response, 500, { error: error.message }),
+      );
+      return;
+    }
+    if (path === '/healthz') {
+      json(response, 200, { status: 'ok' });
+      return;
+    }
+    if (path === '/readyz') {
+      const readiness = options.readiness();
+      json(response, readiness.ready ? 200 : 503, readiness);
+      return;
+    }
+    json(response, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
