@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { AmqpBackend } from './amqp/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
 import { loadUsersFile } from './config/load.js';
+import { reloadedSections, restartRequiredChanges } from './config/reload-plan.js';
 import { DOWNLINK_QUEUE_PREFIX, type AuthSettings, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
 import { compileDownlinkRules, type DownlinkRuleResolver } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
@@ -49,6 +50,19 @@ export interface Bridge {
   readonly http: RunningHttpServer | null;
   /** What `/readyz` answers. */
   readiness(): Readiness;
+  /**
+   * Applies a new configuration while devices stay connected: uplink and downlink rules, users,
+   * ACL and new exchanges at once, TLS certificates re-read; settings that need a restart keep
+   * their old values and are reported.
+   */
+  reload(next: BridgeConfig): Promise<ReloadResult>;
+}
+
+export interface ReloadResult {
+  /** The reloadable sections that changed. */
+  applied: string[];
+  /** Changed settings that keep their old value until a restart. */
+  restartRequired: string[];
 }
 
 /** The composition root: builds every part, wires them, and owns the start and stop order. */
@@ -56,9 +70,13 @@ export function createBridge(options: BridgeOptions): Bridge {
   const { config } = options;
   const logger = options.logger ?? silentLogger();
   const metrics = new BridgeMetrics({ processMetrics: options.processMetrics ?? true });
-  const resolver = new UplinkResolver(config.uplink);
-  const downlinkRules = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
-  const downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
+  // What a reload swaps: each publish and delivery reads these once, so it is routed wholly by
+  // the old or wholly by the new rules.
+  let running = config;
+  let resolver = new UplinkResolver(config.uplink);
+  let downlinkRules = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
+  let downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
+  let acl = config.acl ? { rules: new Acl(config.acl.rules), onDeniedPublish: config.acl.onDeniedPublish } : null;
   let mqtt: MqttServer | null = null;
   let http: RunningHttpServer | null = null;
   const devices: DevicePublisher = {
@@ -76,7 +94,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
   });
   const authenticator = new Authenticator(withUsersFile(config.auth), logger.child({ part: 'auth' }));
-  const access = config.acl ? accessPolicy(new Acl(config.acl.rules), config.acl.onDeniedPublish, metrics, logger.child({ part: 'acl' })) : null;
+  const access = accessPolicy(() => acl, metrics, logger.child({ part: 'acl' }));
   const flow = new FlowController({
     maxPendingMessages: config.flow.maxPendingMessages,
     maxPendingBytes: config.flow.maxPendingBytes,
@@ -142,7 +160,7 @@ export function createBridge(options: BridgeOptions): Bridge {
         onOfflineDropped: () => metrics.offlineDropped.inc(),
         connectionRefusal,
         onLimitRefused: (limit) => metrics.limitsRefused.inc({ limit }),
-        logins: config.auth ? authenticator : null,
+        logins: authenticator,
         access,
         onConnectRefused: (code) => metrics.loginsRefused.inc({ return_code: String(code) }),
         rate: publishRate(config.limits, metrics),
@@ -174,6 +192,30 @@ export function createBridge(options: BridgeOptions): Bridge {
 
     ready() {
       return amqp.waitForConnect();
+    },
+
+    async reload(next) {
+      const applied = reloadedSections(running, next);
+      const restartRequired = restartRequiredChanges(running, next);
+      // Everything that can fail is built first; then the swap.
+      const nextResolver = new UplinkResolver(next.uplink);
+      const nextDownlinkRules = compileDownlinkRules(next.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
+      const nextAuth = withUsersFile(next.auth);
+      const nextAcl = next.acl ? { rules: new Acl(next.acl.rules), onDeniedPublish: next.acl.onDeniedPublish } : null;
+      resolver = nextResolver;
+      downlinkRules = nextDownlinkRules;
+      downlinkResolvers = new Map(nextDownlinkRules.map((rule) => [rule.rule.name, rule]));
+      authenticator.setSettings(nextAuth);
+      acl = nextAcl;
+      logger.level = next.log.level;
+      // What the restart-required settings say stays as it was until a restart.
+      running = { ...next, mqtt: running.mqtt, amqp: { ...running.amqp, exchanges: next.amqp.exchanges }, flow: running.flow, limits: running.limits, http: running.http, shutdownTimeoutMs: running.shutdownTimeoutMs };
+      await amqp.reconfigure(next.amqp.exchanges, nextResolver.literalExchanges(), downlinkSubscriptions(next.downlink, nextDownlinkRules));
+      this.reloadCertificates();
+      metrics.configReloads.inc({ result: 'applied' });
+      logger.info({ applied, restartRequired }, applied.length > 0 ? `configuration reloaded: ${applied.join(', ')}` : 'configuration reloaded: no change to apply');
+      if (restartRequired.length > 0) logger.warn({ settings: restartRequired }, `these changes need a restart and keep their old values: ${restartRequired.join(', ')}`);
+      return { applied, restartRequired };
     },
 
     reloadCertificates() {
@@ -225,13 +267,22 @@ export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], co
   });
 }
 
-/** The ACL as the MQTT side asks it, with every denial counted and logged (rate-limited). */
-function accessPolicy(acl: Acl, onDeniedPublish: 'disconnect' | 'drop', metrics: BridgeMetrics, logger: Logger): AccessPolicy {
+/**
+ * The current ACL (none: everything allowed) as the MQTT side asks it, with every denial
+ * counted and logged (rate-limited).
+ */
+function accessPolicy(
+  current: () => { rules: Acl; onDeniedPublish: 'disconnect' | 'drop' } | null,
+  metrics: BridgeMetrics,
+  logger: Logger,
+): AccessPolicy {
   const warning = new RateLimitedWarning({ logger, message: 'denied by the ACL' });
   return {
-    canPublish: (identity, topic) => acl.canPublish(identity, topic),
-    canSubscribe: (identity, filter) => acl.canSubscribe(identity, filter),
-    onDeniedPublish,
+    canPublish: (identity, topic) => current()?.rules.canPublish(identity, topic) ?? true,
+    canSubscribe: (identity, filter) => current()?.rules.canSubscribe(identity, filter) ?? true,
+    get onDeniedPublish() {
+      return current()?.onDeniedPublish ?? 'disconnect';
+    },
     denied(action, clientId, topic) {
       metrics.aclDenied.inc({ action });
       warning.warn(null, { action, clientId, topic });

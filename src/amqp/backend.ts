@@ -33,6 +33,8 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   readonly publisher: ConfirmPublisher;
   private readonly exchanges: ExchangeDirectory;
   private readonly consumers: DownlinkConsumers;
+  private exchangeSettings: BridgeConfig['amqp']['exchanges'];
+  private ruleExchanges: readonly string[];
   private connection: RecoveringChannelModel | null = null;
   private model: ChannelModel | null = null;
   private currentState: BrokerState = 'connecting';
@@ -52,6 +54,24 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
       ...(options.onConfirmLatency ? { onConfirmLatency: options.onConfirmLatency } : {}),
     });
     this.consumers = new DownlinkConsumers(options.downlink.subscriptions, options.downlink.handler, this.logger);
+    this.exchangeSettings = options.config.exchanges;
+    this.ruleExchanges = options.ruleExchanges;
+  }
+
+  /**
+   * A reload: declares exchanges added to `amqp.exchanges` now (and all of them on every
+   * reconnect), and sets the downlink consumers to the new rules.
+   */
+  async reconfigure(exchanges: BridgeConfig['amqp']['exchanges'], ruleExchanges: readonly string[], downlink: readonly DownlinkSubscription[]): Promise<void> {
+    const known = new Set(this.exchangeSettings.map((exchange) => JSON.stringify(exchange)));
+    const added = exchanges.filter((exchange) => !known.has(JSON.stringify(exchange)));
+    this.exchangeSettings = exchanges;
+    this.ruleExchanges = ruleExchanges;
+    if (this.model && added.length > 0) {
+      const declared = await declareExchanges(this.model, added);
+      this.exchanges.declared(declared);
+    }
+    await this.consumers.update(downlink);
   }
 
   get state(): BrokerState {
@@ -132,8 +152,8 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   }
 
   private async setup(model: ChannelModel): Promise<void> {
-    const { config, ruleExchanges } = this.options;
-    const declared = await declareExchanges(model, config.exchanges);
+    const { ruleExchanges } = this;
+    const declared = await declareExchanges(model, this.exchangeSettings);
     this.exchanges.attach(model, declared);
     this.model = model;
     this.logger.info({ amqp: this.server, exchanges: declared }, 'AMQP connected; exchanges declared');

@@ -5,6 +5,9 @@ import type { DeliveryHandler, DeliveryOutcome } from '../ports.js';
 /** Delay before a downlink consumer is set up again after its channel closed on a live connection. */
 export const CONSUMER_RETRY_DELAY_MS = 1_000;
 
+/** How long a reload waits for a retired rule's deliveries in hand to settle. */
+export const RETIRE_SETTLE_TIMEOUT_MS = 10_000;
+
 /** What the AMQP side needs to know of a downlink rule. */
 export interface DownlinkSubscription {
   readonly rule: string;
@@ -25,11 +28,12 @@ export class DownlinkConsumers {
   private model: ChannelModel | null = null;
   private readonly channels = new Map<string, { channel: Channel; consumerTag: string }>();
   private unsettled = 0;
+  private readonly unsettledByRule = new Map<string, number>();
   private stopping = false;
   private idle: Array<() => void> = [];
 
   constructor(
-    private readonly subscriptions: readonly DownlinkSubscription[],
+    private subscriptions: readonly DownlinkSubscription[],
     private readonly handler: DeliveryHandler,
     private readonly logger: Logger,
   ) {}
@@ -54,6 +58,50 @@ export class DownlinkConsumers {
   detach(): void {
     this.model = null;
     this.channels.clear();
+  }
+
+  /**
+   * New downlink rules (a reload). A removed rule's consumer is cancelled, its deliveries in
+   * hand settle, its queue is unbound (so it stops collecting; it is not deleted: what it holds
+   * stays for ops or for the rule's return). A changed rule is set up again; others are untouched.
+   */
+  async update(next: readonly DownlinkSubscription[]): Promise<void> {
+    const previous = new Map(this.subscriptions.map((subscription) => [subscription.rule, subscription]));
+    this.subscriptions = next;
+    const model = this.model;
+    for (const [rule, old] of previous) {
+      const now = next.find((subscription) => subscription.rule === rule);
+      if (now && sameSubscription(old, now)) {
+        this.subscriptions = this.subscriptions.map((subscription) => (subscription === now ? old : subscription));
+        continue;
+      }
+      await this.retire(old, now ?? null);
+    }
+    for (const subscription of this.subscriptions) {
+      if (previous.get(subscription.rule) === subscription || !model) continue;
+      try {
+        await this.start(model, subscription);
+      } catch (error) {
+        this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
+        this.retryLater(model, subscription);
+      }
+    }
+  }
+
+  /** Cancels a rule's consumer, lets its deliveries settle, and unbinds what the new rule no longer binds. */
+  private async retire(old: DownlinkSubscription, replacement: DownlinkSubscription | null): Promise<void> {
+    const running = this.channels.get(old.rule);
+    if (!running) return;
+    this.channels.delete(old.rule);
+    await running.channel.cancel(running.consumerTag).catch(() => {});
+    await waitUntil(() => (this.unsettledByRule.get(old.rule) ?? 0) === 0, RETIRE_SETTLE_TIMEOUT_MS);
+    const keptBinding =
+      replacement?.binding && old.binding && replacement.queue === old.queue && replacement.binding.exchange === old.binding.exchange && replacement.binding.key === old.binding.key;
+    if (old.binding && !keptBinding) {
+      await running.channel.unbindQueue(old.queue, old.binding.exchange, old.binding.key).catch(() => {});
+    }
+    await running.channel.close().catch(() => {});
+    this.logger.info({ rule: old.rule, queue: old.queue, replaced: replacement !== null }, 'downlink consumer retired');
   }
 
   /**
@@ -83,6 +131,7 @@ export class DownlinkConsumers {
     channel.on('close', () => {
       // Only a consumer that was running restarts from here; a failed start retries by itself.
       if (this.model !== model || this.channels.get(subscription.rule)?.channel !== channel) return;
+      if (!this.subscriptions.includes(subscription)) return;
       this.channels.delete(subscription.rule);
       this.retryLater(model, subscription);
     });
@@ -103,6 +152,7 @@ export class DownlinkConsumers {
   private retryLater(model: ChannelModel, subscription: DownlinkSubscription): void {
     setTimeout(() => {
       if (this.model !== model || this.stopping) return; // the connection went; attach() sets everything up again
+      if (!this.subscriptions.includes(subscription)) return; // a reload removed or changed the rule
       this.start(model, subscription).catch((error: Error) => {
         this.logger.error({ rule: subscription.rule, err: error }, 'downlink consumer could not start; retrying');
         this.retryLater(model, subscription);
@@ -122,6 +172,7 @@ export class DownlinkConsumers {
     }
     let settled = false;
     this.unsettled++;
+    this.unsettledByRule.set(subscription.rule, (this.unsettledByRule.get(subscription.rule) ?? 0) + 1);
     const settle = (outcome: DeliveryOutcome) => {
       if (settled) return;
       settled = true;
@@ -131,6 +182,7 @@ export class DownlinkConsumers {
       } catch {
         // The channel closed meanwhile: RabbitMQ requeues the delivery by itself.
       }
+      this.unsettledByRule.set(subscription.rule, (this.unsettledByRule.get(subscription.rule) ?? 1) - 1);
       if (--this.unsettled === 0 && this.idle.length > 0) {
         const waiters = this.idle;
         this.idle = [];
@@ -149,4 +201,13 @@ export class DownlinkConsumers {
       settle,
     );
   }
+}
+
+function sameSubscription(a: DownlinkSubscription, b: DownlinkSubscription): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
 }

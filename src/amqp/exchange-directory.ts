@@ -33,6 +33,11 @@ export class ExchangeDirectory {
     for (const name of declared) this.known.set(name, { status: 'exists', at: this.now() });
   }
 
+  /** Exchanges just declared on the current connection. */
+  declared(names: Iterable<string>): void {
+    for (const name of names) this.known.set(name, { status: 'exists', at: this.now() });
+  }
+
   detach(): void {
     this.model = null;
     this.probe = null;

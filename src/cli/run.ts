@@ -3,15 +3,17 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError, ListenError, UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { parseArgs } from './args.js';
+import { createReloader, watchFile } from './reload.js';
 import { writeLine, type CommandIo } from './io.js';
 
-export const RUN_USAGE = 'mqtt-amqp-bridge run --config FILE [--pretty]';
+export const RUN_USAGE = 'mqtt-amqp-bridge run --config FILE [--pretty] [--watch]';
 
 /** `run --config FILE`: runs the bridge until SIGINT/SIGTERM, then shuts down gracefully (exit 0). */
 export async function runCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { positional, options } = parseArgs(argv, [
     { name: 'config', short: 'c', takesValue: true },
     { name: 'pretty', takesValue: false },
+    { name: 'watch', takesValue: false },
   ]);
   const file = options.get('config');
   if (typeof file !== 'string' || positional.length > 0) throw new UsageError(`usage: ${RUN_USAGE}`);
@@ -34,8 +36,10 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
     return 1;
   }
   logger.info({ config: file }, 'bridge running');
-  const onHangup = () => bridge.reloadCertificates();
+  const reload = createReloader(file, io, bridge, logger);
+  const onHangup = () => void reload('SIGHUP');
   process.on('SIGHUP', onHangup);
+  const watcher = options.has('watch') ? watchFile(file, () => void reload('file changed')) : null;
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -49,6 +53,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   process.once('SIGINT', forceExit);
   process.once('SIGTERM', forceExit);
   process.off('SIGHUP', onHangup);
+  watcher?.close();
   await bridge.stop();
   logger.flush();
   return 0;

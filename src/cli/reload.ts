@@ -1,0 +1,54 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { Bridge } from '../bridge.js';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError, formatProblem } from '../errors.js';
+import type { CommandIo } from './io.js';
+
+/** How long file changes are gathered before one reload (editors write in several steps). */
+export const WATCH_DEBOUNCE_MS = 300;
+
+/**
+ * Reloads the configuration file into the running bridge. An invalid file changes nothing:
+ * every problem is logged as FILE:LINE:COL: message. Reloads never overlap.
+ */
+export function createReloader(file: string, io: CommandIo, bridge: Bridge, logger: Logger): (why: string) => Promise<void> {
+  let chain = Promise.resolve();
+  return (why) => {
+    chain = chain.then(async () => {
+      logger.info({ file, why }, 'reloading the configuration');
+      let config;
+      try {
+        config = loadConfigFile(file, { env: io.env });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        for (const problem of error.problems) logger.error({ file: problem.file, line: problem.line, col: problem.col }, formatProblem(problem));
+        logger.error({ problems: error.problems.length }, 'the configuration has problems: nothing was changed');
+        bridge.metrics.configReloads.inc({ result: 'invalid' });
+        return;
+      }
+      try {
+        await bridge.reload(config);
+      } catch (error) {
+        bridge.metrics.configReloads.inc({ result: 'invalid' });
+        logger.error({ err: error }, 'the reload failed');
+      }
+    });
+    return chain;
+  };
+}
+
+/** Calls `changed` (debounced) when the file is written or replaced. */
+export function watchFile(file: string, changed: () => void): FSWatcher {
+  let timer: NodeJS.Timeout | null = null;
+  // The folder, not the file: editors often replace a file by renaming a new one over it.
+  return watch(dirname(file), (_event, name) => {
+    if (name !== basename(file)) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      changed();
+    }, WATCH_DEBOUNCE_MS);
+  });
+}
