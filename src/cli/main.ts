@@ -25,7 +25,7 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
       case 'validate':
         return validateCommand(rest, io);
       case 'route':
-        return routeCommand(rest, io);
+        return await routeCommand(rest, io);
       case 'passwd':
         return await passwdCommand(rest, io);
       case '--version':

@@ -3,11 +3,13 @@ import { DOWNLINK_QUEUE_PREFIX } from '../config/schema.js';
 import { RenderError, TopicError, UsageError } from '../errors.js';
 import { compileDownlinkRules } from '../mapping/downlink.js';
 import { assertTopicName } from '../mapping/topic.js';
-import { UplinkResolver } from '../mapping/uplink.js';
+import { UplinkResolver, type UplinkPublish } from '../mapping/uplink.js';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from './args.js';
 import { writeLine, type CommandIo } from './io.js';
 
 export const ROUTE_USAGE = `mqtt-amqp-bridge route FILE TOPIC [--client-id ID] [--username U] [--qos 0|1|2]
+  mqtt-amqp-bridge route FILE --topics TOPICS_FILE|- [--client-id ID] [--username U] [--qos 0|1|2]
   mqtt-amqp-bridge route FILE --amqp EXCHANGE ROUTING_KEY [--header NAME=VALUE ...]`;
 export const ROUTE_CLIENT_ID_DEFAULT = 'route-cli';
 
@@ -15,46 +17,80 @@ export const ROUTE_CLIENT_ID_DEFAULT = 'route-cli';
  * `route FILE TOPIC`: prints, as one JSON object, the rule that takes the publish and the AMQP
  * message it becomes (exit 0), or that no rule matches (exit 1). Connects to nothing.
  */
-export function routeCommand(argv: readonly string[], io: CommandIo): number {
+export async function routeCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { positional, options, repeated } = parseArgs(argv, [
     { name: 'client-id', takesValue: true },
     { name: 'username', takesValue: true },
     { name: 'qos', takesValue: true },
     { name: 'amqp', takesValue: false },
     { name: 'header', takesValue: true, repeatable: true },
+    { name: 'topics', takesValue: true },
   ]);
   if (options.has('amqp')) return routeDownlink(positional, repeated.get('header') ?? [], io);
-  if (positional.length !== 2) throw new UsageError(`usage: ${ROUTE_USAGE}`);
-  const [file, topic] = positional as [string, string];
+  const topicsFile = options.get('topics') as string | undefined;
+  if (positional.length !== (topicsFile === undefined ? 2 : 1)) throw new UsageError(`usage: ${ROUTE_USAGE}`);
   const qosText = (options.get('qos') as string | undefined) ?? '0';
   if (!/^[012]$/.test(qosText)) throw new UsageError(`--qos must be 0, 1 or 2, not "${qosText}"`);
-  try {
-    assertTopicName(topic);
-  } catch (error) {
-    if (error instanceof TopicError) throw new UsageError(error.message);
-    throw error;
+  if (topicsFile === undefined) {
+    try {
+      assertTopicName(positional[1]!);
+    } catch (error) {
+      if (error instanceof TopicError) throw new UsageError(error.message);
+      throw error;
+    }
   }
-  const config = loadConfigFile(file, { env: io.env });
+  const config = loadConfigFile(positional[0]!, { env: io.env });
   const resolver = new UplinkResolver(config.uplink);
-  const publish = {
-    topic,
+  const base = {
     clientId: (options.get('client-id') as string | undefined) ?? ROUTE_CLIENT_ID_DEFAULT,
     username: options.get('username') as string | undefined,
     qos: Number(qosText) as 0 | 1 | 2,
     retain: false,
   };
-  const route = resolver.resolve(publish);
+  if (topicsFile === undefined) {
+    const routed = routeOne(resolver, { ...base, topic: positional[1]! }, io);
+    if (!routed) writeLine(io.stderr, `no uplink rule matches topic "${positional[1]}"; a device publishing it is acknowledged but nothing goes to AMQP`);
+    return routed ? 0 : 1;
+  }
+  // One topic per line (blank lines and lines starting with "#" skipped): one JSON line each,
+  // for a golden-file test of a mapping change.
+  const text = topicsFile === '-' ? await readAll(io) : readFileSync(topicsFile, 'utf8');
+  let unrouted = 0;
+  for (const line of text.split(/\r?\n/)) {
+    if (line.length === 0 || line.startsWith('#')) continue;
+    try {
+      assertTopicName(line);
+    } catch (error) {
+      if (!(error instanceof TopicError)) throw error;
+      writeLine(io.stdout, JSON.stringify({ direction: 'uplink', topic: line, rule: null, error: error.message }));
+      unrouted++;
+      continue;
+    }
+    if (!routeOne(resolver, { ...base, topic: line }, io)) unrouted++;
+  }
+  return unrouted === 0 ? 0 : 1;
+}
+
+/** Prints what one publish becomes; false when no rule takes it. */
+function routeOne(resolver: UplinkResolver, publish: UplinkPublish, io: CommandIo): boolean {
+  let route;
+  try {
+    route = resolver.resolve(publish);
+  } catch (error) {
+    if (!(error instanceof RenderError)) throw error;
+    writeLine(io.stdout, JSON.stringify({ direction: 'uplink', topic: publish.topic, rule: null, error: error.message }));
+    return false;
+  }
   if (!route) {
-    writeLine(io.stdout, JSON.stringify({ direction: 'uplink', topic, rule: null }));
-    writeLine(io.stderr, `no uplink rule matches topic "${topic}"; a device publishing it is acknowledged but nothing goes to AMQP`);
-    return 1;
+    writeLine(io.stdout, JSON.stringify({ direction: 'uplink', topic: publish.topic, rule: null }));
+    return false;
   }
   const { persistent, ...properties } = route.properties;
   writeLine(
     io.stdout,
     JSON.stringify({
       direction: 'uplink',
-      topic,
+      topic: publish.topic,
       rule: route.rule,
       exchange: route.exchange,
       routingKey: route.routingKey,
@@ -62,7 +98,14 @@ export function routeCommand(argv: readonly string[], io: CommandIo): number {
       properties: { ...properties, deliveryMode: persistent ? 2 : 1 },
     }),
   );
-  return 0;
+  return true;
+}
+
+async function readAll(io: CommandIo): Promise<string> {
+  if (!io.stdin) throw new UsageError('--topics - reads standard input, which is not available');
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**

@@ -6,6 +6,7 @@ import { ConfigError, MappingError, type ConfigProblem } from '../errors.js';
 import { compileDownlinkRule } from '../mapping/downlink.js';
 import { compileUplinkRule } from '../mapping/uplink.js';
 import { substituteEnv } from './env.js';
+import { lintConfig } from './lint.js';
 import { configSchema, downlinkRuleSchema, uplinkRuleSchema, usersFileSchema, type BridgeConfig, type UserSettings } from './schema.js';
 import { objectSchemaAt, shapeKeys } from './schema-walk.js';
 import { suggest } from './suggest.js';
@@ -27,6 +28,18 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeC
     throw new ConfigError('BRIDGE_ERR_CONFIG_READ', [{ file, line: 1, col: 1, path: '', message: `cannot read configuration: ${reason}` }], { cause: error });
   }
   return loadConfigText(text, file, options);
+}
+
+/** The linter's warnings for a valid configuration file, each at its FILE:LINE:COL. */
+export function lintConfigFile(file: string, config: BridgeConfig): ConfigProblem[] {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter, prettyErrors: false });
+  return sortProblems(
+    lintConfig(config).map((warning) => {
+      const { line, col } = lineCounter.linePos(offsetOf(doc, warning.path));
+      return { file, line, col, path: formatPath(warning.path), message: warning.message };
+    }),
+  );
 }
 
 /** As loadConfigFile, for text already read; `file` only names it in messages. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { runCli } from '../../helpers/cli.js';
 
@@ -108,4 +109,27 @@ test('route --amqp - no rule bound to the exchange matches: exit 1', async () =>
   const result = await runCli(['route', config, '--amqp', 'telemetry', 'dev-1.temp']);
   assert.equal(result.code, 1);
   assert.deepEqual(JSON.parse(result.stdout), { direction: 'downlink', exchange: 'telemetry', routingKey: 'dev-1.temp', rule: null });
+});
+
+test('route --topics - one JSON line per topic of a file (blank and # lines skipped), for golden-file tests; exit 1 when one is not routed', async () => {
+  const result = await runCli(['route', config, '--topics', 'test/fixtures/config/topics.txt', '--qos', '1']);
+  assert.equal(result.code, 1);
+  const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.deepEqual(
+    lines.map((line) => [line.topic, line.rule, line.routingKey ?? null]),
+    [
+      ['devices/d1/telemetry/temp', 'telemetry', 'd1.temp'],
+      ['home/kitchen/light', 'rest', 'home.kitchen.light'],
+      ['$SYS/broker/uptime', null, null],
+      ['bad/+/topic', null, null],
+    ],
+  );
+  assert.match(String(lines[3]!.error), /contains a wildcard/);
+});
+
+test('route --topics - reads standard input with "-"', async () => {
+  const stdin = Readable.from([Buffer.from('a/b\nc\n')]);
+  const result = await runCli(['route', config, '--topics', '-'], {}, stdin);
+  assert.equal(result.code, 0);
+  assert.deepEqual(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { routingKey: string }).routingKey), ['a.b', 'c']);
 });

@@ -79,7 +79,7 @@ test('validate - a file that does not exist', async () => {
 test('validate - without a file is a usage error (exit 2)', async () => {
   const result = await runCli(['validate']);
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE\n/);
+  assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE \[--strict\]\n/);
 });
 
 test('validate - the secure example (config/examples/secure.yaml) is valid once its certificates exist', async () => {
@@ -89,4 +89,27 @@ test('validate - the secure example (config/examples/secure.yaml) is valid once 
   const missing = await runCli(['validate', 'config/examples/secure.yaml'], { CERTS_DIR: '/nonexistent' });
   assert.equal(missing.code, 1);
   assert.match(missing.stdout, /config\/examples\/secure\.yaml:7:\d+: mqtt\.listeners\[0\]\.cert: \/nonexistent\/server\.pem does not exist/);
+});
+
+test('validate - the linter warns of a shadowed rule, colliding routing keys and a downlink no ACL lets anyone receive; exit 0', async () => {
+  const file = fixture('lint-warnings');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 0,
+    stdout: [
+      `${file}:10:12: warning: uplink[1] (telemetry) never takes a publish: uplink[0] (everything) with topic "devices/#" comes first and matches every topic "devices/{deviceId}/telemetry" matches`,
+      `${file}:16:17: warning: uplink[2] (per-site): routing key "status.{site}" leaves out level 3 (+) of "sites/{site}/+/status", so different topics get the same routing key`,
+      `${file}:24:17: warning: uplink[4] (south) and uplink[3] (north) send different topics to exchange "events" with the same routing key "event.{id}": consumers cannot tell them apart`,
+      `${file}:29:12: warning: downlink[0] (alerts): no ACL entry lets anyone subscribe to "sites/{site}/alerts/{#}", so its messages reach no device`,
+      'ok, with 4 warnings',
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+});
+
+test('validate --strict - warnings are errors (exit 1)', async () => {
+  const result = await runCli(['validate', fixture('lint-warnings'), '--strict']);
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout.split('\n').filter((line) => line.includes(': warning: ')).length, 4);
+  assert.deepEqual(await runCli(['validate', 'config/bridge.yaml', '--strict']), { code: 0, stdout: 'ok\n', stderr: '' });
 });

@@ -1,0 +1,126 @@
+import { filterCovers } from '../auth/acl.js';
+import { compilePattern, type CompiledPattern } from '../mapping/pattern.js';
+import { RESERVED_NAMES } from '../mapping/limits.js';
+import type { BridgeConfig } from './schema.js';
+
+/** A warning about a configuration that is valid but probably not what was meant. */
+export interface LintWarning {
+  /** Where in the configuration, e.g. ['uplink', 2, 'topic']. */
+  path: ReadonlyArray<string | number>;
+  message: string;
+}
+
+/**
+ * Warnings `validate` prints (and `--strict` makes errors):
+ * - an uplink rule shadowed by an earlier one that matches every topic it matches;
+ * - routing keys that collide: different topics of one rule, or of two rules on the same
+ *   exchange with the same routing key, that become the same routing key;
+ * - with an ACL, a downlink rule whose topics no ACL entry lets anyone subscribe to.
+ */
+export function lintConfig(config: BridgeConfig): LintWarning[] {
+  return [...shadowedRules(config), ...collidingRoutingKeys(config), ...unreachableDownlinks(config)];
+}
+
+/** The uplink pattern as a plain MQTT filter (`{name}` is `+`). */
+function asFilter(topic: string): string {
+  return topic
+    .split('/')
+    .map((level) => (/^\{[^}]+\}$/.test(level) ? '+' : level))
+    .join('/');
+}
+
+function shadowedRules(config: BridgeConfig): LintWarning[] {
+  const warnings: LintWarning[] = [];
+  config.uplink.forEach((rule, index) => {
+    const earlier = config.uplink.slice(0, index).findIndex((previous) => filterCovers(asFilter(previous.topic), asFilter(rule.topic)));
+    if (earlier === -1) return;
+    const by = config.uplink[earlier]!;
+    warnings.push({
+      path: ['uplink', index, 'topic'],
+      message: `uplink[${index}] (${rule.name}) never takes a publish: uplink[${earlier}] (${by.name}) with topic "${by.topic}" comes first and matches every topic "${rule.topic}" matches`,
+    });
+  });
+  return warnings;
+}
+
+function collidingRoutingKeys(config: BridgeConfig): LintWarning[] {
+  const warnings: LintWarning[] = [];
+  config.uplink.forEach((rule, index) => {
+    const used = placeholdersOf(rule.routingKey);
+    if (used.has('topic')) return; // the whole topic is in the key: no two topics collide
+    const pattern = compilePattern(rule.topic, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' });
+    const dropped = droppedLevels(pattern, used);
+    if (dropped.length === 0) return;
+    warnings.push({
+      path: ['uplink', index, 'routingKey'],
+      message: `uplink[${index}] (${rule.name}): routing key "${rule.routingKey}" leaves out ${dropped.join(' and ')} of "${rule.topic}", so different topics get the same routing key`,
+    });
+  });
+  config.uplink.forEach((rule, index) => {
+    const twin = config.uplink.findIndex(
+      (other, otherIndex) => otherIndex < index && other.exchange === rule.exchange && other.routingKey === rule.routingKey && !placeholdersOf(rule.routingKey).has('topic'),
+    );
+    if (twin === -1) return;
+    warnings.push({
+      path: ['uplink', index, 'routingKey'],
+      message: `uplink[${index}] (${rule.name}) and uplink[${twin}] (${config.uplink[twin]!.name}) send different topics to exchange "${rule.exchange}" with the same routing key "${rule.routingKey}": consumers cannot tell them apart`,
+    });
+  });
+  return warnings;
+}
+
+function placeholdersOf(template: string): Set<string> {
+  return new Set([...template.replace(/\{\{|\}\}/g, '').matchAll(/\{([^}]+)\}/g)].map((match) => match[1]!));
+}
+
+/** The wildcard levels of a pattern that the routing key does not carry. */
+function droppedLevels(pattern: CompiledPattern, used: ReadonlySet<string>): string[] {
+  const dropped: string[] = [];
+  pattern.segments.forEach((segment, index) => {
+    if (segment.kind === 'single' && (segment.name === null || !used.has(segment.name))) dropped.push(`level ${index + 1} (${segment.name ? `{${segment.name}}` : '+'})`);
+    if (segment.kind === 'multi' && !used.has('#')) dropped.push(`the levels under "#"`);
+  });
+  return dropped;
+}
+
+/** The downlink topic template as a filter a subscription would have to reach. */
+function downlinkTopicFilter(topic: string): string {
+  const levels = topic.replace(/\{\{|\}\}/g, '').split('/');
+  return levels
+    .map((level, index) => {
+      const multi = /\{(#|routingKey|headers\.[^}]+)\}/.test(level);
+      if (multi) return index === levels.length - 1 ? '#' : '+';
+      return /\{[^}]+\}/.test(level) ? '+' : level;
+    })
+    .join('/');
+}
+
+/** Whether some topic matches both filters. */
+function filtersOverlap(a: string, b: string): boolean {
+  const left = a.split('/');
+  const right = b.split('/');
+  for (let i = 0; ; i++) {
+    const x = left[i];
+    const y = right[i];
+    if (x === '#' || y === '#') return true;
+    if (x === undefined || y === undefined) return x === y;
+    if (x !== '+' && y !== '+' && x !== y) return false;
+  }
+}
+
+function unreachableDownlinks(config: BridgeConfig): LintWarning[] {
+  if (!config.acl) return [];
+  const subscribable = config.acl.rules
+    .filter((entry) => entry.allow !== undefined && (entry.allow === 'subscribe' || (Array.isArray(entry.allow) && entry.allow.includes('subscribe'))))
+    .map((entry) => entry.topic.replace(/\{(username|clientId)\}/g, '+'));
+  const warnings: LintWarning[] = [];
+  config.downlink.forEach((rule, index) => {
+    const filter = downlinkTopicFilter(rule.topic);
+    if (subscribable.some((allowed) => filtersOverlap(allowed, filter))) return;
+    warnings.push({
+      path: ['downlink', index, 'topic'],
+      message: `downlink[${index}] (${rule.name}): no ACL entry lets anyone subscribe to "${rule.topic}", so its messages reach no device`,
+    });
+  });
+  return warnings;
+}
