@@ -26,11 +26,12 @@ COPY --from=build /app/dist ./dist
 COPY config ./config
 # The files stay owned by root: the bridge only reads them.
 USER node
-# MQTT over TCP (MQTT_PORT) and over WebSocket on /mqtt (MQTT_WS_PORT): the listeners of config/bridge.yaml.
-EXPOSE 1883 8083
-# No HTTP health endpoint yet: healthy while the MQTT TCP listener accepts connections.
+# MQTT over TCP (MQTT_PORT) and over WebSocket on /mqtt (MQTT_WS_PORT): the listeners of config/bridge.yaml;
+# 9102: /metrics, /healthz and /readyz (config key http.port).
+EXPOSE 1883 8083 9102
+# Healthy while /readyz answers 200: every listener up and RabbitMQ connected.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "require('net').connect(process.env.MQTT_PORT||1883,'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9102/readyz').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The bridge handles SIGTERM itself (graceful stop within shutdownTimeoutMs), so node can be PID 1.
 ENTRYPOINT ["node", "dist/cli/bin.js"]
 CMD ["run", "--config", "config/bridge.yaml"]

@@ -315,9 +315,9 @@ test('Dockerfile - CMD runs `run --config config/bridge.yaml`, a file that exist
   assert.ok(copied, `the runtime stage should COPY ${CONFIG_FILE} to ${inImage}`);
 });
 
-test('Dockerfile - EXPOSEs exactly the listener ports of config/bridge.yaml', () => {
+test('Dockerfile - EXPOSEs exactly the listener ports and the HTTP port of config/bridge.yaml', () => {
   const exposed = all(runtime, 'EXPOSE').flatMap(({ args }) => args.split(/\s+/).map((port) => Number(port.replace(/\/tcp$/, ''))));
-  assert.deepEqual(sortedPorts(exposed), defaultListenerPorts);
+  assert.deepEqual(sortedPorts(exposed), sortedPorts([...defaultListenerPorts, defaults.http.port]));
 });
 
 test('Dockerfile - the runtime stage runs as the non-root node user with production dependencies only', () => {
@@ -328,13 +328,15 @@ test('Dockerfile - the runtime stage runs as the non-root node user with product
   assert.match(installs[0]?.args ?? '', /\bnpm ci\b[^&;|]*\s--omit=dev\b/);
 });
 
-test('Dockerfile - the HEALTHCHECK probes the MQTT TCP listener port', () => {
+test('Dockerfile - the HEALTHCHECK asks /readyz on the HTTP port of config/bridge.yaml', () => {
   const command = healthcheckCommand(runtime);
   assert.equal(command[0], 'node');
   const script = command.at(-1) ?? '';
-  const fallback = /process\.env\.MQTT_PORT\s*\|\|\s*(\d+)/.exec(script);
-  assert.ok(fallback, 'the healthcheck should connect to MQTT_PORT');
-  assert.equal(Number(fallback[1]), listenerPort(defaults, 'tcp'));
+  const url = /fetch\('http:\/\/127\.0\.0\.1:(\d+)(\/[a-z]+)'\)/.exec(script);
+  assert.ok(url, 'the healthcheck should fetch the readiness endpoint');
+  assert.equal(Number(url[1]), defaults.http.port);
+  assert.equal(url[2], '/readyz');
+  assert.match(script, /process\.exit\(r\.ok\?0:1\)/, 'healthy only on a 2xx answer');
 });
 
 test('.dockerignore - keeps host builds out and lets in every file the Dockerfile copies', () => {
@@ -350,10 +352,20 @@ test('.dockerignore - keeps host builds out and lets in every file the Dockerfil
   assert.equal(isDockerignored(CONFIG_FILE, dockerignore), false);
 });
 
-test('compose.yaml - bridge publishes exactly the listener ports of config/bridge.yaml', () => {
+test('compose.yaml - bridge publishes exactly the listener ports and the HTTP port of config/bridge.yaml', () => {
   const bridge = service(compose, 'bridge');
   assert.equal(bridge.build, '.');
-  assert.deepEqual(sortedPorts(containerPorts(bridge.ports)), defaultListenerPorts);
+  assert.deepEqual(sortedPorts(containerPorts(bridge.ports)), sortedPorts([...defaultListenerPorts, defaults.http.port]));
+});
+
+test('compose.yaml - the optional prometheus service scrapes the bridge on its HTTP port', () => {
+  const prometheus = service(compose, 'prometheus') as { profiles?: string[]; volumes?: string[] };
+  assert.deepEqual(prometheus.profiles, ['monitoring']);
+  const mount = (prometheus.volumes ?? []).find((volume) => volume.endsWith(':/etc/prometheus/prometheus.yml:ro'));
+  assert.ok(mount, 'prometheus mounts its configuration');
+  const scrape = parseYaml(readFileSync(join(root, mount.split(':')[0]!), 'utf8')) as { scrape_configs: Array<{ metrics_path: string; static_configs: Array<{ targets: string[] }> }> };
+  assert.equal(scrape.scrape_configs[0]!.metrics_path, '/metrics');
+  assert.deepEqual(scrape.scrape_configs[0]!.static_configs[0]!.targets, [`bridge:${defaults.http.port}`]);
 });
 
 test('compose.yaml - bridge sets MQTT_PORT and MQTT_WS_PORT to the tcp and ws listener ports', () => {
@@ -363,7 +375,10 @@ test('compose.yaml - bridge sets MQTT_PORT and MQTT_WS_PORT to the tcp and ws li
 
   // Loaded with that environment, the config listens on what compose publishes and connects where it says.
   const inCompose = loadConfigFile(configPath, { env });
-  assert.deepEqual(sortedPorts(inCompose.mqtt.listeners.map((listener) => listener.port)), sortedPorts(containerPorts(service(compose, 'bridge').ports)));
+  assert.deepEqual(
+    sortedPorts([...inCompose.mqtt.listeners.map((listener) => listener.port), inCompose.http.port]),
+    sortedPorts(containerPorts(service(compose, 'bridge').ports)),
+  );
   assert.equal(inCompose.amqp.url, env.AMQP_URL);
 });
 
