@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { withMetricsReference } from '../../../src/observability/metrics-reference.js';
+import { BridgeMetrics, METRIC_PREFIX, METRICS } from '../../../src/observability/metrics.js';
+
+const read = (path: string) => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8');
+
+test('docs/operations.md - its metrics reference is what the metric definitions generate (run `npm run docs`)', () => {
+  const document = read('docs/operations.md');
+  assert.equal(document, withMetricsReference(document));
+  for (const metric of Object.values(METRICS)) assert.ok(document.includes(`\`${METRIC_PREFIX}${metric.name}\``));
+});
+
+test('metrics - the registry holds exactly the declared metrics (and the default process ones)', async () => {
+  const metrics = new BridgeMetrics({ processMetrics: true });
+  const names = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
+  const ours = names.filter((name) => name.startsWith(METRIC_PREFIX)).sort();
+  assert.deepEqual(ours, Object.values(METRICS).map((metric) => METRIC_PREFIX + metric.name).sort());
+  assert.ok(names.includes('process_resident_memory_bytes'));
+});
+
+test('docs/grafana-dashboard.json - every query uses metrics the bridge exports, and every bridge metric is on it', async () => {
+  const dashboard = JSON.parse(read('docs/grafana-dashboard.json')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+  const exported = new Set((await new BridgeMetrics({ processMetrics: true }).registry.getMetricsAsJSON()).map((metric) => metric.name));
+  const used = new Set<string>();
+  for (const panel of dashboard.panels) {
+    assert.ok(panel.targets.length > 0, `${panel.title} has queries`);
+    for (const { expr } of panel.targets) {
+      for (const [name] of expr.matchAll(/\b(mqtt_amqp_bridge_[a-z_]+|process_[a-z_]+)\b/g)) {
+        const base = name!.replace(/_(bucket|sum|count)$/, '');
+        assert.ok(exported.has(base), `${panel.title}: ${name} is not a metric of the bridge`);
+        used.add(base);
+      }
+    }
+  }
+  for (const metric of Object.values(METRICS)) assert.ok(used.has(METRIC_PREFIX + metric.name), `${metric.name} is on no panel`);
+});
