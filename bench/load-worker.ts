@@ -1,0 +1,197 @@
+/**
+ * The load generator, in a process of its own (bench/lib/load.ts forks it), so that devices do
+ * not compete with the consumer and the measurements for the same event loop. It runs one
+ * command at a time, sent over IPC, and answers with its figures.
+ */
+import { connect, type Socket } from 'node:net';
+import amqplib from 'amqplib';
+import mqtt, { type MqttClient } from 'mqtt';
+import { latencyHistogram, percentilesMs } from './lib/stats.js';
+import type { LoadCommand, LoadResult } from './lib/load.js';
+import { payloadFor } from './lib/payload.js';
+
+
+const now = () => performance.timeOrigin + performance.now();
+
+async function connectMany(url: string, count: number, prefix: string): Promise<MqttClient[]> {
+  return Promise.all(
+    Array.from({ length: count }, (_, i) => mqtt.connectAsync(url, { clientId: `${prefix}-${i}-${process.pid}`, protocolVersion: 4, reconnectPeriod: 0, clean: true })),
+  );
+}
+
+async function publishFlat(command: Extract<LoadCommand, { kind: 'publish' }>): Promise<LoadResult> {
+  const clients = await connectMany(command.url, command.clients, 'bench-pub');
+  const started = now();
+  await Promise.all(
+    clients.map(async (client, c) => {
+      let inFlight: Array<Promise<unknown>> = [];
+      for (let i = 0; i < command.perClient; i++) {
+        const id = c * command.perClient + i;
+        inFlight.push(client.publishAsync(`${command.topicPrefix}/${c}`, payloadFor(id, now(), command.payloadBytes), { qos: command.qos }));
+        if (inFlight.length >= command.window) {
+          await Promise.all(inFlight);
+          inFlight = [];
+        }
+      }
+      await Promise.all(inFlight);
+    }),
+  );
+  const ms = now() - started;
+  await Promise.all(clients.map((client) => client.endAsync()));
+  return { kind: 'published', sent: command.clients * command.perClient, startedAt: started, ms };
+}
+
+/**
+ * Publishes at a fixed rate, spread over the clients. Latencies count from the intended send
+ * time, not the actual one, so a bridge that holds the load back is not flattered (no
+ * coordinated omission).
+ */
+async function publishPaced(command: Extract<LoadCommand, { kind: 'paced' }>): Promise<LoadResult> {
+  const clients = await connectMany(command.url, command.clients, 'bench-paced');
+  const puback = latencyHistogram();
+  const total = Math.round(command.rate * command.seconds);
+  const started = now();
+  const pending: Array<Promise<unknown>> = [];
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((now() - started) / 1000) * command.rate) + 1);
+    for (; sent < due; sent++) {
+      const intended = started + (sent / command.rate) * 1000;
+      const client = clients[sent % clients.length]!;
+      pending.push(
+        client.publishAsync(`${command.topicPrefix}/${sent % clients.length}`, payloadFor(sent, intended, command.payloadBytes), { qos: command.qos }).then(() => {
+          puback.recordValue(Math.max(1, Math.round((now() - intended) * 1000)));
+        }),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(pending);
+  await Promise.all(clients.map((client) => client.endAsync()));
+  return { kind: 'paced', sent, puback: percentilesMs(puback), seconds: (now() - started) / 1000 };
+}
+
+let subscribers: MqttClient[] = [];
+const seen = new Map<number, number>();
+let latestDelivery = 0;
+
+async function subscribe(command: Extract<LoadCommand, { kind: 'subscribe' }>): Promise<LoadResult> {
+  seen.clear();
+  latestDelivery = 0;
+  subscribers = await connectMany(command.url, command.subscribers, 'bench-sub');
+  await Promise.all(
+    subscribers.map(async (client, i) => {
+      client.on('message', (_topic, payload) => {
+        const id = payload.readUInt32BE(0);
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+        latestDelivery = now();
+      });
+      await client.subscribeAsync(`${command.topicPrefix}/d${i}`, { qos: command.qos });
+    }),
+  );
+  return { kind: 'subscribed' };
+}
+
+async function awaitDeliveries(command: Extract<LoadCommand, { kind: 'await' }>): Promise<LoadResult> {
+  const deadline = Date.now() + command.timeoutMs;
+  while (seen.size < command.expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  let duplicated = 0;
+  for (const count of seen.values()) duplicated += count - 1;
+  const result: LoadResult = { kind: 'delivered', distinct: seen.size, duplicated, lastAt: latestDelivery };
+  await Promise.all(subscribers.map((client) => client.endAsync()));
+  subscribers = [];
+  return result;
+}
+
+let idle: Socket[] = [];
+let pinger: NodeJS.Timeout | null = null;
+
+/** CONNECT (MQTT 3.1.1, clean session, the given keep-alive) encoded by hand: idle clients need no client library. */
+function connectPacket(clientId: string, keepaliveSeconds: number): Buffer {
+  const id = Buffer.from(clientId);
+  const body = Buffer.concat([Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 0x02, keepaliveSeconds >> 8, keepaliveSeconds & 0xff, id.length >> 8, id.length & 0xff]), id]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
+async function openIdle(command: Extract<LoadCommand, { kind: 'idle' }>): Promise<LoadResult> {
+  const target = new URL(command.url);
+  const started = now();
+  let failed = 0;
+  const open = (i: number) =>
+    new Promise<Socket | null>((resolve) => {
+      const socket = connect({ host: target.hostname, port: Number(target.port), localAddress: command.sources[i % command.sources.length] });
+      socket.once('error', () => {
+        failed++;
+        resolve(null);
+      });
+      socket.once('connect', () => socket.write(connectPacket(`bench-idle-${process.pid}-${i}`, command.keepaliveSeconds)));
+      socket.once('data', (data: Buffer) => resolve(data[0] === 0x20 && data[3] === 0 ? socket : null));
+    });
+  const batch = 500;
+  for (let i = 0; i < command.connections; i += batch) {
+    const opened = await Promise.all(Array.from({ length: Math.min(batch, command.connections - i) }, (_, j) => open(i + j)));
+    for (const socket of opened) if (socket) idle.push(socket);
+  }
+  const seconds = (now() - started) / 1000;
+  // Keep-alive traffic, as real idle devices send it: a PINGREQ per connection per half keep-alive.
+  pinger = setInterval(() => {
+    for (const socket of idle) socket.write(Buffer.from([0xc0, 0x00]));
+  }, (command.keepaliveSeconds * 1000) / 2);
+  return { kind: 'idle', connected: idle.length, failed, seconds };
+}
+
+function closeIdle(): LoadResult {
+  if (pinger) clearInterval(pinger);
+  pinger = null;
+  for (const socket of idle) socket.destroy();
+  idle = [];
+  return { kind: 'closed' };
+}
+
+/** The ceiling: amqplib publishers straight to the exchange, with or without confirms. */
+async function publishAmqp(command: Extract<LoadCommand, { kind: 'amqp-publish' }>): Promise<LoadResult> {
+  const connections = await Promise.all(Array.from({ length: command.publishers }, () => amqplib.connect(command.amqpUrl)));
+  const started = now();
+  await Promise.all(
+    connections.map(async (connection, c) => {
+      const channel = command.confirm ? await connection.createConfirmChannel() : await connection.createChannel();
+      for (let i = 0; i < command.perPublisher; i++) {
+        const id = c * command.perPublisher + i;
+        const writable = channel.publish(command.exchange, `${command.routingPrefix}.${c}`, payloadFor(id, now(), command.payloadBytes));
+        if (command.confirm && i % command.window === command.window - 1) await (channel as amqplib.ConfirmChannel).waitForConfirms();
+        else if (!writable) await new Promise((resolve) => channel.once('drain', resolve));
+      }
+      if (command.confirm) await (channel as amqplib.ConfirmChannel).waitForConfirms();
+      await channel.close(); // after every publish written: closing the connection at once could drop buffered ones
+    }),
+  );
+  const ms = now() - started;
+  await Promise.all(connections.map((connection) => connection.close()));
+  return { kind: 'published', sent: command.publishers * command.perPublisher, startedAt: started, ms };
+}
+
+async function run(command: LoadCommand): Promise<LoadResult> {
+  switch (command.kind) {
+    case 'amqp-publish':
+      return publishAmqp(command);
+    case 'publish':
+      return publishFlat(command);
+    case 'paced':
+      return publishPaced(command);
+    case 'subscribe':
+      return subscribe(command);
+    case 'await':
+      return awaitDeliveries(command);
+    case 'idle':
+      return openIdle(command);
+    case 'close':
+      return closeIdle();
+  }
+}
+
+process.on('message', (command: LoadCommand) => {
+  run(command).then(
+    (result) => process.send!(result),
+    (error: Error) => process.send!({ kind: 'error', message: error.message }),
+  );
+});
