@@ -6,6 +6,7 @@ import type { BrokerState, DeliveryHandler } from '../ports.js';
 import { DownlinkConsumers, type DownlinkSubscription } from './downlink-consumers.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { ExchangeDirectory } from './exchange-directory.js';
+import { batchWrites } from './batched-writes.js';
 import { connectOptions } from './connect-options.js';
 import { declareExchanges } from './topology.js';
 import { redactUrl, withHeartbeat } from './url.js';
@@ -152,6 +153,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   }
 
   private async setup(model: ChannelModel): Promise<void> {
+    if (!batchWrites(model)) this.logger.debug('amqplib internals not as expected: frames are written one by one');
     const { ruleExchanges } = this;
     const declared = await declareExchanges(model, this.exchangeSettings);
     this.exchanges.attach(model, declared);
