@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { externalEndpoint, startBridge, type RunningBridge } from './lib/bridge.js';
-import { latencyChart, type LatencyPoint } from './lib/chart.js';
+import { LATENCY_CHART_TITLE, latencyChart, type LatencyPoint } from './lib/chart.js';
 import type { BenchContext, ScenarioResult } from './lib/context.js';
 import { LoadGenerator } from './lib/load.js';
 import { ceiling } from './scenarios/ceiling.js';
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
     .map((result) => ({ rate: result.offeredRate as number, delivery: result.deliveryMs as LatencyPoint['delivery'], puback: result.pubackMs as LatencyPoint['puback'] }));
   if (points.length > 1) {
     const file = options.quick ? '.bench-out/latency.svg' : 'docs/performance-latency.svg';
-    writeFileSync(file, latencyChart(points, 'mqtt-amqp-bridge: QoS 1 latency against offered rate'));
+    writeFileSync(file, latencyChart(points, LATENCY_CHART_TITLE));
     console.log(`latency chart: ${file}`);
   }
 }

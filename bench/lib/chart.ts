@@ -4,6 +4,8 @@ export interface LatencyPoint {
   puback: { p50: number; p95: number; p99: number };
 }
 
+export const LATENCY_CHART_TITLE = 'mqtt-amqp-bridge: QoS 1 latency against offered rate';
+
 const WIDTH = 760;
 const HEIGHT = 440;
 const MARGIN = { left: 70, right: 190, top: 40, bottom: 60 };
@@ -27,7 +29,8 @@ export function latencyChart(points: readonly LatencyPoint[], title: string): st
   const high = 10 ** Math.ceil(Math.log10(Math.max(...values)));
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (index: number) => MARGIN.left + (points.length === 1 ? plotWidth / 2 : (index / (points.length - 1)) * plotWidth);
+  const inset = 40; // keeps the first and last points off the axes
+  const x = (index: number) => MARGIN.left + inset + (points.length === 1 ? (plotWidth - 2 * inset) / 2 : (index / (points.length - 1)) * (plotWidth - 2 * inset));
   const y = (ms: number) => MARGIN.top + plotHeight - ((Math.log10(Math.max(ms, low)) - Math.log10(low)) / (Math.log10(high) - Math.log10(low))) * plotHeight;
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`);

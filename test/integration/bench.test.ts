@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+// Keeps the benchmark harness working; it checks the shape of what it prints, never the speed.
+test('bench - `npm run bench -- --quick --scenario uplink-qos1` prints a JSON line and the Markdown table', async () => {
+  const { stdout } = await run('npm', ['run', '-s', 'bench', '--', '--quick', '--scenario', 'uplink-qos1'], { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+  const lines = stdout.split('\n');
+  const result = lines.filter((line) => line.startsWith('{"scenario"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.equal(result.length, 1);
+  const figures = result[0]!;
+  assert.deepEqual(Object.keys(figures), ['scenario', 'target', 'messages', 'runs', 'msgsPerSecond', 'bridgeCpuUsPerMsg', 'rabbitCpuUsPerMsg', 'lost', 'duplicated']);
+  assert.equal(figures.scenario, 'uplink-qos1');
+  assert.equal(figures.target, 'bridge');
+  assert.equal(figures.messages, 20_000);
+  assert.equal(figures.lost, 0, 'the harness checks for lost messages');
+  assert.equal(figures.duplicated, 0);
+  assert.equal(typeof figures.msgsPerSecond, 'number');
+  assert.ok(lines.includes('| scenario | target | figures |'), 'the Markdown table');
+  assert.ok(lines.some((line) => line.startsWith('| uplink-qos1 | bridge | messages 20,000, runs 1, msgsPerSecond ')));
+});
