@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { externalEndpoint, startBridge, type RunningBridge } from './lib/bridge.js';
-import { LATENCY_CHART_TITLE, latencyChart, type LatencyPoint } from './lib/chart.js';
+import { LATENCY_CHART_TITLE, latencyChart, latencyPoints } from './lib/chart.js';
 import type { BenchContext, ScenarioResult } from './lib/context.js';
 import { LoadGenerator } from './lib/load.js';
 import { ceiling } from './scenarios/ceiling.js';
@@ -133,9 +133,7 @@ async function main(): Promise<void> {
   console.log(`(${options.quick ? 'quick' : 'full'} run, ${Math.round((Date.now() - started) / 1000)} s)`);
   mkdirSync('.bench-out', { recursive: true });
   writeFileSync(`.bench-out/${options.quick ? 'quick' : 'full'}.json`, `${JSON.stringify(final, null, 2)}\n`);
-  const points: LatencyPoint[] = final
-    .filter((result) => result.scenario.startsWith('latency-') && result.target === 'bridge')
-    .map((result) => ({ rate: result.offeredRate as number, delivery: result.deliveryMs as LatencyPoint['delivery'], puback: result.pubackMs as LatencyPoint['puback'] }));
+  const points = latencyPoints(final);
   if (points.length > 1) {
     const file = options.quick ? '.bench-out/latency.svg' : 'docs/performance-latency.svg';
     writeFileSync(file, latencyChart(points, LATENCY_CHART_TITLE));

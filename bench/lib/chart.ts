@@ -1,3 +1,5 @@
+import type { ScenarioResult } from './context.js';
+
 export interface LatencyPoint {
   rate: number;
   delivery: { p50: number; p95: number; p99: number };
@@ -5,6 +7,13 @@ export interface LatencyPoint {
 }
 
 export const LATENCY_CHART_TITLE = 'mqtt-amqp-bridge: QoS 1 latency against offered rate';
+
+/** The bridge's latency figures of a run, one point per offered rate. */
+export function latencyPoints(results: readonly ScenarioResult[]): LatencyPoint[] {
+  return results
+    .filter((result) => result.scenario.startsWith('latency-') && result.target === 'bridge')
+    .map((result) => ({ rate: result.offeredRate as number, delivery: result.deliveryMs as LatencyPoint['delivery'], puback: result.pubackMs as LatencyPoint['puback'] }));
+}
 
 const WIDTH = 760;
 const HEIGHT = 440;
