@@ -1,6 +1,6 @@
 import { filterCovers } from '../auth/acl.js';
 import { compilePattern, type CompiledPattern } from '../mapping/pattern.js';
-import { RESERVED_NAMES } from '../mapping/limits.js';
+import { TOPIC_SYNTAX } from '../mapping/limits.js';
 import type { BridgeConfig } from './schema.js';
 
 /** A warning about a configuration that is valid but probably not what was meant. */
@@ -48,7 +48,7 @@ function collidingRoutingKeys(config: BridgeConfig): LintWarning[] {
   config.uplink.forEach((rule, index) => {
     const used = placeholdersOf(rule.routingKey);
     if (used.has('topic')) return; // the whole topic is in the key: no two topics collide
-    const pattern = compilePattern(rule.topic, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' });
+    const pattern = compilePattern(rule.topic, TOPIC_SYNTAX);
     const dropped = droppedLevels(pattern, used);
     if (dropped.length === 0) return;
     warnings.push({

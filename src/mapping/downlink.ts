@@ -1,6 +1,6 @@
 import { MappingError, RenderError, TopicError } from '../errors.js';
 import { wordToLevel } from './encoding.js';
-import { RESERVED_NAMES } from './limits.js';
+import { ROUTING_KEY_SYNTAX } from './limits.js';
 import { bindingKeyOf, compilePattern, patternMatches, type CompiledPattern } from './pattern.js';
 import { compileTemplate, DOWNLINK_BUILTINS, type CompiledTemplate } from './template.js';
 import { assertTopicName } from './topic.js';
@@ -55,12 +55,7 @@ export function compileDownlinkRule(rule: DownlinkRuleConfig, problems: MappingE
 }
 
 function compileDownlinkRuleOrThrow(rule: DownlinkRuleConfig): CompiledDownlinkRule {
-  const pattern = compilePattern(rule.routingKey ?? MATCH_EVERYTHING, {
-    separator: '.',
-    singleWildcard: '*',
-    reserved: RESERVED_NAMES,
-    field: 'routingKey',
-  });
+  const pattern = compilePattern(rule.routingKey ?? MATCH_EVERYTHING, ROUTING_KEY_SYNTAX);
   const topic = compileTemplate(rule.topic, {
     field: 'topic',
     pattern,

@@ -4,7 +4,7 @@ import { compilePattern, type CompiledPattern } from './pattern.js';
 import { compileTemplate, UPLINK_BUILTINS, type CompiledTemplate, type TemplateContext } from './template.js';
 import { TopicTrie } from './topic-trie.js';
 import { RuleError } from './rule-error.js';
-import { RESERVED_NAMES, assertShortString } from './limits.js';
+import { TOPIC_SYNTAX, assertShortString } from './limits.js';
 
 /** String AMQP properties a rule may set; each is a template. */
 export const UPLINK_STRING_PROPERTIES = ['contentType', 'contentEncoding', 'type', 'appId', 'correlationId', 'replyTo'] as const;
@@ -93,7 +93,7 @@ export function compileUplinkRule(rule: UplinkRuleConfig, problems: MappingError
       return undefined;
     }
   };
-  const pattern = attempt(() => compilePattern(rule.topic, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' }));
+  const pattern = attempt(() => compilePattern(rule.topic, TOPIC_SYNTAX));
   if (!pattern) throw problems[before]!;
   const scope = (field: string, encode: ((value: string) => string) | null, targetSeparator: '.' | null) =>
     ({ field, pattern, builtins: UPLINK_BUILTINS, headers: false, encode, targetSeparator }) as const;

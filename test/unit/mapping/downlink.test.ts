@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MappingError, RenderError } from '../../../src/errors.js';
+import { MappingError } from '../../../src/errors.js';
+import { assertMappingError, assertRenderError } from '../../helpers/mapping-errors.js';
 import {
   compileDownlinkRule,
   compileDownlinkRules,
@@ -29,28 +30,10 @@ function resolver(rule: Partial<DownlinkRuleConfig> & { topic: string }): Downli
   return new DownlinkRuleResolver(compileDownlinkRule({ name: 'r', qos: 0, ...rule }));
 }
 
-function assertRenderError(run: () => unknown, message: string): void {
-  assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof RenderError, `expected RenderError, got ${String(error)}`);
-    assert.equal(error.code, 'BRIDGE_ERR_RENDER');
-    assert.equal(error.message, message);
-    return true;
-  });
-}
-
 function assertCompileError(rule: DownlinkRuleConfig, code: MappingError['code'], field: string, message: string): void {
   const problems: MappingError[] = [];
-  assert.throws(
-    () => compileDownlinkRule(rule, problems),
-    (error: unknown) => {
-      assert.ok(error instanceof MappingError, `expected MappingError, got ${String(error)}`);
-      assert.equal(error.code, code);
-      assert.equal(error.field, field);
-      assert.equal(error.message, message);
-      assert.deepEqual(problems, [error]);
-      return true;
-    },
-  );
+  const error = assertMappingError(() => compileDownlinkRule(rule, problems), code, field, message);
+  assert.deepEqual(problems, [error]);
 }
 
 // --- compileDownlinkRule --------------------------------------------------------------------

@@ -1,29 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MappingError } from '../../../src/errors.js';
-import { RESERVED_NAMES } from '../../../src/mapping/limits.js';
+import { assertMappingError } from '../../helpers/mapping-errors.js';
+import { ROUTING_KEY_SYNTAX, TOPIC_SYNTAX } from '../../../src/mapping/limits.js';
 import { bindingKeyOf, compilePattern, patternMatches, type CompiledPattern, type PatternSyntax } from '../../../src/mapping/pattern.js';
 
-const UPLINK: PatternSyntax = { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' };
-const DOWNLINK: PatternSyntax = { separator: '.', singleWildcard: '*', reserved: RESERVED_NAMES, field: 'routingKey' };
 
-const topicPattern = (source: string): CompiledPattern => compilePattern(source, UPLINK);
-const keyPattern = (source: string): CompiledPattern => compilePattern(source, DOWNLINK);
+const topicPattern = (source: string): CompiledPattern => compilePattern(source, TOPIC_SYNTAX);
+const keyPattern = (source: string): CompiledPattern => compilePattern(source, ROUTING_KEY_SYNTAX);
 const matchesTopic = (pattern: string, topic: string): boolean => patternMatches(topicPattern(pattern), topic.split('/'), true);
 const matchesKey = (pattern: string, key: string): boolean => patternMatches(keyPattern(pattern), key.split('.'), false);
 
 /** Asserts that compiling throws MappingError BRIDGE_ERR_PATTERN_INVALID with exactly this message. */
 function assertInvalid(source: string, syntax: PatternSyntax, message: string): void {
-  assert.throws(
-    () => compilePattern(source, syntax),
-    (error: unknown) => {
-      assert.ok(error instanceof MappingError, `expected MappingError, got ${String(error)}`);
-      assert.equal(error.code, 'BRIDGE_ERR_PATTERN_INVALID');
-      assert.equal(error.field, syntax.field);
-      assert.equal(error.message, message);
-      return true;
-    },
-  );
+  assertMappingError(() => compilePattern(source, syntax), 'BRIDGE_ERR_PATTERN_INVALID', syntax.field, message);
 }
 
 // --- compilePattern: structure -------------------------------------------------------------
@@ -130,25 +119,25 @@ test('compilePattern - the other direction\'s wildcard is a literal ("*" uplink,
 // --- compilePattern: errors --------------------------------------------------------------
 
 test('compilePattern - an empty pattern is an error', () => {
-  assertInvalid('', UPLINK, 'topic "": a pattern must not be empty');
-  assertInvalid('', DOWNLINK, 'routingKey "": a pattern must not be empty');
+  assertInvalid('', TOPIC_SYNTAX, 'topic "": a pattern must not be empty');
+  assertInvalid('', ROUTING_KEY_SYNTAX, 'routingKey "": a pattern must not be empty');
 });
 
 test('compilePattern - "#" that is not the last segment is an error', () => {
-  assertInvalid('a/#/b', UPLINK, 'topic "a/#/b": "#" is only allowed as the last segment');
-  assertInvalid('#/a', UPLINK, 'topic "#/a": "#" is only allowed as the last segment');
-  assertInvalid('#.x', DOWNLINK, 'routingKey "#.x": "#" is only allowed as the last segment');
+  assertInvalid('a/#/b', TOPIC_SYNTAX, 'topic "a/#/b": "#" is only allowed as the last segment');
+  assertInvalid('#/a', TOPIC_SYNTAX, 'topic "#/a": "#" is only allowed as the last segment');
+  assertInvalid('#.x', ROUTING_KEY_SYNTAX, 'routingKey "#.x": "#" is only allowed as the last segment');
 });
 
 test('compilePattern - a segment mixing "#" with other characters (a#) is an error', () => {
   assertInvalid(
     'a#',
-    UPLINK,
+    TOPIC_SYNTAX,
     'topic "a#": segment "a#" mixes "#" with other characters; wildcards and captures must be a whole segment',
   );
   assertInvalid(
     'x.a#',
-    DOWNLINK,
+    ROUTING_KEY_SYNTAX,
     'routingKey "x.a#": segment "a#" mixes "#" with other characters; wildcards and captures must be a whole segment',
   );
 });
@@ -156,12 +145,12 @@ test('compilePattern - a segment mixing "#" with other characters (a#) is an err
 test('compilePattern - a segment mixing the single wildcard with other characters is an error', () => {
   assertInvalid(
     'a/+b',
-    UPLINK,
+    TOPIC_SYNTAX,
     'topic "a/+b": segment "+b" mixes "+" with other characters; wildcards and captures must be a whole segment',
   );
   assertInvalid(
     'a*.b',
-    DOWNLINK,
+    ROUTING_KEY_SYNTAX,
     'routingKey "a*.b": segment "a*" mixes "*" with other characters; wildcards and captures must be a whole segment',
   );
 });
@@ -169,17 +158,17 @@ test('compilePattern - a segment mixing the single wildcard with other character
 test('compilePattern - a capture mixed with text (dev-{id}) is an error', () => {
   assertInvalid(
     'devices/dev-{id}',
-    UPLINK,
+    TOPIC_SYNTAX,
     'topic "devices/dev-{id}": segment "dev-{id}" mixes "{" with other characters; wildcards and captures must be a whole segment',
   );
   assertInvalid(
     '{id}-x',
-    UPLINK,
+    TOPIC_SYNTAX,
     'topic "{id}-x": segment "{id}-x" mixes "{" with other characters; wildcards and captures must be a whole segment',
   );
   assertInvalid(
     'dev-{id}.x',
-    DOWNLINK,
+    ROUTING_KEY_SYNTAX,
     'routingKey "dev-{id}.x": segment "dev-{id}" mixes "{" with other characters; wildcards and captures must be a whole segment',
   );
 });
@@ -187,48 +176,48 @@ test('compilePattern - a capture mixed with text (dev-{id}) is an error', () => 
 test('compilePattern - a lone "}" in a segment is an error', () => {
   assertInvalid(
     'a}',
-    UPLINK,
+    TOPIC_SYNTAX,
     'topic "a}": segment "a}" mixes "}" with other characters; wildcards and captures must be a whole segment',
   );
 });
 
 test('compilePattern - a capture name used twice is an error', () => {
-  assertInvalid('a/{id}/{id}', UPLINK, 'topic "a/{id}/{id}": {id} is captured twice');
-  assertInvalid('{id}.{id}', DOWNLINK, 'routingKey "{id}.{id}": {id} is captured twice');
+  assertInvalid('a/{id}/{id}', TOPIC_SYNTAX, 'topic "a/{id}/{id}": {id} is captured twice');
+  assertInvalid('{id}.{id}', ROUTING_KEY_SYNTAX, 'routingKey "{id}.{id}": {id} is captured twice');
 });
 
 test('compilePattern - reserved names ({clientId}, {topic}, {routingKey}, ...) cannot be captured', () => {
   for (const name of ['clientId', 'username', 'topic', 'qos', 'routingKey', 'exchange', 'headers']) {
-    assertInvalid(`a/{${name}}`, UPLINK, `topic "a/{${name}}": {${name}} is a built-in placeholder and cannot be captured`);
-    assertInvalid(`{${name}}.a`, DOWNLINK, `routingKey "{${name}}.a": {${name}} is a built-in placeholder and cannot be captured`);
+    assertInvalid(`a/{${name}}`, TOPIC_SYNTAX, `topic "a/{${name}}": {${name}} is a built-in placeholder and cannot be captured`);
+    assertInvalid(`{${name}}.a`, ROUTING_KEY_SYNTAX, `routingKey "{${name}}.a": {${name}} is a built-in placeholder and cannot be captured`);
   }
 });
 
 test('compilePattern - reserved names are the set given in the syntax', () => {
-  const syntax: PatternSyntax = { ...UPLINK, reserved: new Set(['custom']) };
+  const syntax: PatternSyntax = { ...TOPIC_SYNTAX, reserved: new Set(['custom']) };
   assert.deepEqual([...compilePattern('{clientId}', syntax).captures], [['clientId', 0]]);
   assertInvalid('{custom}', syntax, 'topic "{custom}": {custom} is a built-in placeholder and cannot be captured');
 });
 
 test('compilePattern - "{#}" written as a capture is an error that points to the final "#"', () => {
-  assertInvalid('a/{#}', UPLINK, 'topic "a/{#}": write a final "#" to capture {#}, not "{#}"');
-  assertInvalid('a.{#}', DOWNLINK, 'routingKey "a.{#}": write a final "#" to capture {#}, not "{#}"');
+  assertInvalid('a/{#}', TOPIC_SYNTAX, 'topic "a/{#}": write a final "#" to capture {#}, not "{#}"');
+  assertInvalid('a.{#}', ROUTING_KEY_SYNTAX, 'routingKey "a.{#}": write a final "#" to capture {#}, not "{#}"');
 });
 
 test('compilePattern - a capture whose name is not an identifier is an error', () => {
   const rule = 'a name starts with a letter or "_" and holds letters, digits, "_" or "-"';
-  assertInvalid('{}', UPLINK, `topic "{}": "{}" is not a capture: ${rule}`);
-  assertInvalid('a/{1a}', UPLINK, `topic "a/{1a}": "{1a}" is not a capture: ${rule}`);
-  assertInvalid('{a b}', UPLINK, `topic "{a b}": "{a b}" is not a capture: ${rule}`);
-  assertInvalid('{-x}', DOWNLINK, `routingKey "{-x}": "{-x}" is not a capture: ${rule}`);
+  assertInvalid('{}', TOPIC_SYNTAX, `topic "{}": "{}" is not a capture: ${rule}`);
+  assertInvalid('a/{1a}', TOPIC_SYNTAX, `topic "a/{1a}": "{1a}" is not a capture: ${rule}`);
+  assertInvalid('{a b}', TOPIC_SYNTAX, `topic "{a b}": "{a b}" is not a capture: ${rule}`);
+  assertInvalid('{-x}', ROUTING_KEY_SYNTAX, `routingKey "{-x}": "{-x}" is not a capture: ${rule}`);
 });
 
 test('compilePattern - U+0000 in a literal segment is an error', () => {
-  assertInvalid('a/b\u0000c', UPLINK, 'topic "a/b\u0000c": a pattern must not contain U+0000');
+  assertInvalid('a/b\u0000c', TOPIC_SYNTAX, 'topic "a/b\u0000c": a pattern must not contain U+0000');
 });
 
 test('compilePattern - the error names the field given in the syntax', () => {
-  assertInvalid('', { ...UPLINK, field: 'uplink.topic' }, 'uplink.topic "": a pattern must not be empty');
+  assertInvalid('', { ...TOPIC_SYNTAX, field: 'uplink.topic' }, 'uplink.topic "": a pattern must not be empty');
 });
 
 // --- patternMatches -----------------------------------------------------------------------

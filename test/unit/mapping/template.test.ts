@@ -1,22 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MappingError, RenderError } from '../../../src/errors.js';
+import { assertMappingError, assertRenderError } from '../../helpers/mapping-errors.js';
 import { levelToWord, wordToLevel } from '../../../src/mapping/encoding.js';
-import { RESERVED_NAMES } from '../../../src/mapping/limits.js';
+import { ROUTING_KEY_SYNTAX, TOPIC_SYNTAX } from '../../../src/mapping/limits.js';
 import { compilePattern, type CompiledPattern } from '../../../src/mapping/pattern.js';
 import {
   compileTemplate,
   DOWNLINK_BUILTINS,
   UPLINK_BUILTINS,
-  type CompiledTemplate,
   type TemplateContext,
   type TemplateScope,
 } from '../../../src/mapping/template.js';
 
-const topicPattern = (source: string): CompiledPattern =>
-  compilePattern(source, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' });
-const keyPattern = (source: string): CompiledPattern =>
-  compilePattern(source, { separator: '.', singleWildcard: '*', reserved: RESERVED_NAMES, field: 'routingKey' });
+const topicPattern = (source: string): CompiledPattern => compilePattern(source, TOPIC_SYNTAX);
+const keyPattern = (source: string): CompiledPattern => compilePattern(source, ROUTING_KEY_SYNTAX);
 
 const TELEMETRY = topicPattern('devices/{d}/telemetry/#');
 
@@ -41,29 +38,9 @@ function downlinkContext(routingKey: string, extra: Partial<TemplateContext> = {
 }
 
 function assertTemplateInvalid(source: string, scope: TemplateScope, message: string): void {
-  assert.throws(
-    () => compileTemplate(source, scope),
-    (error: unknown) => {
-      assert.ok(error instanceof MappingError, `expected MappingError, got ${String(error)}`);
-      assert.equal(error.code, 'BRIDGE_ERR_TEMPLATE_INVALID');
-      assert.equal(error.field, scope.field);
-      assert.equal(error.message, message);
-      return true;
-    },
-  );
+  assertMappingError(() => compileTemplate(source, scope), 'BRIDGE_ERR_TEMPLATE_INVALID', scope.field, message);
 }
 
-function assertRenderError(template: CompiledTemplate, context: TemplateContext, message: string): void {
-  assert.throws(
-    () => template.render(context),
-    (error: unknown) => {
-      assert.ok(error instanceof RenderError, `expected RenderError, got ${String(error)}`);
-      assert.equal(error.code, 'BRIDGE_ERR_RENDER');
-      assert.equal(error.message, message);
-      return true;
-    },
-  );
-}
 
 // --- constants and escapes ----------------------------------------------------------------
 
@@ -298,19 +275,19 @@ test('compileTemplate - {headers.NAME} stringifies Buffer, number, bigint and bo
 
 test('compileTemplate - a missing {headers.NAME} is a RenderError', () => {
   const template = compileTemplate('a/{headers.x}', downlinkScope());
-  assertRenderError(template, downlinkContext('d1', { headers: { y: 'v' } }), 'header "x" is missing');
-  assertRenderError(template, downlinkContext('d1'), 'header "x" is missing');
-  assertRenderError(template, downlinkContext('d1', { headers: { x: null } }), 'header "x" is missing');
+  assertRenderError(() => template.render(downlinkContext('d1', { headers: { y: 'v' } })), 'header "x" is missing');
+  assertRenderError(() => template.render(downlinkContext('d1')), 'header "x" is missing');
+  assertRenderError(() => template.render(downlinkContext('d1', { headers: { x: null } })), 'header "x" is missing');
 });
 
 test('compileTemplate - a {headers.NAME} that is an object or array is a RenderError', () => {
   const template = compileTemplate('{headers.x}', downlinkScope());
-  assertRenderError(template, downlinkContext('d1', { headers: { x: { a: 1 } } }), 'header "x" is not a string, number or boolean');
-  assertRenderError(template, downlinkContext('d1', { headers: { x: ['a'] } }), 'header "x" is not a string, number or boolean');
+  assertRenderError(() => template.render(downlinkContext('d1', { headers: { x: { a: 1 } } })), 'header "x" is not a string, number or boolean');
+  assertRenderError(() => template.render(downlinkContext('d1', { headers: { x: ['a'] } })), 'header "x" is not a string, number or boolean');
 });
 
 test('compileTemplate - header names are case-sensitive', () => {
   const template = compileTemplate('{headers.X-Id}', downlinkScope());
   assert.equal(template.render(downlinkContext('d1', { headers: { 'X-Id': 'A' } })), 'A');
-  assertRenderError(template, downlinkContext('d1', { headers: { 'x-id': 'a' } }), 'header "X-Id" is missing');
+  assertRenderError(() => template.render(downlinkContext('d1', { headers: { 'x-id': 'a' } })), 'header "X-Id" is missing');
 });

@@ -1,15 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RESERVED_NAMES } from '../../../src/mapping/limits.js';
+import { TOPIC_SYNTAX } from '../../../src/mapping/limits.js';
 import { compilePattern } from '../../../src/mapping/pattern.js';
 import { TopicTrie } from '../../../src/mapping/topic-trie.js';
 
 /** A trie holding these uplink patterns, rule i at index i. */
 function trieOf(...patterns: string[]): TopicTrie {
   const trie = new TopicTrie();
-  patterns.forEach((source, index) =>
-    trie.add(compilePattern(source, { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' }), index),
-  );
+  patterns.forEach((source, index) => trie.add(compilePattern(source, TOPIC_SYNTAX), index));
   return trie;
 }
 
@@ -59,9 +57,8 @@ test('TopicTrie - the lowest index wins across literal and wildcard branches', (
 
 test('TopicTrie - rule indices need not be added in order', () => {
   const trie = new TopicTrie();
-  const syntax = { separator: '/', singleWildcard: '+', reserved: RESERVED_NAMES, field: 'topic' } as const;
-  trie.add(compilePattern('a/b', syntax), 5);
-  trie.add(compilePattern('#', syntax), 2);
+  trie.add(compilePattern('a/b', TOPIC_SYNTAX), 5);
+  trie.add(compilePattern('#', TOPIC_SYNTAX), 2);
   assert.equal(trie.match(['a', 'b']), 2);
   assert.equal(trie.match(['z']), 2);
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import type { Client, Subscription } from 'aedes';
 import { createAuthorizeSubscribe, type SubscribeLimits } from '../../../src/mqtt/hooks/authorize-subscribe.js';
 import type { LimitName } from '../../../src/mqtt/limits.js';
@@ -16,9 +17,6 @@ function fakeClient(id: string, existing: string[] = []): FakeClient {
   return { id, subscriptions };
 }
 
-function nextTick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 interface Outcome {
   error: Error | null;
@@ -167,7 +165,7 @@ test('authorizeSubscribe - after a setImmediate the pending set is cleared: only
   assert.equal(ask(client, 'a').granted, 'a');
   assert.equal(ask(client, 'b').granted, 'b');
   assert.equal(ask(client, 'c').granted, null);
-  await nextTick();
+  await setImmediate();
   // None of them was stored (say the client went away): the client has room for two again.
   assert.equal(ask(client, 'c').granted, 'c');
   assert.equal(ask(client, 'd').granted, 'd');
@@ -182,10 +180,10 @@ test('authorizeSubscribe - a later SUBSCRIBE counts what the earlier one stored'
   const { ask, store } = setup({ maxSubscriptionsPerClient: 2 });
   const client = fakeClient('c');
   assert.equal(ask(client, 'a').granted, 'a');
-  await nextTick();
+  await setImmediate();
   store(client, 'a');
   assert.equal(ask(client, 'b').granted, 'b');
-  await nextTick();
+  await setImmediate();
   store(client, 'b');
   assert.equal(ask(client, 'c').granted, null);
   assert.equal(ask(client, 'a').granted, 'a', 'a re-subscription still goes');
