@@ -67,3 +67,10 @@ export async function withChannel<T>(use: (channel: Channel) => Promise<T>): Pro
     await connection.close().catch(() => {});
   }
 }
+
+/** Deletes what a test declared; cleanup is best effort, so a missing exchange is not an error. */
+export async function deleteExchanges(...names: string[]): Promise<void> {
+  await withChannel(async (channel) => {
+    for (const name of names) await channel.deleteExchange(name);
+  }).catch(() => {});
+}

@@ -9,6 +9,25 @@ import { AMQP_URL } from './amqp.js';
 export type Transport = 'tcp' | 'ws';
 export const TRANSPORTS: readonly Transport[] = ['tcp', 'ws'];
 
+/** A tcp and a ws listener on free ports: what a test bridge gets unless `mqtt.listeners` says otherwise. */
+const TEST_LISTENERS = [
+  { type: 'tcp', host: '127.0.0.1', port: 0 },
+  { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
+] as const;
+
+/** A topic exchange the bridge declares and the test deletes afterwards. */
+export function transientExchange(name: string) {
+  return { name, type: 'topic', durable: false, autoDelete: false } as const;
+}
+
+/** The part of a configuration that forwards every device publish to `exchange`, topic `a/b` as routing key `a.b`. */
+export function forwardAllTo(exchange: string) {
+  return {
+    amqp: { exchanges: [transientExchange(exchange)] },
+    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+  };
+}
+
 export interface TestBridge {
   bridge: Bridge;
   config: BridgeConfig;
@@ -16,19 +35,14 @@ export interface TestBridge {
   stop(): Promise<void>;
 }
 
-/** Starts a bridge on free ports (tcp and ws) against the real RabbitMQ and waits until it is connected. */
+/** Starts a bridge on free ports (tcp and ws unless `mqtt.listeners` is given) against the real RabbitMQ and waits until it is connected. */
 export async function startTestBridge(
   input: Omit<BridgeConfigInput, 'mqtt'> & { mqtt?: BridgeConfigInput['mqtt'] },
   options: { logger?: Logger; waitForReady?: boolean } = {},
 ): Promise<TestBridge> {
   const config = configSchema.parse({
     ...input,
-    mqtt: input.mqtt ?? {
-      listeners: [
-        { type: 'tcp', host: '127.0.0.1', port: 0 },
-        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
-      ],
-    },
+    mqtt: { listeners: TEST_LISTENERS, ...input.mqtt },
     amqp: { url: AMQP_URL, ...input.amqp },
     http: { host: '127.0.0.1', port: 0, ...input.http },
   }) as BridgeConfig;

@@ -45,6 +45,21 @@ export class RawMqttClient {
     this.stream.write(bytes);
   }
 
+  /** A well-formed CONNECT (clean session, keep-alive 60 s); the CONNACK is left to the test. */
+  sendConnect(options: { clientId: string; username?: string; password?: string; will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2 } }): void {
+    this.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: options.clientId,
+      keepalive: 60,
+      ...(options.username !== undefined ? { username: options.username } : {}),
+      ...(options.password !== undefined ? { password: Buffer.from(options.password) } : {}),
+      ...(options.will ? { will: { ...options.will, retain: false } } : {}),
+    });
+  }
+
   async connect(clientId: string, clean = true): Promise<IConnackPacket> {
     // Encoded by hand: mqtt-packet refuses to write some CONNECTs a hostile client would send
     // (an empty client identifier with clean session 0).

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge } from '../helpers/bridge.js';
 import { makeCertificates, type TestCertificates } from '../helpers/certs.js';
 import { captureLogs } from '../helpers/log-capture.js';
@@ -18,7 +18,7 @@ before(async () => {
 
 after(async () => {
   await proxy?.close();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 test('amqps - the bridge verifies RabbitMQ against amqp.tls.ca, presents its client certificate, and forwards', async () => {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hashPassword } from '../../src/auth/passwords.js';
-import { delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, TRANSPORTS, type TestBridge, type Transport } from '../helpers/bridge.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
@@ -22,8 +22,7 @@ before(async () => {
   writeFileSync(usersFile, `users:\n  - { username: admin, password: "${users.pop()!.password}" }\n`);
   bridge = await startTestBridge(
     {
-      amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-      uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+      ...forwardAllTo(exchange),
       auth: { users, usersFile },
       acl: [
         { allow: 'publish', topic: 'devices/{username}/#' },
@@ -41,23 +40,13 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 async function connack(transport: Transport, options: { username?: string; password?: string; will?: { topic: string } } = {}): Promise<number> {
   const client = await RawMqttClient.open(transport, bridge.url(transport));
   try {
-    client.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: uniqueName('c'),
-      keepalive: 60,
-      ...(options.username !== undefined ? { username: options.username } : {}),
-      ...(options.password !== undefined ? { password: Buffer.from(options.password) } : {}),
-      ...(options.will ? { will: { topic: options.will.topic, payload: Buffer.from('bye'), qos: 1, retain: false } } : {}),
-    });
+    client.sendConnect({ clientId: uniqueName('c'), ...options, will: options.will && { topic: options.will.topic, payload: Buffer.from('bye'), qos: 1 } });
     return ((await client.next('connack', 20_000)) as unknown as { returnCode: number }).returnCode;
   } finally {
     client.destroy();
@@ -68,15 +57,7 @@ async function connack(transport: Transport, options: { username?: string; passw
 async function granted(transport: Transport, username: keyof typeof PASSWORDS | null, filters: string[], qos: 0 | 1 | 2): Promise<number[]> {
   const client = await RawMqttClient.open(transport, bridge.url(transport));
   try {
-    client.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: uniqueName('sub'),
-      keepalive: 60,
-      ...(username ? { username, password: Buffer.from(PASSWORDS[username]) } : {}),
-    });
+    client.sendConnect({ clientId: uniqueName('sub'), ...(username ? { username, password: PASSWORDS[username] } : {}) });
     assert.equal(((await client.next('connack', 20_000)) as unknown as { returnCode: number }).returnCode, 0);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: filters.map((topic) => ({ topic, qos })) });
     return ((await client.next('suback')) as unknown as { granted: number[] }).granted;
@@ -129,7 +110,7 @@ for (const transport of TRANSPORTS) {
       const deniedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_acl_denied_total', { action: 'publish' });
       const start = consumer.messages.length;
       try {
-        sensor.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: uniqueName('raw-sensor'), keepalive: 60, username: 'sensor-1', password: Buffer.from(PASSWORDS['sensor-1']) });
+        sensor.sendConnect({ clientId: uniqueName('raw-sensor'), username: 'sensor-1', password: PASSWORDS['sensor-1'] });
         assert.equal(((await sensor.next('connack')) as unknown as { returnCode: number }).returnCode, 0);
         sensor.send({ cmd: 'publish', topic: 'devices/sensor-2/telemetry', payload: Buffer.from('spoofed'), qos: 1, messageId: 1, dup: false, retain: false });
         await waitFor(() => sensor.closed, 'the device to be disconnected');
@@ -188,8 +169,7 @@ test('auth - refused logins are logged and counted, and no password ever appears
 
 test('acl - onDeniedPublish: drop acknowledges a denied publish and delivers it nowhere', async () => {
   const dropping = await startTestBridge({
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
     auth: { anonymous: true },
     acl: { onDeniedPublish: 'drop', rules: [{ allow: ['publish', 'subscribe'], topic: 'open/#' }] },
   });

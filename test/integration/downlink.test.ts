@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, TRANSPORTS, type TestBridge, type Transport } from '../helpers/bridge.js';
+import { connectClient, startTestBridge, type TestBridge, transientExchange, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import amqplib from 'amqplib';
 
 const prefix = uniqueName('dl');
@@ -20,16 +20,12 @@ let uplinked: TestConsumer;
 before(async () => {
   bridge = await startTestBridge({
     mqtt: {
-      listeners: [
-        { type: 'tcp', host: '127.0.0.1', port: 0 },
-        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
-      ],
       maxOfflineMessages: MAX_OFFLINE,
     },
     amqp: {
       exchanges: [
-        { name: commands, type: 'topic', durable: false, autoDelete: false },
-        { name: uplinkExchange, type: 'topic', durable: false, autoDelete: false },
+        transientExchange(commands),
+        transientExchange(uplinkExchange),
         { name: deadLetters, type: 'fanout', durable: false, autoDelete: false },
       ],
     },

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import amqplib from 'amqplib';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { AMQP_URL, delay, deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { connectClient, startTestBridge, type TestBridge, transientExchange } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import { withMemoryAlarm } from '../helpers/rabbitmqctl.js';
 import { StallProxy } from '../helpers/stall-proxy.js';
@@ -21,7 +21,7 @@ before(async () => {
 
 after(async () => {
   await consumer?.close();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 /** Publishes `count` QoS 1 messages from each client at once; resolves the acknowledged ids as they come. */
@@ -193,7 +193,7 @@ test('flow - a stuck subscriber is disconnected after drainTimeoutMs and cannot 
   const queueName = uniqueName('flow-stuck');
   const bridge = await startTestBridge({
     mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], drainTimeoutMs: 1_000 },
-    amqp: { exchanges: [{ name: commands, type: 'topic', durable: false, autoDelete: false }] },
+    amqp: { exchanges: [transientExchange(commands)] },
     downlink: [{ name: 'broadcast', exchange: commands, routingKey: 'all', topic: 'broadcast', qos: 1, queueName }],
   });
   const stuck = await RawMqttClient.open('tcp', bridge.url('tcp'));

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { delay, TestConsumer, uniqueName, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName } from '../helpers/amqp.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { topicToRoutingKey } from '../../src/mapping/encoding.js';
 
 // Bounded: CASES connections of random and mutated MQTT packets, at most PARALLEL at once.
@@ -18,8 +18,7 @@ let consumer: TestConsumer;
 before(async () => {
   bridge = await startTestBridge({
     mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], connectTimeoutMs: 1_000, maxPacketBytes: 64 * 1024 },
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
 });
@@ -27,7 +26,7 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 /** mulberry32: a small seeded generator, so a failure can be replayed with FUZZ_SEED. */

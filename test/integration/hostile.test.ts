@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, TRANSPORTS, type TestBridge } from '../helpers/bridge.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
 const exchange = uniqueName('hostile');
@@ -13,15 +13,10 @@ let consumer: TestConsumer;
 before(async () => {
   bridge = await startTestBridge({
     mqtt: {
-      listeners: [
-        { type: 'tcp', host: '127.0.0.1', port: 0 },
-        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
-      ],
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       maxClientIdLength: 32,
     },
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
 });
@@ -29,7 +24,7 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 for (const transport of TRANSPORTS) {

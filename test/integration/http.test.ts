@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import amqplib from 'amqplib';
 import { AMQP_URL, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { connectClient, startTestBridge, type TestBridge, transientExchange } from '../helpers/bridge.js';
 import { closeConnectionsNamed } from '../helpers/rabbitmqctl.js';
 
 const exchange = uniqueName('http');
@@ -15,7 +15,7 @@ before(async () => {
   bridge = await startTestBridge({
     amqp: {
       connectionName,
-      exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }],
+      exchanges: [transientExchange(exchange)],
       reconnect: { initialDelayMs: 1_500, maxDelayMs: 1_500, jitter: 0 },
     },
     uplink: [{ name: 'sensors', topic: 'sensors/{id}', exchange, routingKey: 'sensors.{id}' }],

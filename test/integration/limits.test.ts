@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, TRANSPORTS, type TestBridge } from '../helpers/bridge.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
 const exchange = uniqueName('limits');
@@ -13,18 +13,13 @@ let consumer: TestConsumer;
 before(async () => {
   bridge = await startTestBridge({
     mqtt: {
-      listeners: [
-        { type: 'tcp', host: '127.0.0.1', port: 0 },
-        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
-      ],
       maxPacketBytes: MAX_PACKET,
       maxConnections: MAX_CONNECTIONS,
       maxTopicLevels: 5,
       maxTopicBytes: 100,
       maxSubscriptionsPerClient: 2,
     },
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
 });
@@ -32,7 +27,7 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 const refused = (limit: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_limits_refused_total', { limit });

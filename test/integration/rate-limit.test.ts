@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 
 const exchange = uniqueName('rate');
 let bridge: TestBridge;
@@ -9,8 +9,7 @@ let consumer: TestConsumer;
 
 before(async () => {
   bridge = await startTestBridge({
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
     limits: { publishesPerSecond: 20, publishBurst: 5 },
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
@@ -19,7 +18,7 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 const metric = (name: string, labels: Record<string, string> = {}) => bridge.bridge.metrics.value(`mqtt_amqp_bridge_${name}`, labels);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { AMQP_URL, delay, deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import amqplib from 'amqplib';
-import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { connectClient, forwardAllTo, startTestBridge, type TestBridge, transientExchange } from '../helpers/bridge.js';
 import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
 import { captureLogs } from '../helpers/log-capture.js';
 
@@ -14,7 +14,7 @@ before(async () => {
   bridge = await startTestBridge({
     amqp: {
       connectionName,
-      exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }],
+      exchanges: [transientExchange(exchange)],
       reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
     },
     uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
@@ -23,7 +23,7 @@ before(async () => {
 
 after(async () => {
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 test('reconnect - after RabbitMQ closes the connection the bridge reconnects, declares its exchanges again and forwards', async () => {
@@ -137,8 +137,7 @@ test('reconnect - a rule whose queue does not exist yet is retried on its own; e
   const missing = uniqueName('rc-missing-queue');
   const up = uniqueName('rc-missing-up');
   const partial = await startTestBridge({
-    amqp: { exchanges: [{ name: up, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange: up, routingKey: '{#}' }],
+    ...forwardAllTo(up),
     downlink: [{ name: 'later', queue: missing, topic: `${prefix}/{routingKey}`, qos: 1 }],
   });
   const consumer = await TestConsumer.create([{ exchange: up, key: '#' }]);
@@ -171,10 +170,7 @@ test('reconnect - a rule whose queue does not exist yet is retried on its own; e
 
 test('shutdown - stopping the bridge publishes no last wills [MQTT-3.1.2-8]', async () => {
   const up = uniqueName('rc-wills');
-  const stopping = await startTestBridge({
-    amqp: { exchanges: [{ name: up, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange: up, routingKey: '{#}' }],
-  });
+  const stopping = await startTestBridge(forwardAllTo(up));
   const consumer = await TestConsumer.create([{ exchange: up, key: '#' }]);
   try {
     const client = await connectClient(stopping.url('tcp'), { will: { topic: 'wills/on-shutdown', payload: Buffer.from('x'), qos: 1, retain: false } });
@@ -187,6 +183,6 @@ test('shutdown - stopping the bridge publishes no last wills [MQTT-3.1.2-8]', as
     client.end(true);
   } finally {
     await consumer.close();
-    await withChannel((channel) => channel.deleteExchange(up)).catch(() => {});
+    await deleteExchanges(up);
   }
 });

@@ -7,8 +7,8 @@ import amqplib from 'amqplib';
 import type { MqttClient } from 'mqtt';
 import { hashPassword } from '../../src/auth/passwords.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
-import { connectClient, startTestBridge } from '../helpers/bridge.js';
+import { AMQP_URL, delay, deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { connectClient, startTestBridge, transientExchange } from '../helpers/bridge.js';
 import { runBridgeProcess, waitForAmqp } from '../helpers/bridge-process.js';
 
 const exchange = uniqueName('reload');
@@ -21,7 +21,7 @@ before(async () => {
 
 after(async () => {
   await consumer?.close();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 /** A configuration as the test bridge runs it, with changes. */
@@ -74,7 +74,7 @@ test('reload - downlink: a removed rule stops (its queue is unbound, not deleted
   const queueA = uniqueName('reload-a');
   const queueB = uniqueName('reload-b');
   const bridge = await startTestBridge({
-    amqp: { exchanges: [{ name: commands, type: 'topic', durable: false, autoDelete: false }] },
+    amqp: { exchanges: [transientExchange(commands)] },
     downlink: [{ name: 'a', exchange: commands, routingKey: 'a.{id}', topic: 'a/{id}', qos: 1, queueName: queueA }],
   });
   const device = await connectClient(bridge.url('tcp'));

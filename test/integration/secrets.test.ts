@@ -49,7 +49,7 @@ test('secrets - a whole run at debug level logs no AMQP password, no MQTT passwo
         if (password === wrongPassword) await waitFor(() => lines.some((line) => line.msg === 'AMQP connection attempt failed'), 'a refused AMQP login');
         for (const attempt of [mqttPassword, wrongPassword]) {
           const client = await RawMqttClient.open('tcp', bridge.url('tcp'));
-          client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: uniqueName('s'), keepalive: 60, username: 'sensor-1', password: Buffer.from(attempt) });
+          client.sendConnect({ clientId: uniqueName('s'), username: 'sensor-1', password: attempt });
           await client.next('connack', 20_000);
           client.destroy();
         }

@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { hashPassword } from '../../src/auth/passwords.js';
-import { TestConsumer, uniqueName, withChannel } from '../helpers/amqp.js';
-import { startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { deleteExchanges, TestConsumer, uniqueName } from '../helpers/amqp.js';
+import { forwardAllTo, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { makeCertificates, type TestCertificates } from '../helpers/certs.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
@@ -26,8 +26,7 @@ before(async () => {
         { type: 'wss', host: '127.0.0.1', port: 0, path: '/mqtt', ...files, clientCertificates: 'optional' },
       ],
     },
-    amqp: { exchanges: [{ name: exchange, type: 'topic', durable: false, autoDelete: false }] },
-    uplink: [{ name: 'all', topic: '#', exchange, routingKey: '{#}' }],
+    ...forwardAllTo(exchange),
     auth: { users: [{ username: 'sensor-2', password: await hashPassword('pw-2') }], certificateUsername: 'cn' },
     acl: [{ allow: 'publish', topic: 'devices/{username}/#' }],
   });
@@ -37,7 +36,7 @@ before(async () => {
 after(async () => {
   await consumer?.close();
   await bridge?.stop();
-  await withChannel((channel) => channel.deleteExchange(exchange)).catch(() => {});
+  await deleteExchanges(exchange);
 });
 
 type Kind = 'tls' | 'wss';
@@ -64,15 +63,7 @@ async function attempt(kind: Kind, mode: Mode, options: { cert?: 'client' | 'rog
     return 'handshake refused';
   }
   try {
-    client.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: uniqueName('tls'),
-      keepalive: 60,
-      ...(options.username ? { username: options.username, password: Buffer.from(options.password ?? '') } : {}),
-    });
+    client.sendConnect({ clientId: uniqueName('tls'), ...(options.username ? { username: options.username, password: options.password ?? '' } : {}) });
     const connack = await client.nextOrClose('connack');
     if (!connack) return 'handshake refused';
     const code = (connack as unknown as { returnCode: number }).returnCode;
