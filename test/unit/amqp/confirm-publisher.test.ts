@@ -77,10 +77,11 @@ test('ConfirmPublisher - never more than maxUnconfirmed awaiting confirm; the re
 });
 
 test('ConfirmPublisher - nothing is sent before a channel is attached', () => {
-  const { publisher, publish } = setup();
+  const { publisher, results, publish } = setup();
   publish('early');
+  assert.equal(results.has('early'), false, 'held, neither failed nor confirmed');
+  assert.equal(publisher.pendingMessages, 1);
   const channel = new FakeChannel();
-  assert.equal(channel.published.length, 0);
   publisher.attach(asChannel(channel));
   assert.deepEqual(channel.published.map((p) => p.routingKey), ['early']);
 });
@@ -141,14 +142,18 @@ test(`ConfirmPublisher - a publish lost with ${MAX_CHANNEL_ATTEMPTS} channels is
   assert.equal(publisher.pendingMessages, 0);
 });
 
-test('ConfirmPublisher - a publish not confirmed within publishTimeoutMs fails; a later confirm changes nothing', async () => {
+test('ConfirmPublisher - a publish not confirmed within publishTimeoutMs fails; a later confirm changes nothing', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   let now = 1_000;
   const { publisher, results, publish } = setup({ publishTimeoutMs: 20, now: () => now });
   const channel = new FakeChannel();
   publisher.attach(asChannel(channel));
   publish('slow');
-  now += 25;
-  await new Promise((resolve) => setTimeout(resolve, 40));
+  now += 19;
+  t.mock.timers.tick(19);
+  assert.equal(results.has('slow'), false, 'not before its deadline');
+  now += 1;
+  t.mock.timers.tick(1);
   assert.equal(results.get('slow')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
   assert.equal(publisher.pendingMessages, 0);
   channel.confirm(0);
@@ -161,24 +166,28 @@ test('ConfirmPublisher - an exchange found missing fails its publishes without t
     throw Object.assign(new Error('NOT_FOUND'), { code: 404 });
   };
   const model = { createChannel: async () => probe } as unknown as ChannelModel;
-  const { publisher, results, publish } = setup({ model });
+  const { publisher, publish } = setup({ model });
   const channel = new FakeChannel();
   publisher.attach(asChannel(channel));
-  publish('lost', 'nowhere');
+  const lost = new Promise<PublishError | null>((resolve) => publisher.publish(message('lost', 'nowhere'), resolve));
   publish('kept', 'x');
-  await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.equal(results.get('lost')?.code, 'BRIDGE_ERR_EXCHANGE_NOT_FOUND');
+  assert.equal((await lost)?.code, 'BRIDGE_ERR_EXCHANGE_NOT_FOUND');
   assert.deepEqual(channel.published.map((p) => p.routingKey), ['kept']);
 });
 
-test('ConfirmPublisher - close waits for pending confirms, then fails what is left', async () => {
+test('ConfirmPublisher - close waits for pending confirms, then fails what is left', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { publisher, results, publish } = setup();
   const channel = new FakeChannel();
   publisher.attach(asChannel(channel));
   publish('a');
   publish('b');
-  setTimeout(() => channel.confirm(0), 5);
-  await publisher.close(30);
+  const closing = publisher.close(30);
+  channel.confirm(0);
+  t.mock.timers.tick(29);
+  assert.equal(results.has('b'), false, 'still waiting for its confirm');
+  t.mock.timers.tick(1);
+  await closing;
   assert.equal(results.get('a'), null);
   assert.equal(results.get('b')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
   publish('late');

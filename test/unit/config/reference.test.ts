@@ -8,7 +8,7 @@ test('configuration reference - docs/configuration.md is what the schema generat
   assert.equal(onDisk, renderConfigurationReference());
 });
 
-test('configuration reference - every field appears with its default', () => {
+test('configuration reference - a field of each kind appears with its type and default', () => {
   const doc = renderConfigurationReference();
   assert.match(doc, /\| `amqp\.maxUnconfirmed` \| integer, 1 to 65,535 \| `1024` \|/);
   assert.match(doc, /\| `amqp\.publishTimeoutMs` \| integer, at least 1 \| `10000` \|/);

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
+// Awaiting it lets the microtask that drains the queue on `open` (and anything else pending) run.
+import { setImmediate as flush } from 'node:timers/promises';
+import { waitFor } from '../../helpers/amqp.js';
 import { FlowController, type FlowOptions, type FlowState, type RefusalReason, type Release } from '../../../src/flow/flow-controller.js';
 import { silentLogger } from '../../../src/observability/logger.js';
 
 const START = 1_700_000_000_000;
 
-/** Lets the microtask that drains the queue on `open` (and anything else pending) run. */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 interface Harness {
   flow: FlowController;
@@ -473,7 +471,7 @@ test("FlowController - waiting publishes older than publishTimeoutMs are refused
   h.submit('q0', 'c3', 10, 0); // dropped at once: disconnected, qos0Overflow drop
   assert.deepEqual(h.events, ['refuse:q0:qos0_overflow']);
   assert.equal(h.flow.waiting, 2);
-  await delay(60);
+  await waitFor(() => h.events.length === 3, 'both waiting publishes to time out', 2_000);
   assert.deepEqual(h.events, ['refuse:q0:qos0_overflow', 'refuse:a:timeout', 'refuse:b:timeout']);
   assert.equal(h.flow.waiting, 0);
   h.flow.setBrokerState('connected');
@@ -483,13 +481,15 @@ test("FlowController - waiting publishes older than publishTimeoutMs are refused
   h.flow.close();
 });
 
-test('FlowController - the timeout counts from receivedAt, and only waiting publishes that are old enough are refused', async () => {
-  // Fake clock for the deadlines, real timers for the sweep.
+test('FlowController - the timeout counts from receivedAt, and only waiting publishes that are old enough are refused', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const h = harness({ publishTimeoutMs: 30 });
   h.submit('old', 'c1', 10, 1, START);
   h.advance(100);
   h.submit('fresh', 'c2', 10, 1, START + 100);
-  await delay(60);
+  t.mock.timers.tick(29);
+  assert.deepEqual(h.events, [], 'the sweep is due 30 ms after the oldest arrived');
+  t.mock.timers.tick(1);
   assert.deepEqual(h.events, ['refuse:old:timeout']);
   assert.equal(h.flow.waiting, 1);
   h.flow.setBrokerState('connected');
@@ -498,10 +498,12 @@ test('FlowController - the timeout counts from receivedAt, and only waiting publ
   h.flow.close();
 });
 
-test('FlowController - an already-old publish that has to wait is refused on the next sweep', async () => {
-  const h = harness({ publishTimeoutMs: 30 }, false);
-  h.submit('late', 'c1', 10, 1, Date.now() - 1_000);
-  await delay(20);
+test('FlowController - an already-old publish that has to wait is refused on the next sweep', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = harness({ publishTimeoutMs: 30 });
+  h.submit('late', 'c1', 10, 1, START - 1_000);
+  assert.deepEqual(h.events, [], 'refused by the sweep, not while admitting');
+  t.mock.timers.tick(0);
   assert.deepEqual(h.events, ['refuse:late:timeout']);
   h.flow.close();
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { uplinkRuleSchema } from '../../../src/config/schema.js';
 import { MappingError, RenderError } from '../../../src/errors.js';
+import { assertRenderError } from '../../helpers/mapping-errors.js';
 import { RuleError } from '../../../src/mapping/rule-error.js';
 import {
   BRIDGE_HEADERS,
@@ -36,14 +37,6 @@ function publish(topic: string, extra: Partial<UplinkPublish> = {}): UplinkPubli
   return { topic, clientId: 'dev-client', qos: 1, retain: false, ...extra };
 }
 
-function assertRenderError(run: () => unknown, message: string): void {
-  assert.throws(run, (error: unknown) => {
-    assert.ok(error instanceof RenderError, `expected RenderError, got ${String(error)}`);
-    assert.equal(error.code, 'BRIDGE_ERR_RENDER');
-    assert.equal(error.message, message);
-    return true;
-  });
-}
 
 // --- the example configuration -----------------------------------------------------------
 
@@ -425,8 +418,9 @@ test('compileUplinkRule - collects every problem of a rule (bad routingKey AND b
 
 test('compileUplinkRule - only the routingKey and one header wrong: exactly those two problems', () => {
   const problems: MappingError[] = [];
-  assert.throws(() =>
-    compileUplinkRule({ name: 'r', topic: 'a/{x}', exchange: 'ex', routingKey: '{y}', headers: { 'x-h': '{z}' } }, problems),
+  assert.throws(
+    () => compileUplinkRule({ name: 'r', topic: 'a/{x}', exchange: 'ex', routingKey: '{y}', headers: { 'x-h': '{z}' } }, problems),
+    (error: unknown) => error === problems[0],
   );
   assert.deepEqual(
     problems.map((problem) => problem.field),
@@ -447,7 +441,10 @@ test('compileUplinkRule - appends to the problems already in the array', () => {
 
 test('compileUplinkRule - a bad topic pattern is the only problem (templates cannot be checked without it)', () => {
   const problems: MappingError[] = [];
-  assert.throws(() => compileUplinkRule({ name: 'r', topic: 'a#', exchange: '{x}', routingKey: '{y}' }, problems));
+  assert.throws(
+    () => compileUplinkRule({ name: 'r', topic: 'a#', exchange: '{x}', routingKey: '{y}' }, problems),
+    (error: unknown) => error === problems[0],
+  );
   assert.deepEqual(
     problems.map((problem) => [problem.code, problem.field]),
     [['BRIDGE_ERR_PATTERN_INVALID', 'topic']],

@@ -27,7 +27,9 @@ test('docs/grafana-dashboard.json - every query uses metrics the bridge exports,
   for (const panel of dashboard.panels) {
     assert.ok(panel.targets.length > 0, `${panel.title} has queries`);
     for (const { expr } of panel.targets) {
-      for (const [name] of expr.matchAll(/\b(mqtt_amqp_bridge_[a-z_]+|process_[a-z_]+)\b/g)) {
+      const names = [...expr.matchAll(/\b(mqtt_amqp_bridge_[a-z_]+|process_[a-z_]+)\b/g)].map(([name]) => name);
+      assert.ok(names.length > 0, `${panel.title}: "${expr}" queries no metric of the bridge`);
+      for (const name of names) {
         const base = name!.replace(/_(bucket|sum|count)$/, '');
         assert.ok(exported.has(base), `${panel.title}: ${name} is not a metric of the bridge`);
         used.add(base);
