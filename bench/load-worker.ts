@@ -3,13 +3,14 @@
  * not compete with the consumer and the measurements for the same event loop. It runs one
  * command at a time, sent over IPC, and answers with its figures.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import amqplib from 'amqplib';
 import mqtt, { type MqttClient } from 'mqtt';
+import { DeliveryCount } from './lib/delivery-count.js';
+import { openIdleConnection } from './lib/idle.js';
 import { latencyHistogram, percentilesMs } from './lib/stats.js';
 import type { LoadCommand, LoadResult } from './lib/load.js';
 import { payloadFor } from './lib/payload.js';
-
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -72,18 +73,17 @@ async function publishPaced(command: Extract<LoadCommand, { kind: 'paced' }>): P
 }
 
 let subscribers: MqttClient[] = [];
-const seen = new Map<number, number>();
+const deliveries = new DeliveryCount();
 let latestDelivery = 0;
 
 async function subscribe(command: Extract<LoadCommand, { kind: 'subscribe' }>): Promise<LoadResult> {
-  seen.clear();
+  deliveries.clear();
   latestDelivery = 0;
   subscribers = await connectMany(command.url, command.subscribers, 'bench-sub');
   await Promise.all(
     subscribers.map(async (client, i) => {
       client.on('message', (_topic, payload) => {
-        const id = payload.readUInt32BE(0);
-        seen.set(id, (seen.get(id) ?? 0) + 1);
+        deliveries.record(payload);
         latestDelivery = now();
       });
       await client.subscribeAsync(`${command.topicPrefix}/d${i}`, { qos: command.qos });
@@ -94,10 +94,8 @@ async function subscribe(command: Extract<LoadCommand, { kind: 'subscribe' }>): 
 
 async function awaitDeliveries(command: Extract<LoadCommand, { kind: 'await' }>): Promise<LoadResult> {
   const deadline = Date.now() + command.timeoutMs;
-  while (seen.size < command.expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-  let duplicated = 0;
-  for (const count of seen.values()) duplicated += count - 1;
-  const result: LoadResult = { kind: 'delivered', distinct: seen.size, duplicated, lastAt: latestDelivery };
+  while (deliveries.distinct < command.expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  const result: LoadResult = { kind: 'delivered', distinct: deliveries.distinct, duplicated: deliveries.duplicated, lastAt: latestDelivery };
   await Promise.all(subscribers.map((client) => client.endAsync()));
   subscribers = [];
   return result;
@@ -106,31 +104,25 @@ async function awaitDeliveries(command: Extract<LoadCommand, { kind: 'await' }>)
 let idle: Socket[] = [];
 let pinger: NodeJS.Timeout | null = null;
 
-/** CONNECT (MQTT 3.1.1, clean session, the given keep-alive) encoded by hand: idle clients need no client library. */
-function connectPacket(clientId: string, keepaliveSeconds: number): Buffer {
-  const id = Buffer.from(clientId);
-  const body = Buffer.concat([Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 0x02, keepaliveSeconds >> 8, keepaliveSeconds & 0xff, id.length >> 8, id.length & 0xff]), id]);
-  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
-}
-
 async function openIdle(command: Extract<LoadCommand, { kind: 'idle' }>): Promise<LoadResult> {
   const target = new URL(command.url);
   const started = now();
   let failed = 0;
   const open = (i: number) =>
-    new Promise<Socket | null>((resolve) => {
-      const socket = connect({ host: target.hostname, port: Number(target.port), localAddress: command.sources[i % command.sources.length] });
-      socket.once('error', () => {
-        failed++;
-        resolve(null);
-      });
-      socket.once('connect', () => socket.write(connectPacket(`bench-idle-${process.pid}-${i}`, command.keepaliveSeconds)));
-      socket.once('data', (data: Buffer) => resolve(data[0] === 0x20 && data[3] === 0 ? socket : null));
+    openIdleConnection({
+      host: target.hostname,
+      port: Number(target.port),
+      localAddress: command.sources[i % command.sources.length],
+      clientId: `bench-idle-${process.pid}-${i}`,
+      keepaliveSeconds: command.keepaliveSeconds,
     });
   const batch = 500;
   for (let i = 0; i < command.connections; i += batch) {
     const opened = await Promise.all(Array.from({ length: Math.min(batch, command.connections - i) }, (_, j) => open(i + j)));
-    for (const socket of opened) if (socket) idle.push(socket);
+    for (const socket of opened) {
+      if (socket) idle.push(socket);
+      else failed++;
+    }
   }
   const seconds = (now() - started) / 1000;
   // Keep-alive traffic, as real idle devices send it: a PINGREQ per connection per half keep-alive.

@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- [--scenario NAME] [--quick] [--repeat N] [--compare mqtt://HOST:PORT]`.
+ * Benchmarks: `npm run bench -- [--scenario NAME[,NAME]] [--quick] [--repeat N] [--compare mqtt://HOST:PORT]`.
  *
  * Builds the bridge, starts it as its own process on a free port with the mapping of RabbitMQ's
  * MQTT plugin (`#` -> amq.topic, `{#}`), generates load with the `mqtt` package from a separate
@@ -14,6 +14,7 @@ import { externalEndpoint, startBridge, type RunningBridge } from './lib/bridge.
 import { LATENCY_CHART_TITLE, latencyChart, latencyPoints } from './lib/chart.js';
 import type { BenchContext, ScenarioResult } from './lib/context.js';
 import { LoadGenerator } from './lib/load.js';
+import { BENCH_USAGE, parseBenchOptions } from './lib/options.js';
 import { ceiling } from './scenarios/ceiling.js';
 import { connections } from './scenarios/connections.js';
 import { downlink } from './scenarios/downlink.js';
@@ -21,6 +22,7 @@ import { LATENCY_RATES, latency } from './scenarios/latency.js';
 import { overload } from './scenarios/overload.js';
 import { recovery } from './scenarios/recovery.js';
 import { uplink } from './scenarios/uplink.js';
+import { UsageError } from '../src/errors.js';
 
 interface Scenario {
   name: string;
@@ -51,25 +53,6 @@ const SCENARIOS: Scenario[] = [
   { name: 'recovery', run: async (context) => [await recovery(context)] },
   { name: 'overload', run: async (context) => [await overload(context)] },
 ];
-
-interface Options {
-  scenarios: Scenario[];
-  quick: boolean;
-  repeats: number;
-  compare: string | null;
-}
-
-function parseOptions(argv: readonly string[]): Options {
-  const value = (flag: string) => {
-    const index = argv.indexOf(flag);
-    return index === -1 ? undefined : argv[index + 1];
-  };
-  const quick = argv.includes('--quick');
-  const wanted = value('--scenario');
-  const scenarios = SCENARIOS.filter((scenario) => wanted === undefined || scenario.name === wanted || wanted.split(',').includes(scenario.name));
-  if (scenarios.length === 0) throw new Error(`no scenario "${wanted}"; there are: ${SCENARIOS.map((scenario) => scenario.name).join(', ')}`);
-  return { scenarios, quick, repeats: Number(value('--repeat') ?? (quick ? 1 : 3)), compare: value('--compare') ?? null };
-}
 
 /** Uplink figures as ratios to the ceiling and to the compared endpoint, measured in this run. */
 function withRatios(results: ScenarioResult[]): ScenarioResult[] {
@@ -104,7 +87,7 @@ function table(results: readonly ScenarioResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+  const options = parseBenchOptions(process.argv.slice(2), SCENARIOS);
   execFileSync('npm', ['run', '-s', 'build'], { stdio: 'inherit' });
   const tag = randomBytes(3).toString('hex');
   const load = LoadGenerator.start();
@@ -142,6 +125,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    console.error(`bench: ${error.message}\nusage: ${BENCH_USAGE}`);
+    process.exit(2);
+  }
   console.error(error);
   process.exit(1);
 });

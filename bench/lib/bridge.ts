@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqplib from 'amqplib';
-
-export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+import { AMQP_URL, waitFor } from '../../test/helpers/amqp.js';
+import { runBridgeProcess, waitForAmqp } from '../../test/helpers/bridge-process.js';
 
 export interface RunningBridge {
   /** The MQTT endpoint the load connects to. */
@@ -14,7 +13,6 @@ export interface RunningBridge {
   pid: number | null;
   /** The bridge's AMQP connection name, for `rabbitmqctl close_connection`. */
   connectionName: string;
-  child: ChildProcess | null;
   /** Exchange the downlink rules consume from. */
   commands: string;
   lines: Array<Record<string, unknown>>;
@@ -50,44 +48,26 @@ export async function startBridge(name: string, extraYaml: string[] = []): Promi
       '',
     ].join('\n'),
   );
-  const built = existsSync('dist/cli/bin.js');
-  const args = built ? ['dist/cli/bin.js'] : ['--import', 'tsx', 'src/cli/bin.ts'];
   // BENCH_PROFILE=1: a CPU profile of the bridge in .bench-out/profiles (node --cpu-prof).
-  if (process.env.BENCH_PROFILE) args.unshift('--cpu-prof', '--cpu-prof-dir=.bench-out/profiles');
-  const child = spawn(process.execPath, [...args, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeFlags = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=.bench-out/profiles'] : [];
+  const bridge = runBridgeProcess(['--config', file], {}, { fromBuild: existsSync('dist/cli/bin.js'), nodeFlags });
+  const { child, lines } = bridge;
   const kill = () => child.kill('SIGKILL');
   process.on('exit', kill);
-  const lines: Array<Record<string, unknown>> = [];
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
-    let listening = 0;
-    let connected = false;
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const complete = buffered.split('\n');
-      buffered = complete.pop()!;
-      for (const text of complete) {
-        const line = JSON.parse(text) as Record<string, unknown>;
-        lines.push(line);
-        if (line.listener === 'tcp') listening = Number(new URL(String(line.address)).port);
-        if (line.msg === 'AMQP connected; exchanges declared') connected = true;
-        if (connected && listening) resolve(listening);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`the bridge exited with ${code}`)));
-  });
+  await waitForAmqp(bridge, 60_000);
+  const listening = () => lines.find((line) => line.listener === 'tcp');
+  await waitFor(() => listening() !== undefined, 'the bridge to listen', 10_000);
+  const port = Number(new URL(String(listening()!.address)).port);
   return {
     url: `mqtt://127.0.0.1:${port}`,
     prefix,
     pid: child.pid ?? null,
     connectionName: name,
-    child,
     commands,
     lines,
     async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      await exited;
+      await bridge.exit;
       process.off('exit', kill);
       const connection = await amqplib.connect(AMQP_URL);
       const channel = await connection.createChannel();
@@ -105,7 +85,6 @@ export function externalEndpoint(url: string, name: string): RunningBridge {
     prefix: name.replace(/[^a-z0-9]/gi, ''),
     pid: null,
     connectionName: '',
-    child: null,
     commands: '',
     lines: [],
     stop: async () => {},

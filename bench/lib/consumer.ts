@@ -1,5 +1,6 @@
 import amqplib, { type Channel, type ChannelModel } from 'amqplib';
-import { AMQP_URL } from './bridge.js';
+import { AMQP_URL } from '../../test/helpers/amqp.js';
+import { DeliveryCount } from './delivery-count.js';
 import { latencyHistogram } from './stats.js';
 
 /**
@@ -8,7 +9,7 @@ import { latencyHistogram } from './stats.js';
  * send time in each payload, how long each took to arrive.
  */
 export class BenchConsumer {
-  private readonly seen = new Map<number, number>();
+  private readonly count = new DeliveryCount();
   readonly latency = latencyHistogram();
   lastAt = 0;
 
@@ -28,8 +29,7 @@ export class BenchConsumer {
       (message) => {
         if (!message) return;
         const arrivedAt = performance.timeOrigin + performance.now();
-        const id = message.content.readUInt32BE(0);
-        consumer.seen.set(id, (consumer.seen.get(id) ?? 0) + 1);
+        consumer.count.record(message.content);
         consumer.latency.recordValue(Math.max(1, Math.round((arrivedAt - message.content.readDoubleBE(4)) * 1000)));
         consumer.lastAt = arrivedAt;
       },
@@ -39,23 +39,21 @@ export class BenchConsumer {
   }
 
   get distinct(): number {
-    return this.seen.size;
+    return this.count.distinct;
   }
 
   get duplicated(): number {
-    let duplicated = 0;
-    for (const count of this.seen.values()) duplicated += count - 1;
-    return duplicated;
+    return this.count.duplicated;
   }
 
   /** Waits until `expected` distinct messages arrived, or nothing arrived for `quietMs`. */
   async waitFor(expected: number, quietMs = 3_000): Promise<void> {
-    let last = this.seen.size;
+    let last = this.distinct;
     let lastChange = Date.now();
-    while (this.seen.size < expected) {
+    while (this.distinct < expected) {
       await new Promise((resolve) => setTimeout(resolve, 20));
-      if (this.seen.size !== last) {
-        last = this.seen.size;
+      if (this.distinct !== last) {
+        last = this.distinct;
         lastChange = Date.now();
       } else if (Date.now() - lastChange > quietMs) {
         return;

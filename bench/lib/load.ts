@@ -40,11 +40,6 @@ export class LoadGenerator {
     });
   }
 
-  /** The load generator's pid (so its CPU is never mistaken for the bridge's). */
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
   stop(): void {
     this.child.kill();
   }

@@ -26,10 +26,3 @@ export function rabbitPid(): number | null {
     return null;
   }
 }
-
-/** CPU used by a process while `work` runs, in seconds. */
-export async function cpuDuring<T>(pid: number | null, work: () => Promise<T>): Promise<{ result: T; cpu: number }> {
-  const before = pid ? cpuSeconds(pid) : 0;
-  const result = await work();
-  return { result, cpu: pid ? cpuSeconds(pid) - before : 0 };
-}

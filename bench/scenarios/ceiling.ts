@@ -1,4 +1,4 @@
-import { AMQP_URL } from '../lib/bridge.js';
+import { AMQP_URL } from '../../test/helpers/amqp.js';
 import { BenchConsumer } from '../lib/consumer.js';
 import { PAYLOAD_BYTES, PUBLISHERS, type BenchContext, type ScenarioResult } from '../lib/context.js';
 import { median } from '../lib/stats.js';

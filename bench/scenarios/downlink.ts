@@ -1,5 +1,5 @@
 import amqplib from 'amqplib';
-import { AMQP_URL } from '../lib/bridge.js';
+import { AMQP_URL } from '../../test/helpers/amqp.js';
 import { PAYLOAD_BYTES, type BenchContext, type ScenarioResult } from '../lib/context.js';
 import { payloadFor } from '../lib/payload.js';
 

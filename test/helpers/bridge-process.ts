@@ -9,9 +9,17 @@ export interface BridgeProcess {
   exit: Promise<number | null>;
 }
 
+export interface BridgeProcessOptions {
+  /** Run the build (dist/cli/bin.js) instead of the sources through tsx. */
+  fromBuild?: boolean;
+  /** Extra node flags, such as `--cpu-prof`. */
+  nodeFlags?: string[];
+}
+
 /** Runs `mqtt-amqp-bridge run ARGS` as its own process, as a user would. */
-export function runBridgeProcess(args: string[], env: Record<string, string> = {}): BridgeProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'run', ...args], {
+export function runBridgeProcess(args: string[], env: Record<string, string> = {}, { fromBuild = false, nodeFlags = [] }: BridgeProcessOptions = {}): BridgeProcess {
+  const entry = fromBuild ? ['dist/cli/bin.js'] : ['--import', 'tsx', 'src/cli/bin.ts'];
+  const child = spawn(process.execPath, [...nodeFlags, ...entry, 'run', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -32,7 +40,16 @@ export function runBridgeProcess(args: string[], env: Record<string, string> = {
 }
 
 export async function waitForAmqp(bridge: BridgeProcess, timeoutMs = 20_000): Promise<void> {
-  await waitFor(() => bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared'), 'the bridge to connect to RabbitMQ', timeoutMs);
+  await waitFor(
+    () => {
+      if (bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared')) return true;
+      const { exitCode, signalCode } = bridge.child;
+      if (exitCode !== null || signalCode !== null) throw new Error(`the bridge exited (${exitCode ?? signalCode}) before connecting to RabbitMQ: ${JSON.stringify(bridge.lines.slice(-5))}`);
+      return false;
+    },
+    'the bridge to connect to RabbitMQ',
+    timeoutMs,
+  );
 }
 
 /** A TCP port free right now (for a bridge that must come back on the same port). */

@@ -22,3 +22,20 @@ test('bench - `npm run bench -- --quick --scenario uplink-qos1` prints a JSON li
   assert.ok(lines.includes('| scenario | target | figures |'), 'the Markdown table');
   assert.ok(lines.some((line) => line.startsWith('| uplink-qos1 | bridge | messages 20,000, runs 1, msgsPerSecond ')));
 });
+
+// The scenario and --quick are given too, so that a bench that ignored the bad option would run
+// one short scenario (and this test would fail on its exit code), never the whole suite.
+for (const [bad, message] of [
+  [['--quik'], 'bench: unknown option --quik'],
+  [['--repeat', 'x'], 'bench: --repeat takes a positive integer, not "x"'],
+] as const) {
+  test(`bench - \`${bad.join(' ')}\` exits 2 with a usage error and measures nothing`, async () => {
+    const failure = await run('npm', ['run', '-s', 'bench', '--', ...bad, '--quick', '--scenario', 'uplink-qos1'], { timeout: 120_000 }).then(
+      () => assert.fail('the bench accepted the bad option'),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    assert.equal(failure.code, 2);
+    assert.ok(failure.stderr.startsWith(`${message}\nusage: npm run bench -- `), failure.stderr);
+    assert.equal(failure.stdout, '', 'no figures');
+  });
+}
