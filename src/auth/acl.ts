@@ -1,4 +1,5 @@
-import { filterMatches } from '../mqtt/topic-filter.js';
+import { ACL_PLACEHOLDER } from '../config/schema.js';
+import { levelsCover, levelsMatch, levelsOf, levelsOverlap, type Levels } from '../mqtt/topic-filter.js';
 
 export type AclAction = 'publish' | 'subscribe';
 
@@ -14,22 +15,35 @@ export interface AclIdentity {
   readonly username: string | undefined;
 }
 
+type Placeholder = 'username' | 'clientId';
+
+/**
+ * A level of an entry's topic that names a placeholder, split by `String.split` with a capture:
+ * literal text at even indexes, placeholder names at odd ones (`a{username}b` -> `a`, `username`, `b`).
+ */
+type TemplateLevel = readonly string[];
+
 interface CompiledEntry {
   readonly allow: boolean;
   readonly actions: ReadonlySet<AclAction>;
   readonly users: ReadonlySet<string> | null;
-  /** The topic filter, or a function of the identity when it names {username} or {clientId}. */
-  readonly filter: string | ((identity: AclIdentity) => string | null);
+  /** The filter's levels; a level is a template when it names {username} or {clientId}. */
+  readonly levels: readonly (string | TemplateLevel)[];
+  readonly hasPlaceholder: boolean;
 }
 
-/** The placeholders an ACL topic may use. */
-export const ACL_PLACEHOLDER = /\{(username|clientId)\}/g;
+/** A placeholder value that would widen or break a filter: absent, empty, or holding a level separator or wildcard. */
+const UNSAFE_VALUE = /[/+#\u0000]/;
 
 /**
  * Per-client topic access: entries are tried in order and the first whose action, users and
  * topic match decides (allow or deny); with an ACL, what no entry allows is denied. `{username}`
  * and `{clientId}` in a topic stand for the client's own; an identity that is absent or holds a
  * `/`, `+`, `#` or U+0000 never matches a placeholder, so it cannot widen a filter.
+ *
+ * For a SUBSCRIBE, an allow entry must cover the whole requested filter, and a deny entry
+ * refuses every filter that overlaps it (some topic matches both): `devices/#` is refused under
+ * a deny of `devices/+/secrets/#`, since it would receive those topics.
  */
 export class Acl {
   private readonly entries: readonly CompiledEntry[];
@@ -39,57 +53,74 @@ export class Acl {
   }
 
   canPublish(identity: AclIdentity, topic: string): boolean {
-    return this.decide(identity, 'publish', (filter) => filterMatches(filter, topic));
+    return this.decide(identity, 'publish', levelsOf(topic));
   }
 
   canSubscribe(identity: AclIdentity, filter: string): boolean {
-    return this.decide(identity, 'subscribe', (allowed) => filterCovers(allowed, filter));
+    return this.decide(identity, 'subscribe', levelsOf(filter));
   }
 
-  private decide(identity: AclIdentity, action: AclAction, matches: (filter: string) => boolean): boolean {
+  private decide(identity: AclIdentity, action: AclAction, requested: Levels): boolean {
+    let values: Record<Placeholder, string | null> | undefined;
     for (const entry of this.entries) {
       if (!entry.actions.has(action)) continue;
       if (entry.users && (identity.username === undefined || !entry.users.has(identity.username))) continue;
-      const filter = typeof entry.filter === 'string' ? entry.filter : entry.filter(identity);
-      if (filter !== null && matches(filter)) return entry.allow;
+      let levels: Levels;
+      if (entry.hasPlaceholder) {
+        values ??= { username: safeValue(identity.username), clientId: safeValue(identity.clientId) };
+        const expanded = expand(entry.levels, values);
+        if (expanded === null) continue;
+        levels = expanded;
+      } else {
+        levels = entry.levels as readonly string[];
+      }
+      const applies =
+        action === 'publish' ? levelsMatch(levels, requested) : entry.allow ? levelsCover(levels, requested) : levelsOverlap(levels, requested);
+      if (applies) return entry.allow;
     }
     return false;
   }
 }
 
+function safeValue(value: string | undefined): string | null {
+  return value === undefined || value === '' || UNSAFE_VALUE.test(value) ? null : value;
+}
+
+/** The entry's levels for this identity, or null when a placeholder it names has no safe value. */
+function expand(levels: readonly (string | TemplateLevel)[], values: Record<Placeholder, string | null>): string[] | null {
+  const expanded: string[] = [];
+  for (const level of levels) {
+    if (typeof level === 'string') {
+      expanded.push(level);
+      continue;
+    }
+    let text = '';
+    for (let i = 0; i < level.length; i++) {
+      if (i % 2 === 0) {
+        text += level[i];
+        continue;
+      }
+      const value = values[level[i] as Placeholder];
+      if (value === null) return null;
+      text += value;
+    }
+    expanded.push(text);
+  }
+  return expanded;
+}
+
 function compile(entry: AclEntrySettings): CompiledEntry {
   const listed = entry.allow ?? entry.deny ?? [];
   const actions = new Set<AclAction>(typeof listed === 'string' ? [listed] : listed);
-  const topic = entry.topic;
-  const filter = /\{(username|clientId)\}/.test(topic)
-    ? (identity: AclIdentity) => {
-        let unsafe = false;
-        const expanded = topic.replace(ACL_PLACEHOLDER, (_match, name: 'username' | 'clientId') => {
-          const value = identity[name];
-          if (value === undefined || value === '' || /[/+#\u0000]/.test(value)) unsafe = true;
-          return value ?? '';
-        });
-        return unsafe ? null : expanded;
-      }
-    : topic;
-  return { allow: entry.allow !== undefined, actions, users: entry.users ? new Set(entry.users) : null, filter };
-}
-
-/**
- * Whether every topic a subscription `filter` can match is matched by `allowed`: the filter is
- * no broader than what the ACL grants (a `#` or `+` in the filter needs one in `allowed` there).
- */
-export function filterCovers(allowed: string, filter: string): boolean {
-  if (filter.startsWith('$') && (allowed.startsWith('+') || allowed.startsWith('#'))) return false;
-  const grant = allowed.split('/');
-  const asked = filter.split('/');
-  for (let i = 0; i < grant.length; i++) {
-    const level = grant[i];
-    if (level === '#') return true;
-    if (i >= asked.length) return false;
-    if (asked[i] === '#') return false;
-    if (level === '+') continue;
-    if (level !== asked[i]) return false;
-  }
-  return grant.length === asked.length;
+  const levels = levelsOf(entry.topic).map((level): string | TemplateLevel => {
+    const parts = level.split(ACL_PLACEHOLDER); // split keeps the captured names
+    return parts.length === 1 ? level : parts;
+  });
+  return {
+    allow: entry.allow !== undefined,
+    actions,
+    users: entry.users ? new Set(entry.users) : null,
+    levels,
+    hasPlaceholder: levels.some((level) => typeof level !== 'string'),
+  };
 }

@@ -1,12 +1,9 @@
 import type { Logger } from 'pino';
 import type { AuthSettings } from '../config/schema.js';
+import { BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED } from '../mqtt/hooks/authenticate.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import { FailedAttempts } from './failed-attempts.js';
 import { verifyPassword } from './passwords.js';
-
-/** CONNACK return codes of MQTT 3.1.1 for refused logins. */
-export const BAD_USERNAME_OR_PASSWORD = 4;
-export const NOT_AUTHORIZED = 5;
 
 export interface LoginAttempt {
   readonly clientId: string;
@@ -16,12 +13,19 @@ export interface LoginAttempt {
   readonly certificateCommonName: string | undefined;
   /** The source address (for slowing down repeated failures). */
   readonly address: string;
+  /** Whether the client has hung up meanwhile: then its password is not checked at all. */
+  readonly connectionClosed?: (() => boolean) | undefined;
 }
 
-export type LoginResult = { ok: true; username: string | undefined } | { ok: false; returnCode: 4 | 5; reason: string };
+export type LoginResult =
+  | { ok: true; username: string | undefined }
+  | { ok: false; returnCode: typeof BAD_USERNAME_OR_PASSWORD | typeof NOT_AUTHORIZED; reason: string };
 
 /** Checked against when a username is unknown, so that the answer takes as long as for a known one. */
 const DECOY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+/** A client that hung up while its login waited: its password is never checked. */
+const HUNG_UP: LoginResult = { ok: false, returnCode: BAD_USERNAME_OR_PASSWORD, reason: 'the client hung up before its password was checked' };
 
 export const FAILED_LOGIN_BASE_DELAY_MS = 250;
 export const FAILED_LOGIN_MAX_DELAY_MS = 10_000;
@@ -56,25 +60,33 @@ export class Authenticator {
     this.users = new Map((settings?.users ?? []).map((user) => [user.username, user.password]));
   }
 
-  get open(): boolean {
-    return this.settings === undefined;
-  }
-
   async login(attempt: LoginAttempt): Promise<LoginResult> {
     const delay = this.failures.delayFor(attempt.address);
-    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-    const result = await this.decide(attempt);
+    const settled = this.answerWithoutPassword(attempt);
+    // A password check is counted as a failure before waiting (its success clears it), so that
+    // guesses sent in parallel from one address wait longer and longer, one after another,
+    // instead of all getting the delay the first one got.
+    let failures = settled ? 0 : this.failures.failed(attempt.address);
+    if (delay > 0) await wait(delay);
+    let result: LoginResult;
+    if (settled) {
+      result = settled;
+      if (!result.ok) failures = this.failures.failed(attempt.address);
+    } else {
+      // answerWithoutPassword answered every attempt without a username.
+      result = attempt.connectionClosed?.() ? HUNG_UP : await this.checkPassword(attempt.username!, attempt.password);
+    }
     if (result.ok) {
       this.failures.succeeded(attempt.address);
     } else {
-      const failures = this.failures.failed(attempt.address);
       // Never the password: who, from where, and why.
       this.refusals.warn(null, { clientId: attempt.clientId, username: attempt.username, address: attempt.address, reason: result.reason, failures });
     }
     return result;
   }
 
-  private async decide(attempt: LoginAttempt): Promise<LoginResult> {
+  /** The answer when no password needs checking (no `auth`, a client certificate, no username); null when one does. */
+  private answerWithoutPassword(attempt: LoginAttempt): LoginResult | null {
     const settings = this.settings;
     if (!settings) return { ok: true, username: attempt.username };
     if (settings.certificateUsername === 'cn' && attempt.certificateCommonName !== undefined) {
@@ -86,10 +98,18 @@ export class Authenticator {
     if (attempt.username === undefined) {
       return settings.anonymous ? { ok: true, username: undefined } : { ok: false, returnCode: NOT_AUTHORIZED, reason: 'anonymous clients are not allowed' };
     }
-    const hash = this.users.get(attempt.username);
-    const password = attempt.password?.toString('utf8') ?? '';
-    const matches = await verifyPassword(password, hash ?? DECOY_HASH);
-    if (!hash || !attempt.password || !matches) return { ok: false, returnCode: BAD_USERNAME_OR_PASSWORD, reason: 'bad username or password' };
-    return { ok: true, username: attempt.username };
+    return null;
   }
+
+  private async checkPassword(username: string, password: Buffer | undefined): Promise<LoginResult> {
+    const hash = this.users.get(username);
+    const matches = await verifyPassword(password?.toString('utf8') ?? '', hash ?? DECOY_HASH);
+    if (!hash || !password || !matches) return { ok: false, returnCode: BAD_USERNAME_OR_PASSWORD, reason: 'bad username or password' };
+    return { ok: true, username };
+  }
+}
+
+/** A timer that does not keep the process alive: a stopping bridge does not wait for a slowed-down login. */
+function wait(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

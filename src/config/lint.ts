@@ -1,7 +1,9 @@
-import { filterCovers } from '../auth/acl.js';
-import { compilePattern, type CompiledPattern } from '../mapping/pattern.js';
-import { TOPIC_SYNTAX } from '../mapping/limits.js';
-import type { BridgeConfig } from './schema.js';
+import { filterCovers, filtersOverlap } from '../mqtt/topic-filter.js';
+import { filterOf, type CompiledPattern } from '../mapping/pattern.js';
+import { compileUplinkRule } from '../mapping/uplink.js';
+import { ACL_PLACEHOLDER, type BridgeConfig } from './schema.js';
+
+type CompiledUplinkRule = ReturnType<typeof compileUplinkRule>;
 
 /** A warning about a configuration that is valid but probably not what was meant. */
 export interface LintWarning {
@@ -18,21 +20,16 @@ export interface LintWarning {
  * - with an ACL, a downlink rule whose topics no ACL entry lets anyone subscribe to.
  */
 export function lintConfig(config: BridgeConfig): LintWarning[] {
-  return [...shadowedRules(config), ...collidingRoutingKeys(config), ...unreachableDownlinks(config)];
+  // A valid configuration's rules compile.
+  const uplink = config.uplink.map((rule) => compileUplinkRule(rule));
+  return [...shadowedRules(config, uplink), ...collidingRoutingKeys(config, uplink), ...unreachableDownlinks(config)];
 }
 
-/** The uplink pattern as a plain MQTT filter (`{name}` is `+`). */
-function asFilter(topic: string): string {
-  return topic
-    .split('/')
-    .map((level) => (/^\{[^}]+\}$/.test(level) ? '+' : level))
-    .join('/');
-}
-
-function shadowedRules(config: BridgeConfig): LintWarning[] {
+function shadowedRules(config: BridgeConfig, uplink: readonly CompiledUplinkRule[]): LintWarning[] {
   const warnings: LintWarning[] = [];
+  const filters = uplink.map((rule) => filterOf(rule.pattern));
   config.uplink.forEach((rule, index) => {
-    const earlier = config.uplink.slice(0, index).findIndex((previous) => filterCovers(asFilter(previous.topic), asFilter(rule.topic)));
+    const earlier = filters.slice(0, index).findIndex((previous) => filterCovers(previous, filters[index]!));
     if (earlier === -1) return;
     const by = config.uplink[earlier]!;
     warnings.push({
@@ -43,13 +40,12 @@ function shadowedRules(config: BridgeConfig): LintWarning[] {
   return warnings;
 }
 
-function collidingRoutingKeys(config: BridgeConfig): LintWarning[] {
+function collidingRoutingKeys(config: BridgeConfig, uplink: readonly CompiledUplinkRule[]): LintWarning[] {
   const warnings: LintWarning[] = [];
+  const used = uplink.map((rule) => new Set(rule.routingKey.placeholders));
   config.uplink.forEach((rule, index) => {
-    const used = placeholdersOf(rule.routingKey);
-    if (used.has('topic')) return; // the whole topic is in the key: no two topics collide
-    const pattern = compilePattern(rule.topic, TOPIC_SYNTAX);
-    const dropped = droppedLevels(pattern, used);
+    if (used[index]!.has('topic')) return; // the whole topic is in the key: no two topics collide
+    const dropped = droppedLevels(uplink[index]!.pattern, used[index]!);
     if (dropped.length === 0) return;
     warnings.push({
       path: ['uplink', index, 'routingKey'],
@@ -58,7 +54,7 @@ function collidingRoutingKeys(config: BridgeConfig): LintWarning[] {
   });
   config.uplink.forEach((rule, index) => {
     const twin = config.uplink.findIndex(
-      (other, otherIndex) => otherIndex < index && other.exchange === rule.exchange && other.routingKey === rule.routingKey && !placeholdersOf(rule.routingKey).has('topic'),
+      (other, otherIndex) => otherIndex < index && other.exchange === rule.exchange && other.routingKey === rule.routingKey && !used[index]!.has('topic'),
     );
     if (twin === -1) return;
     warnings.push({
@@ -67,10 +63,6 @@ function collidingRoutingKeys(config: BridgeConfig): LintWarning[] {
     });
   });
   return warnings;
-}
-
-function placeholdersOf(template: string): Set<string> {
-  return new Set([...template.replace(/\{\{|\}\}/g, '').matchAll(/\{([^}]+)\}/g)].map((match) => match[1]!));
 }
 
 /** The wildcard levels of a pattern that the routing key does not carry. */
@@ -95,24 +87,11 @@ function downlinkTopicFilter(topic: string): string {
     .join('/');
 }
 
-/** Whether some topic matches both filters. */
-function filtersOverlap(a: string, b: string): boolean {
-  const left = a.split('/');
-  const right = b.split('/');
-  for (let i = 0; ; i++) {
-    const x = left[i];
-    const y = right[i];
-    if (x === '#' || y === '#') return true;
-    if (x === undefined || y === undefined) return x === y;
-    if (x !== '+' && y !== '+' && x !== y) return false;
-  }
-}
-
 function unreachableDownlinks(config: BridgeConfig): LintWarning[] {
   if (!config.acl) return [];
   const subscribable = config.acl.rules
     .filter((entry) => entry.allow !== undefined && (entry.allow === 'subscribe' || (Array.isArray(entry.allow) && entry.allow.includes('subscribe'))))
-    .map((entry) => entry.topic.replace(/\{(username|clientId)\}/g, '+'));
+    .map((entry) => entry.topic.replace(ACL_PLACEHOLDER, '+'));
   const warnings: LintWarning[] = [];
   config.downlink.forEach((rule, index) => {
     const filter = downlinkTopicFilter(rule.topic);

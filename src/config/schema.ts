@@ -43,6 +43,11 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HTTP_PORT = 9102;
 export const DEFAULT_LOG_LEVEL = 'info';
 
+/** The queue a downlink rule consumes: the existing `queue` it names, or the one the bridge declares for it. */
+export function downlinkQueueName(rule: { readonly name: string; readonly queue?: string | undefined; readonly queueName?: string | undefined }): string {
+  return rule.queue ?? rule.queueName ?? `${DOWNLINK_QUEUE_PREFIX}${rule.name}`;
+}
+
 /** A number may also be written as a string of digits (as `${PORT}` substitutions give). */
 function integer(min: number, max: number = Number.MAX_SAFE_INTEGER) {
   return z.preprocess(
@@ -166,7 +171,7 @@ const mqttSchema = z
       .optional()
       .meta({
         description:
-          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start. Without it they live in memory only and a restart forgets them.',
+          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start; a relative path is from the configuration file\'s folder, and the folder must be writable (in the container image: /app/data). Without it they live in memory only and a restart forgets them.',
         examples: ['data/sessions.json'],
       }),
     maxPacketBytes: integer(1_024, MQTT_MAX_REMAINING_LENGTH)
@@ -354,6 +359,7 @@ export const downlinkRuleSchema = z
         examples: ['devices/{deviceId}/commands/{#}'],
       }),
     qos: integer(0, 2)
+      .transform((qos) => qos as 0 | 1 | 2) // the type the mapping code takes; checked just above
       .default(1)
       .meta({ description: 'Highest QoS the message is delivered with; a subscription with a lower QoS gets that lower QoS.' }),
     retain: boolean().default(false).meta({ description: 'Publish as retained (a message header `x-mqtt-retain: true` also does).' }),
@@ -436,7 +442,11 @@ const authSchema = z
       .string()
       .min(1)
       .optional()
-      .meta({ description: 'A YAML file with a `users:` list, read with the configuration (relative paths are from the configuration file).', examples: ['users.yaml'] }),
+      .meta({
+        description:
+          'A YAML file with a `users:` list, read with the configuration (relative paths are from the configuration file\'s folder); its users join `auth.users`, and a reload reads it again.',
+        examples: ['users.yaml'],
+      }),
     certificateUsername: z
       .enum(['none', 'cn'])
       .default('none')
@@ -447,17 +457,22 @@ const authSchema = z
       'Authentication. Without this section every client may connect (the bridge warns at start); with it, anonymous clients are refused unless `anonymous: true`.',
   });
 
+/** The placeholders an ACL topic may use: the client's own username and client id. */
+export const ACL_PLACEHOLDER = /\{(username|clientId)\}/g;
+
 const aclAction = z.enum(['publish', 'subscribe']);
 const aclActions = z.union([aclAction, z.array(aclAction).min(1)]);
 
 const aclEntrySchema = z
   .strictObject({
-    allow: aclActions.optional().meta({ description: 'What the entry allows: `publish`, `subscribe` or both.' }),
-    deny: aclActions.optional().meta({ description: 'What the entry denies (instead of `allow`).' }),
+    allow: aclActions.optional().meta({ description: 'What the entry allows: `publish`, `subscribe` or both. A subscription is allowed when the entry\'s topic covers its whole filter.' }),
+    deny: aclActions.optional().meta({
+      description: 'What the entry denies (instead of `allow`). A subscription is denied when its filter overlaps the entry\'s topic: `devices/#` is refused under a deny of `devices/+/secrets/#`.',
+    }),
     topic: z
       .string()
       .min(1)
-      .refine((topic) => topic.replace(/\{(username|clientId)\}/g, '').search(/[{}]/) === -1, 'an ACL topic may only use the placeholders {username} and {clientId}')
+      .refine((topic) => topic.replace(ACL_PLACEHOLDER, '').search(/[{}]/) === -1, 'an ACL topic may only use the placeholders {username} and {clientId}')
       .meta({ description: 'Topic filter (`+`, `#`); `{username}` and `{clientId}` are the client\'s own.', examples: ['devices/{username}/#'] }),
     users: z.array(z.string().min(1)).optional().meta({ description: 'Only for these usernames.' }),
   })
@@ -557,4 +572,3 @@ export type UplinkRuleSettings = BridgeConfig['uplink'][number];
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
 export type UserSettings = z.output<typeof userSchema>;
 export type AuthSettings = NonNullable<BridgeConfig['auth']>;
-export type AclSettings = NonNullable<BridgeConfig['acl']>;

@@ -96,9 +96,15 @@ export function patternMatches(pattern: CompiledPattern, values: readonly string
   return values.length === segments.length;
 }
 
+/** The pattern with its captures as anonymous wildcards: an MQTT filter (`{name}` becomes `+`) or an AMQP binding key (`*`). */
+export function filterOf(pattern: CompiledPattern): string {
+  const single = pattern.separator === '/' ? '+' : '*';
+  return pattern.segments
+    .map((segment) => (segment.kind === 'literal' ? segment.value : segment.kind === 'multi' ? '#' : single))
+    .join(pattern.separator);
+}
+
 /** The AMQP binding key for a downlink pattern: `{name}` becomes `*`. */
 export function bindingKeyOf(pattern: CompiledPattern): string {
-  return pattern.segments
-    .map((segment) => (segment.kind === 'literal' ? segment.value : segment.kind === 'multi' ? '#' : '*'))
-    .join('.');
+  return filterOf(pattern);
 }

@@ -10,8 +10,7 @@ import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
 import type { AcceptConnection, RunningListener } from './listeners/listener.js';
 import { startTcpListener } from './listeners/tcp.js';
-import { startTlsListener } from './listeners/tls.js';
-import { startWsListener } from './listeners/ws.js';
+import { startWsListener, type WsMessageLimit } from './listeners/ws.js';
 import { Qos2Forwards } from './qos2-forwards.js';
 import { loadSessions, saveSessions } from './session-snapshot.js';
 import { createSessionStore, type SessionStore } from './session-store.js';
@@ -50,7 +49,7 @@ export class MqttServer implements DevicePublisher {
   readonly broker: Aedes;
   private readonly identities: ClientIdentities;
   private running: RunningListener[] = [];
-  private connections = 0;
+  /** Connections open now, by listener type. */
   private readonly byListener = new Map<string, number>();
 
   private constructor(
@@ -140,15 +139,13 @@ export class MqttServer implements DevicePublisher {
   /** Starts every listener; if one cannot bind, the others are stopped and the error thrown. */
   async listen(listeners: readonly ListenerConfig[]): Promise<readonly RunningListener[]> {
     const accept: AcceptConnection = (stream, request, listener, peer) => {
-      if (this.connections >= this.options.config.maxConnections) {
+      if (this.openConnections() >= this.options.config.maxConnections) {
         this.refused('connections', null, `${listener} listener`);
         stream.destroy();
         return;
       }
-      this.connections++;
       this.byListener.set(listener, (this.byListener.get(listener) ?? 0) + 1);
       stream.once('close', () => {
-        this.connections--;
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
       });
       const client = this.broker.handle(stream, request);
@@ -156,16 +153,20 @@ export class MqttServer implements DevicePublisher {
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
       this.guardPacketSize(client, stream);
     };
+    const wsLimit: WsMessageLimit = {
+      maxPacketBytes: this.options.config.maxPacketBytes,
+      onMessageTooBig: () => this.refused('packet_size', null, 'WebSocket message over the limit'),
+    };
     try {
       for (const listener of listeners) {
         const running =
           listener.type === 'tcp'
             ? await startTcpListener(listener, accept)
             : listener.type === 'ws'
-              ? await startWsListener(listener, accept)
+              ? await startWsListener(listener, accept, wsLimit)
               : listener.type === 'tls'
-                ? await startTlsListener(listener, accept)
-                : await startWsListener(listener, accept, listener);
+                ? await startTcpListener(listener, accept, listener)
+                : await startWsListener(listener, accept, wsLimit, listener);
         this.running.push(running);
       }
     } catch (error) {
@@ -199,8 +200,10 @@ export class MqttServer implements DevicePublisher {
   }
 
   /** Connections open now, over all listeners. */
-  get connectionCount(): number {
-    return this.connections;
+  private openConnections(): number {
+    let open = 0;
+    for (const count of this.byListener.values()) open += count;
+    return open;
   }
 
   /** Re-reads the certificates of every TLS listener; throws (changing nothing more) if one cannot be read. */

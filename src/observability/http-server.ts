@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { formatHost, listen } from '../util/listen.js';
 
 export interface Readiness {
   ready: boolean;
@@ -57,17 +57,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     }
     json(response, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listen(server, options.port, options.host);
   return {
     port,
-    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
+    url: `http://${formatHost(options.host)}:${port}`,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hashPassword } from '../../src/auth/passwords.js';
+import { loadConfigText } from '../../src/config/load.js';
 import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, forwardAllTo, startTestBridge, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { captureLogs } from '../helpers/log-capture.js';
@@ -17,13 +18,14 @@ let consumer: TestConsumer;
 
 before(async () => {
   const users = await Promise.all(Object.entries(PASSWORDS).map(async ([username, password]) => ({ username, password: await hashPassword(password) })));
-  // One user comes from a users file, as ops would keep them.
+  // One user comes from a users file, as ops would keep them: loading a configuration that names it adds its users to auth.users.
   const usersFile = join(mkdtempSync(join(tmpdir(), 'bridge-users-')), 'users.yaml');
   writeFileSync(usersFile, `users:\n  - { username: admin, password: "${users.pop()!.password}" }\n`);
+  const fromFile = loadConfigText(`auth: { usersFile: "${usersFile}" }\n`, 'bridge.yaml', { env: {} }).auth!.users;
   bridge = await startTestBridge(
     {
       ...forwardAllTo(exchange),
-      auth: { users, usersFile },
+      auth: { users: [...users, ...fromFile] },
       acl: [
         { allow: 'publish', topic: 'devices/{username}/#' },
         { allow: 'subscribe', topic: 'devices/{username}/commands/#' },
@@ -105,7 +107,7 @@ for (const transport of TRANSPORTS) {
       const admin = await login('admin', transport);
       const seen: string[] = [];
       admin.on('message', (topic) => seen.push(topic));
-      await admin.subscribeAsync('devices/#', { qos: 1 });
+      await admin.subscribeAsync('devices/+/telemetry', { qos: 1 });
       const sensor = await RawMqttClient.open(transport, bridge.url(transport));
       const deniedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_acl_denied_total', { action: 'publish' });
       const start = consumer.messages.length;
@@ -135,6 +137,26 @@ for (const transport of TRANSPORTS) {
       } finally {
         await ops.endAsync();
         await admin.endAsync();
+      }
+    });
+
+    test(`acl ${transport} - a filter broader than a deny entry (admin's devices/#) is refused, so the denied topics never reach it`, async () => {
+      const admin = await RawMqttClient.open(transport, bridge.url(transport));
+      const sensor = await login('sensor-1', transport);
+      try {
+        admin.sendConnect({ clientId: uniqueName('admin'), username: 'admin', password: PASSWORDS.admin });
+        assert.equal(((await admin.next('connack')) as unknown as { returnCode: number }).returnCode, 0);
+        admin.send({ cmd: 'subscribe', messageId: 1, subscriptions: ['devices/#', '#', 'devices/+/+/key', 'devices/sensor-1/state'].map((topic) => ({ topic, qos: 1 })) });
+        assert.deepEqual(((await admin.next('suback')) as unknown as { granted: number[] }).granted, [128, 128, 128, 1]);
+        await sensor.publishAsync('devices/sensor-1/secrets/key', 'hunter2', { qos: 1 });
+        await sensor.publishAsync('devices/sensor-1/state', 'on', { qos: 1 });
+        const delivered = (await admin.next('publish')) as unknown as { topic: string };
+        assert.equal(delivered.topic, 'devices/sensor-1/state');
+        await delay(300);
+        assert.equal(admin.count('publish'), 0, 'the secret was not delivered');
+      } finally {
+        admin.destroy();
+        await sensor.endAsync();
       }
     });
   });
@@ -187,6 +209,7 @@ test('acl - onDeniedPublish: drop acknowledges a denied publish and delivers it 
     await client.publishAsync('closed/topic', 'dropped too', { qos: 2 });
     await client.publishAsync('open/topic', 'fine', { qos: 1 });
     await consumer.waitForCount(start + 1);
+    await waitFor(() => seen.includes('open/topic'), 'the allowed publish at the local subscriber');
     await delay(300);
     assert.equal(client.connected, true);
     assert.deepEqual(consumer.messages.slice(start).map((m) => m.fields.routingKey), ['open.topic']);

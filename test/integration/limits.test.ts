@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import mqttPacket from 'mqtt-packet';
+import WebSocket from 'ws';
 import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, forwardAllTo, startTestBridge, type TestBridge, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
@@ -90,6 +93,63 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+/** The header of one masked binary WebSocket frame (a client's) announcing `length` payload bytes [RFC 6455 5.2]. */
+function wsFrameHeader(length: number): Buffer {
+  const header = Buffer.alloc(14);
+  header[0] = 0x82; // FIN, binary
+  header[1] = 0x80 | 127; // masked, 64-bit length follows
+  header.writeBigUInt64BE(BigInt(length), 2);
+  header.writeUInt32BE(0x12345678, 10); // the masking key
+  return header;
+}
+
+test('limits ws - a WebSocket message far over maxPacketBytes is refused from its frame header, not buffered; others are unaffected', async () => {
+  const bystander = await connectClient(bridge.url('ws'));
+  const attacker = new WebSocket(bridge.url('ws'), 'mqtt');
+  let closed = false;
+  attacker.on('close', () => (closed = true));
+  attacker.on('error', () => {});
+  await new Promise((resolve, reject) => attacker.once('open', resolve).once('error', reject));
+  try {
+    const before = await refused('packet_size');
+    // 90 MiB announced and 1 MiB sent: were the message buffered (ws' own limit is 100 MiB), the
+    // connection would stay open waiting for the rest, holding what came so far.
+    const socket = (attacker as unknown as { _socket: Socket })._socket;
+    socket.write(wsFrameHeader(90 * 1024 * 1024));
+    socket.write(Buffer.alloc(1024 * 1024));
+    await waitFor(() => closed, 'the connection sending the oversized message to be closed', 5_000);
+    assert.equal(await refused('packet_size'), before + 1);
+    await waitFor(
+      async () => (await bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_connections', { listener: 'ws' })) === 1,
+      'only the bystander to be connected over ws',
+    );
+    const start = consumer.messages.length;
+    await bystander.publishAsync('limits/ws/after-oversized', Buffer.alloc(MAX_PACKET - 100), { qos: 1 });
+    const [message] = (await consumer.waitForCount(start + 1)).slice(start);
+    assert.equal(message!.content.length, MAX_PACKET - 100, 'a packet within the limit, sent as one message, passes');
+  } finally {
+    attacker.terminate();
+    await bystander.endAsync();
+  }
+});
+
+test('limits ws - one WebSocket message may carry several packets, more than maxPacketBytes in all [MQTT-6.0.0-2]', async () => {
+  const client = await RawMqttClient.open('ws', bridge.url('ws'));
+  try {
+    await client.connect(uniqueName('batch'));
+    const start = consumer.messages.length;
+    const publish = (messageId: number) =>
+      mqttPacket.generate({ cmd: 'publish', topic: `limits/ws/batch/${messageId}`, payload: Buffer.alloc(MAX_PACKET - 100), qos: 1, messageId, dup: false, retain: false });
+    client.sendRaw(Buffer.concat([publish(1), publish(2)])); // one write, one WebSocket message
+    const arrived = (await consumer.waitForCount(start + 2)).slice(start);
+    assert.deepEqual(arrived.map((message) => message.fields.routingKey).sort(), ['limits.ws.batch.1', 'limits.ws.batch.2']);
+    await waitFor(() => client.count('puback') === 2, 'both PUBACKs');
+    assert.equal(client.closed, false);
+  } finally {
+    client.destroy();
+  }
+});
+
 test('limits - connections past maxConnections are closed at once, over all listeners; a freed place is taken again', async () => {
   const before = await refused('connections');
   const held = [
@@ -105,9 +165,15 @@ test('limits - connections past maxConnections are closed at once, over all list
     }
     assert.equal(await refused('connections'), before + 2);
     await held.pop()!.endAsync();
-    await delay(200);
-    held.push(await connectClient(bridge.url('ws')));
-    assert.equal(held[3]!.connected, true);
+    await waitFor(async () => (await bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_connections', { listener: 'ws' })) === 1, 'the freed ws connection to be gone');
+    const taken = await connectClient(bridge.url('ws'));
+    held.push(taken);
+    let closed = false;
+    taken.on('close', () => {
+      closed = true;
+    });
+    await delay(300);
+    assert.equal(closed, false, 'the freed place was taken, not refused');
   } finally {
     await Promise.all(held.map((client) => client.endAsync()));
   }

@@ -7,6 +7,8 @@ type Authenticate = NonNullable<AedesOptions['authenticate']>;
 export const IDENTIFIER_REJECTED = 2;
 /** CONNACK return code 3 [MQTT-3.2.2-3]: the server is unavailable. */
 export const SERVER_UNAVAILABLE = 3;
+/** CONNACK return code 4: bad user name or password. */
+export const BAD_USERNAME_OR_PASSWORD = 4;
 /** CONNACK return code 5: not authorized. */
 export const NOT_AUTHORIZED = 5;
 
@@ -18,6 +20,7 @@ export interface LoginCheck {
     password: Buffer | undefined;
     certificateCommonName: string | undefined;
     address: string;
+    connectionClosed: () => boolean;
   }): Promise<{ ok: true; username: string | undefined } | { ok: false; returnCode: number; reason: string }>;
 }
 
@@ -71,6 +74,7 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
         password: password ?? undefined,
         certificateCommonName: identity?.certificateCommonName,
         address: identity?.address ?? 'unknown',
+        connectionClosed: () => client.closed,
       })
       .then(
         (result) => (result.ok ? accept(result.username) : done(refuse(result.returnCode, result.reason), null)),

@@ -1,12 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { ListenError } from '../../errors.js';
+import { formatHost, listen } from '../../util/listen.js';
 import type { AcceptConnection, RunningListener } from './listener.js';
-import { listen } from './listen.js';
-import { formatHost } from './tcp.js';
 import { peerOf, tlsOptions, type TlsFiles } from './tls-options.js';
 
 export interface WsListenerConfig {
@@ -15,10 +13,35 @@ export interface WsListenerConfig {
   readonly path: string;
 }
 
+export interface WsMessageLimit {
+  /** `mqtt.maxPacketBytes`: the largest remaining length of one MQTT packet. */
+  readonly maxPacketBytes: number;
+  /** Called when a WebSocket message over the limit closes a connection. */
+  readonly onMessageTooBig: () => void;
+}
+
 /** MQTT subprotocol names clients offer: `mqtt` (3.1.1) and `mqttv3.1`. */
 const MQTT_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'];
 
-export async function startWsListener(config: WsListenerConfig, accept: AcceptConnection, tls?: TlsFiles): Promise<RunningListener> {
+/** A packet's fixed header: the type byte and at most four bytes of remaining length [MQTT-2.2.3]. */
+const MAX_FIXED_HEADER_BYTES = 5;
+/** Below this a message is never refused, whatever maxPacketBytes says: small batches cost nothing. */
+const MIN_WS_MESSAGE_BYTES = 64 * 1024;
+
+/**
+ * The largest WebSocket message accepted. ws buffers a whole message before the MQTT side sees
+ * a byte of it (its own default allows 100 MiB), so the packet size guard cannot stop a big one
+ * in time: ws must refuse it from the frame header. One packet fills at most maxPacketBytes + 5
+ * bytes; but a message may also carry several packets [MQTT-6.0.0-2] (mqtt.js in a browser sends
+ * the writes it queued as one message), so twice that is allowed: the largest packet and as much
+ * again besides.
+ */
+function wsMaxMessageBytes(maxPacketBytes: number): number {
+  return Math.max(2 * (maxPacketBytes + MAX_FIXED_HEADER_BYTES), MIN_WS_MESSAGE_BYTES);
+}
+
+/** MQTT over WebSocket, or over secure WebSocket when `tls` is given. */
+export async function startWsListener(config: WsListenerConfig, accept: AcceptConnection, limit: WsMessageLimit, tls?: TlsFiles): Promise<RunningListener> {
   const type = tls ? 'wss' : 'ws';
   const respond = (_request: IncomingMessage, response: ServerResponse) => {
     response.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
@@ -30,20 +53,24 @@ export async function startWsListener(config: WsListenerConfig, accept: AcceptCo
     server: http,
     path: config.path,
     perMessageDeflate: false,
+    maxPayload: wsMaxMessageBytes(limit.maxPacketBytes),
     handleProtocols: (offered: Set<string>) => MQTT_SUBPROTOCOLS.find((name) => offered.has(name)) ?? false,
   });
   wss.on('connection', (socket, request: IncomingMessage) => {
     const stream = createWebSocketStream(socket);
     stream.on('error', () => socket.terminate());
+    socket.on('error', (error: Error & { code?: string }) => {
+      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') limit.onMessageTooBig();
+    });
     accept(stream, request, type, tls ? peerOf(request.socket as TLSSocket) : { address: request.socket.remoteAddress });
   });
   wss.on('error', () => {}); // surfaced through the http server
+  let port: number;
   try {
-    await listen(http, config.port, config.host);
+    port = await listen(http, config.port, config.host);
   } catch (error) {
     throw new ListenError(`${type} listener cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, { cause: error });
   }
-  const { port } = http.address() as AddressInfo;
   return {
     type,
     host: config.host,

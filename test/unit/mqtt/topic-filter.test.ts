@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { filterMatches } from '../../../src/mqtt/topic-filter.js';
+import { filterCovers, filtersOverlap, levelsMatch, levelsOf } from '../../../src/mqtt/topic-filter.js';
+
+const filterMatches = (filter: string, topic: string): boolean => levelsMatch(levelsOf(filter), levelsOf(topic));
 
 test('filterMatches - literal, + and # as MQTT 3.1.1 defines them', () => {
   const cases: Array<[string, string, boolean]> = [
@@ -22,4 +24,39 @@ test('filterMatches - a leading wildcard does not match a $ topic [MQTT-4.7.2-1]
   assert.equal(filterMatches('#', '$SYS/uptime'), false);
   assert.equal(filterMatches('+/uptime', '$SYS/uptime'), false);
   assert.equal(filterMatches('$SYS/#', '$SYS/uptime'), true);
+});
+
+test('filterCovers - every topic the inner filter matches is matched by the outer one', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['a/#', 'a/b/#', true],
+    ['a/#', 'a', true],
+    ['a/+', 'a/b', true],
+    ['a/+', 'a/+', true],
+    ['a/b', 'a/+', false],
+    ['a/+', 'a/#', false],
+    ['a/+/c', 'a/b/#', false],
+    ['#', '$SYS/#', false],
+    ['$SYS/#', '$SYS/uptime', true],
+  ];
+  for (const [outer, inner, expected] of cases) assert.equal(filterCovers(outer, inner), expected, `${outer} covers ${inner}`);
+});
+
+test('filtersOverlap - some topic matches both filters', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['devices/+/secrets/#', 'devices/#', true],
+    ['devices/+/secrets/#', 'devices/d1/+/key', true],
+    ['devices/+/secrets/#', 'devices/+/telemetry', false],
+    ['a/#', 'a', true],
+    ['a/+', 'a', false],
+    ['a/+', 'a/b/c', false],
+    ['+/+', 'a/b', true],
+    ['a/b', 'a/c', false],
+    ['#', '$SYS/#', false],
+    ['+/uptime', '$SYS/+', false],
+    ['$SYS/#', '$SYS/+', true],
+  ];
+  for (const [a, b, expected] of cases) {
+    assert.equal(filtersOverlap(a, b), expected, `${a} overlaps ${b}`);
+    assert.equal(filtersOverlap(b, a), expected, `${b} overlaps ${a}`);
+  }
 });

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import mqtt from 'mqtt';
+import { createAuthorizeForward } from '../../../src/mqtt/hooks/authorize-forward.js';
+
+function clientWith(subscriptions: Record<string, number>): Client {
+  const held: Record<string, { qos: number }> = Object.create(null);
+  for (const [filter, qos] of Object.entries(subscriptions)) held[filter] = { qos };
+  return { id: 'c', subscriptions: held } as unknown as Client;
+}
+
+const publish = (topic: string, qos: 0 | 1 | 2) => ({ cmd: 'publish', topic, qos, payload: Buffer.from('x'), retain: false, dup: false }) as AedesPublishPacket;
+
+test('authorizeForward - a message gets the highest QoS granted to a matching filter, never more than it was published with', () => {
+  const forward = createAuthorizeForward();
+  const cases: Array<[Record<string, number>, string, 0 | 1 | 2, number]> = [
+    [{ 'a/#': 1 }, 'a/b', 2, 1],
+    [{ 'a/#': 0, 'a/+': 1 }, 'a/b', 2, 1],
+    [{ 'a/#': 0, '+/b': 2 }, 'a/b', 2, 2],
+    [{ 'a/#': 0 }, 'a/b', 1, 0],
+    [{ 'a/#': 2 }, 'a/b', 1, 1],
+    [{ 'a/#': 0, 'b/#': 0 }, 'a/b', 0, 0],
+    [{ 'x/#': 0 }, 'a/b', 2, 2], // no filter matches: left as it is
+    [{ '#': 0 }, '$SYS/x', 1, 1], // "#" does not match a "$" topic [MQTT-4.7.2-1]
+  ];
+  for (const [subscriptions, topic, qos, expected] of cases) {
+    const packet = publish(topic, qos);
+    const forwarded = forward(clientWith(subscriptions), packet);
+    assert.equal(forwarded, packet, 'the packet aedes handed over, lowered in place');
+    assert.equal(packet.qos, expected, `${JSON.stringify(subscriptions)} ${topic} at QoS ${qos}`);
+  }
+});
+
+test('authorizeForward - with aedes, one QoS 2 message reaches each wildcard subscriber at the QoS it was granted', async (t) => {
+  const broker = await Aedes.createBroker({ authorizeForward: createAuthorizeForward() });
+  const server = createServer(broker.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const connect = () => mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0 });
+  const clients = await Promise.all([connect(), connect(), connect(), connect()]);
+  t.after(async () => {
+    await Promise.all(clients.map((client) => client.endAsync(true)));
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    server.close();
+  });
+  const [low, high, zero, publisher] = clients as [mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient];
+  // The lowest grant subscribes first: were the packet shared, lowering it would reach the others.
+  await low.subscribeAsync('plant/#', { qos: 1 });
+  await high.subscribeAsync('plant/+/temp', { qos: 2 });
+  await zero.subscribeAsync('+/+/temp', { qos: 0 });
+  const received = (client: mqtt.MqttClient) =>
+    new Promise<number>((resolve) => client.once('message', (_topic, _payload, packet) => resolve(packet.qos)));
+  const delivered = Promise.all([received(low), received(high), received(zero)]);
+  await publisher.publishAsync('plant/7/temp', '21.5', { qos: 2 });
+  assert.deepEqual(await delivered, [1, 2, 0]);
+});
