@@ -24,7 +24,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
-# The files stay owned by root: the bridge only reads them.
+# The files stay owned by root: the bridge only reads them. It writes only under /app/data
+# (e.g. `mqtt.sessionFile: /app/data/sessions.json`), a volume so that it outlives the container.
+RUN mkdir /app/data && chown node:node /app/data
+VOLUME /app/data
 USER node
 # MQTT over TCP (MQTT_PORT) and over WebSocket on /mqtt (MQTT_WS_PORT): the listeners of config/bridge.yaml;
 # 9102: /metrics, /healthz and /readyz (config key http.port).

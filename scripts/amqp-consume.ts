@@ -4,13 +4,14 @@
  * Binds a temporary exclusive queue; one JSON line per message. AMQP_URL as for the bridge.
  */
 import amqplib from 'amqplib';
+import { DEFAULT_AMQP_URL } from '../src/config/schema.js';
 
 const [exchange, bindingKey = '#'] = process.argv.slice(2);
 if (!exchange) {
   console.error('usage: npm run -s consume -- EXCHANGE [BINDING_KEY]');
   process.exit(2);
 }
-const connection = await amqplib.connect(process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+const connection = await amqplib.connect(process.env.AMQP_URL ?? DEFAULT_AMQP_URL);
 const channel = await connection.createChannel();
 const { queue } = await channel.assertQueue('', { exclusive: true });
 await channel.bindQueue(queue, exchange, bindingKey);

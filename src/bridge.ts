@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { AmqpBackend } from './amqp/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
-import { loadUsersFile } from './config/load.js';
 import { reloadedSections, restartRequiredChanges } from './config/reload-plan.js';
-import { DOWNLINK_QUEUE_PREFIX, type AuthSettings, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
+import { downlinkQueueName, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
 import { compileDownlinkRules, type DownlinkRuleResolver } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
@@ -74,7 +73,7 @@ export function createBridge(options: BridgeOptions): Bridge {
   // the old or wholly by the new rules.
   let running = config;
   let resolver = new UplinkResolver(config.uplink);
-  let downlinkRules = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
+  let downlinkRules = compileDownlinkRules(config.downlink);
   let downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
   let acl = config.acl ? { rules: new Acl(config.acl.rules), onDeniedPublish: config.acl.onDeniedPublish } : null;
   let mqtt: MqttServer | null = null;
@@ -93,7 +92,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     logger: logger.child({ part: 'amqp' }),
     onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
   });
-  const authenticator = new Authenticator(withUsersFile(config.auth), logger.child({ part: 'auth' }));
+  const authenticator = new Authenticator(config.auth, logger.child({ part: 'auth' }));
   const access = accessPolicy(() => acl, metrics, logger.child({ part: 'acl' }));
   const flow = new FlowController({
     maxPendingMessages: config.flow.maxPendingMessages,
@@ -199,13 +198,12 @@ export function createBridge(options: BridgeOptions): Bridge {
       const restartRequired = restartRequiredChanges(running, next);
       // Everything that can fail is built first; then the swap.
       const nextResolver = new UplinkResolver(next.uplink);
-      const nextDownlinkRules = compileDownlinkRules(next.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
-      const nextAuth = withUsersFile(next.auth);
+      const nextDownlinkRules = compileDownlinkRules(next.downlink);
       const nextAcl = next.acl ? { rules: new Acl(next.acl.rules), onDeniedPublish: next.acl.onDeniedPublish } : null;
       resolver = nextResolver;
       downlinkRules = nextDownlinkRules;
       downlinkResolvers = new Map(nextDownlinkRules.map((rule) => [rule.rule.name, rule]));
-      authenticator.setSettings(nextAuth);
+      authenticator.setSettings(next.auth);
       acl = nextAcl;
       logger.level = next.log.level;
       // What the restart-required settings say stays as it was until a restart.
@@ -257,7 +255,7 @@ export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], co
     const bindingKey = compiled[index]!.rule.bindingKey;
     return {
       rule: rule.name,
-      queue: rule.queue ?? rule.queueName ?? `${DOWNLINK_QUEUE_PREFIX}${rule.name}`,
+      queue: downlinkQueueName(rule),
       binding:
         rule.exchange !== undefined && bindingKey !== null
           ? { exchange: rule.exchange, key: bindingKey, deadLetterExchange: rule.deadLetterExchange }
@@ -288,12 +286,6 @@ function accessPolicy(
       warning.warn(null, { action, clientId, topic });
     },
   };
-}
-
-/** The auth settings with the users of `auth.usersFile` added (read now; a reload reads it again). */
-function withUsersFile(auth: AuthSettings | undefined): AuthSettings | undefined {
-  if (!auth?.usersFile) return auth;
-  return { ...auth, users: [...auth.users, ...loadUsersFile(auth.usersFile)] };
 }
 
 /** `limits.publishesPerSecond` as the MQTT side applies it, with its drops and delays counted. */

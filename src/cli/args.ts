@@ -48,3 +48,14 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[])
   }
   return { positional, options, repeated };
 }
+
+/** `--header NAME=VALUE` arguments as a header table (a later NAME wins). */
+export function parseHeaderArgs(args: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const header of args) {
+    const equals = header.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--header takes NAME=VALUE, not "${header}"`);
+    headers[header.slice(0, equals)] = header.slice(equals + 1);
+  }
+  return headers;
+}

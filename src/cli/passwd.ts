@@ -1,7 +1,7 @@
 import { hashPassword } from '../auth/passwords.js';
 import { UsageError } from '../errors.js';
 import { parseArgs } from './args.js';
-import { writeLine, type CommandIo } from './io.js';
+import { readAll, writeLine, type CommandIo } from './io.js';
 
 export const PASSWD_USAGE = 'mqtt-amqp-bridge passwd < password-file   (or: echo -n secret | mqtt-amqp-bridge passwd)';
 
@@ -13,9 +13,7 @@ export const PASSWD_USAGE = 'mqtt-amqp-bridge passwd < password-file   (or: echo
 export async function passwdCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { positional } = parseArgs(argv, []);
   if (positional.length > 0 || !io.stdin) throw new UsageError(`usage: ${PASSWD_USAGE}`);
-  const chunks: Buffer[] = [];
-  for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const password = (await readAll(io.stdin)).replace(/\r?\n$/, '');
   if (password.length === 0) throw new UsageError('the password read from standard input is empty');
   writeLine(io.stdout, await hashPassword(password));
   return 0;

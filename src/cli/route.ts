@@ -1,12 +1,12 @@
 import { loadConfigFile } from '../config/load.js';
-import { DOWNLINK_QUEUE_PREFIX } from '../config/schema.js';
+import { downlinkQueueName } from '../config/schema.js';
 import { RenderError, TopicError, UsageError } from '../errors.js';
 import { compileDownlinkRules } from '../mapping/downlink.js';
 import { assertTopicName } from '../mapping/topic.js';
 import { UplinkResolver, type UplinkPublish } from '../mapping/uplink.js';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from './args.js';
-import { writeLine, type CommandIo } from './io.js';
+import { parseArgs, parseHeaderArgs } from './args.js';
+import { readAll, writeLine, type CommandIo } from './io.js';
 
 export const ROUTE_USAGE = `mqtt-amqp-bridge route FILE TOPIC [--client-id ID] [--username U] [--qos 0|1|2]
   mqtt-amqp-bridge route FILE --topics TOPICS_FILE|- [--client-id ID] [--username U] [--qos 0|1|2]
@@ -54,7 +54,7 @@ export async function routeCommand(argv: readonly string[], io: CommandIo): Prom
   }
   // One topic per line (blank lines and lines starting with "#" skipped): one JSON line each,
   // for a golden-file test of a mapping change.
-  const text = topicsFile === '-' ? await readAll(io) : readFileSync(topicsFile, 'utf8');
+  const text = topicsFile === '-' ? await readStdin(io) : readFileSync(topicsFile, 'utf8');
   let unrouted = 0;
   for (const line of text.split(/\r?\n/)) {
     if (line.length === 0 || line.startsWith('#')) continue;
@@ -101,11 +101,9 @@ function routeOne(resolver: UplinkResolver, publish: UplinkPublish, io: CommandI
   return true;
 }
 
-async function readAll(io: CommandIo): Promise<string> {
+function readStdin(io: CommandIo): Promise<string> {
   if (!io.stdin) throw new UsageError('--topics - reads standard input, which is not available');
-  const chunks: Buffer[] = [];
-  for await (const chunk of io.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
+  return readAll(io.stdin);
 }
 
 /**
@@ -116,19 +114,14 @@ async function readAll(io: CommandIo): Promise<string> {
 function routeDownlink(positional: readonly string[], headerArgs: readonly string[], io: CommandIo): number {
   if (positional.length !== 3) throw new UsageError(`usage: ${ROUTE_USAGE}`);
   const [file, exchange, routingKey] = positional as [string, string, string];
-  const headers: Record<string, string> = {};
-  for (const header of headerArgs) {
-    const equals = header.indexOf('=');
-    if (equals <= 0) throw new UsageError(`--header takes NAME=VALUE, not "${header}"`);
-    headers[header.slice(0, equals)] = header.slice(equals + 1);
-  }
+  const headers = parseHeaderArgs(headerArgs);
   const config = loadConfigFile(file, { env: io.env });
-  const resolvers = compileDownlinkRules(config.downlink.map((rule) => ({ ...rule, qos: rule.qos as 0 | 1 | 2 })));
+  const resolvers = compileDownlinkRules(config.downlink);
   let routed = 0;
   let failed = 0;
   config.downlink.forEach((rule, index) => {
     if (rule.exchange !== exchange) return;
-    const base = { direction: 'downlink', exchange, routingKey, rule: rule.name, queue: rule.queueName ?? `${DOWNLINK_QUEUE_PREFIX}${rule.name}` };
+    const base = { direction: 'downlink', exchange, routingKey, rule: rule.name, queue: downlinkQueueName(rule) };
     try {
       const route = resolvers[index]!.resolve({ exchange, routingKey, headers });
       if (!route) return;

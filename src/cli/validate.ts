@@ -1,5 +1,5 @@
-import { lintConfigFile, loadConfigFile } from '../config/load.js';
-import { ConfigError, UsageError } from '../errors.js';
+import { validateConfigFile } from '../config/load.js';
+import { ConfigError, formatProblem, UsageError } from '../errors.js';
 import { parseArgs } from './args.js';
 import { writeLine, type CommandIo } from './io.js';
 
@@ -13,17 +13,15 @@ export const VALIDATE_USAGE = 'mqtt-amqp-bridge validate FILE [--strict]';
 export function validateCommand(argv: readonly string[], io: CommandIo): number {
   const { positional, options } = parseArgs(argv, [{ name: 'strict', takesValue: false }]);
   if (positional.length !== 1) throw new UsageError(`usage: ${VALIDATE_USAGE}`);
-  const file = positional[0]!;
-  let config;
+  let warnings;
   try {
-    config = loadConfigFile(file, { env: io.env });
+    ({ warnings } = validateConfigFile(positional[0]!, { env: io.env }));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     writeLine(io.stdout, error.message);
     return 1;
   }
-  const warnings = lintConfigFile(file, config);
-  for (const warning of warnings) writeLine(io.stdout, `${warning.file}:${warning.line}:${warning.col}: warning: ${warning.message}`);
+  for (const warning of warnings) writeLine(io.stdout, formatProblem({ ...warning, message: `warning: ${warning.message}` }));
   if (warnings.length > 0 && options.has('strict')) return 1;
   writeLine(io.stdout, warnings.length > 0 ? `ok, with ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : 'ok');
   return 0;

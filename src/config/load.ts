@@ -20,50 +20,59 @@ type Path = ReadonlyArray<string | number>;
 
 /** Reads, substitutes, parses, validates and freezes a configuration file. Throws ConfigError. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
-    throw new ConfigError('BRIDGE_ERR_CONFIG_READ', [{ file, line: 1, col: 1, path: '', message: `cannot read configuration: ${reason}` }], { cause: error });
-  }
-  return loadConfigText(text, file, options);
+  return loadConfigText(readConfigFile(file), file, options);
 }
 
-/** The linter's warnings for a valid configuration file, each at its FILE:LINE:COL. */
-export function lintConfigFile(file: string, config: BridgeConfig): ConfigProblem[] {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter, prettyErrors: false });
-  return sortProblems(
-    lintConfig(config).map((warning) => {
-      const { line, col } = lineCounter.linePos(offsetOf(doc, warning.path));
-      return { file, line, col, path: formatPath(warning.path), message: warning.message };
-    }),
-  );
+/** As loadConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
+export function validateConfigFile(file: string, options: LoadOptions = {}): { config: BridgeConfig; warnings: ConfigProblem[] } {
+  const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
+  return { config, warnings: sortProblems(lintConfig(config).map((warning) => problemAt(warning.path, warning.message))) };
 }
 
 /** As loadConfigFile, for text already read; `file` only names it in messages. */
 export function loadConfigText(text: string, file: string, options: LoadOptions = {}): BridgeConfig {
-  const env = options.env ?? process.env;
-  const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
-  problems.push(...checkRules(data, (path, message) => at(offsetOf(doc, path), path, message)));
-  let config = parsed && resolveFiles(parsed, dirname(file));
-  if (config) problems.push(...missingFiles(config, (path, message) => at(offsetOf(doc, path), path, message)));
-  if (config?.auth?.usersFile !== undefined) {
-    // Resolved from the configuration's folder; read here to report its problems, and again
-    // by the bridge when it starts (and on reload).
-    const fromFile = readUsersFile(config.auth.usersFile, env, problems);
-    checkUniqueUsers([...config.auth!.users, ...fromFile], problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
-  } else if (config?.auth) {
-    checkUniqueUsers(config.auth.users, problems, at(offsetOf(doc, ['auth']), ['auth'], '').line, file);
-  }
-  if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
-  return deepFreeze(config) as BridgeConfig;
+  return parseConfig(text, file, options).config;
 }
 
-/** Files named in the configuration (certificates, keys, the users file) are relative to its folder. */
+function readConfigFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (error as Error).message;
+    throw new ConfigError('BRIDGE_ERR_CONFIG_READ', [{ file, line: 1, col: 1, path: '', message: `cannot read configuration: ${reason}` }], { cause: error });
+  }
+}
+
+/** The frozen configuration, and where a path of it is in the file (for the linter's warnings). */
+function parseConfig(
+  text: string,
+  file: string,
+  options: LoadOptions,
+): { config: BridgeConfig; problemAt: (path: Path, message: string) => ConfigProblem } {
+  const env = options.env ?? process.env;
+  const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
+  const problemAt = (path: Path, message: string) => at(offsetOf(doc, path), path, message);
+  problems.push(...checkRules(data, problemAt));
+  let config = parsed && resolveFiles(parsed, dirname(file));
+  if (config) problems.push(...missingFiles(config, problemAt));
+  if (config?.auth) {
+    const users: PlacedUser[] = config.auth.users.map((user, index) => {
+      const path = ['auth', 'users', index, 'username'];
+      return { user, problem: (message) => problemAt(path, `${formatPath(path)}: ${message}`) };
+    });
+    // The users file's users join auth.users here, so a reload that changes only that file is seen as an auth change.
+    if (config.auth.usersFile !== undefined) users.push(...readUsersFile(config.auth.usersFile, env, problems));
+    problems.push(...duplicateUsers(users));
+    config = { ...config, auth: { ...config.auth, users: users.map(({ user }) => user) } };
+  }
+  if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
+  return { config: deepFreeze(config) as BridgeConfig, problemAt };
+}
+
+/** Files named in the configuration (certificates, keys, the users file, the session file) are relative to its folder. */
 function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.output<typeof configSchema> {
   const at = (path: string) => resolve(folder, path);
+  const sessionFile = config.mqtt.sessionFile;
   const listeners = config.mqtt.listeners.map((listener) =>
     listener.type === 'tls' || listener.type === 'wss'
       ? { ...listener, cert: at(listener.cert), key: at(listener.key), ...(listener.ca ? { ca: at(listener.ca) } : {}) }
@@ -77,7 +86,8 @@ function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.
     ...(tls.cert ? { cert: at(tls.cert) } : {}),
     ...(tls.key ? { key: at(tls.key) } : {}),
   };
-  return { ...config, mqtt: { ...config.mqtt, listeners }, amqp: { ...config.amqp, ...(amqpTls ? { tls: amqpTls } : {}) }, ...(auth ? { auth } : {}) };
+  const mqtt = { ...config.mqtt, listeners, ...(sessionFile ? { sessionFile: at(sessionFile) } : {}) };
+  return { ...config, mqtt, amqp: { ...config.amqp, ...(amqpTls ? { tls: amqpTls } : {}) }, ...(auth ? { auth } : {}) };
 }
 
 /** Certificates, keys and CA files that cannot be read: reported by `validate`, not at the first connection. */
@@ -135,16 +145,14 @@ function readYaml<T>(text: string, file: string, schema: z.ZodType<T>, env: Read
   return { data, parsed: parsed.success ? parsed.data : null, problems, doc, at };
 }
 
-/** Reads `auth.usersFile`; throws ConfigError with every problem as FILE:LINE:COL. */
-export function loadUsersFile(file: string, options: LoadOptions = {}): UserSettings[] {
-  const problems: ConfigProblem[] = [];
-  const users = readUsersFile(file, options.env ?? process.env, problems);
-  if (problems.length > 0) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
-  return users;
+/** A user, and how to report a problem at its username in whichever file gives it (message prefixed with the path). */
+interface PlacedUser {
+  user: UserSettings;
+  problem: (message: string) => ConfigProblem;
 }
 
 /** The users of `auth.usersFile` (a YAML file with a `users:` list, as under `auth`); its problems go to `problems`. */
-function readUsersFile(file: string, env: Readonly<Record<string, string | undefined>>, problems: ConfigProblem[]): UserSettings[] {
+function readUsersFile(file: string, env: Readonly<Record<string, string | undefined>>, problems: ConfigProblem[]): PlacedUser[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -154,9 +162,12 @@ function readUsersFile(file: string, env: Readonly<Record<string, string | undef
     return [];
   }
   try {
-    const read = readYaml(text, file, usersFileSchema, env);
-    problems.push(...read.problems);
-    return read.parsed ? [...read.parsed.users] : [];
+    const { parsed, problems: found, doc, at } = readYaml(text, file, usersFileSchema, env);
+    problems.push(...found);
+    return (parsed?.users ?? []).map((user, index) => {
+      const path = ['users', index, 'username'];
+      return { user, problem: (message) => at(offsetOf(doc, path), path, `${formatPath(path)}: ${message}`) };
+    });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems);
@@ -164,12 +175,16 @@ function readUsersFile(file: string, env: Readonly<Record<string, string | undef
   }
 }
 
-function checkUniqueUsers(users: readonly UserSettings[], problems: ConfigProblem[], line: number, file: string): void {
-  const seen = new Set<string>();
-  for (const user of users) {
-    if (seen.has(user.username)) problems.push({ file, line, col: 1, path: 'auth.users', message: `user "${user.username}" is defined twice (in auth.users and auth.usersFile, or twice in one)` });
-    seen.add(user.username);
+/** Each username given again (in auth.users, the users file, or across both): an error at the repeat, naming the first. */
+function duplicateUsers(users: readonly PlacedUser[]): ConfigProblem[] {
+  const first = new Map<string, ConfigProblem>();
+  const problems: ConfigProblem[] = [];
+  for (const { user, problem } of users) {
+    const earlier = first.get(user.username);
+    if (earlier) problems.push(problem(`user "${user.username}" is defined twice (first at ${earlier.file}:${earlier.line}:${earlier.col})`));
+    else first.set(user.username, problem(''));
   }
+  return problems;
 }
 
 function substituteEnvironment(
@@ -279,7 +294,7 @@ function checkRules(data: unknown, problem: (path: Path, message: string) => Con
   });
   check('downlink', (raw, errors) => {
     const parsed = downlinkRuleSchema.safeParse(raw);
-    if (parsed.success) compileDownlinkRule({ ...parsed.data, qos: parsed.data.qos as 0 | 1 | 2 }, errors);
+    if (parsed.success) compileDownlinkRule(parsed.data, errors);
     return parsed.success ? parsed.data.name : null;
   });
   return problems;

@@ -1,7 +1,16 @@
 import type { BridgeConfig } from './schema.js';
 
-/** Settings a reload applies while devices stay connected. */
-export const RELOADABLE_SECTIONS = ['uplink', 'downlink', 'auth', 'acl', 'amqp.exchanges', 'log.level'] as const;
+/** Settings a reload applies while devices stay connected, each with how to read it. */
+const RELOADABLE: ReadonlyArray<readonly [string, (config: BridgeConfig) => unknown]> = [
+  ['uplink', (config) => config.uplink],
+  ['downlink', (config) => config.downlink],
+  ['auth', (config) => config.auth],
+  ['acl', (config) => config.acl],
+  ['amqp.exchanges', (config) => config.amqp.exchanges],
+  ['log.level', (config) => config.log.level],
+];
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /**
  * The settings that differ between two configurations and only take effect after a restart
@@ -10,10 +19,11 @@ export const RELOADABLE_SECTIONS = ['uplink', 'downlink', 'auth', 'acl', 'amqp.e
 export function restartRequiredChanges(running: BridgeConfig, next: BridgeConfig): string[] {
   const changes: string[] = [];
   const compare = (path: string, a: unknown, b: unknown) => {
-    if (JSON.stringify(a) !== JSON.stringify(b)) changes.push(path);
+    if (!same(a, b)) changes.push(path);
   };
-  for (const key of Object.keys(running.mqtt) as Array<keyof BridgeConfig['mqtt']>) compare(`mqtt.${key}`, running.mqtt[key], next.mqtt[key]);
-  for (const key of Object.keys(running.amqp) as Array<keyof BridgeConfig['amqp']>) {
+  // Both sides' keys: an optional setting absent from one configuration has no key there at all.
+  for (const key of keysOfBoth(running.mqtt, next.mqtt)) compare(`mqtt.${key}`, running.mqtt[key], next.mqtt[key]);
+  for (const key of keysOfBoth(running.amqp, next.amqp)) {
     if (key !== 'exchanges') compare(`amqp.${key}`, running.amqp[key], next.amqp[key]);
   }
   compare('flow', running.flow, next.flow);
@@ -25,13 +35,9 @@ export function restartRequiredChanges(running: BridgeConfig, next: BridgeConfig
 
 /** The reloadable sections that differ. */
 export function reloadedSections(running: BridgeConfig, next: BridgeConfig): string[] {
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  const sections: string[] = [];
-  if (!same(running.uplink, next.uplink)) sections.push('uplink');
-  if (!same(running.downlink, next.downlink)) sections.push('downlink');
-  if (!same(running.auth, next.auth)) sections.push('auth');
-  if (!same(running.acl, next.acl)) sections.push('acl');
-  if (!same(running.amqp.exchanges, next.amqp.exchanges)) sections.push('amqp.exchanges');
-  if (running.log.level !== next.log.level) sections.push('log.level');
-  return sections;
+  return RELOADABLE.filter(([, read]) => !same(read(running), read(next))).map(([section]) => section);
+}
+
+function keysOfBoth<T extends object>(a: T, b: T): Array<keyof T> {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])] as Array<keyof T>;
 }

@@ -1,20 +1,22 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import amqplib from 'amqplib';
+import { hashPassword } from '../../src/auth/passwords.js';
 import { AMQP_URL, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient } from '../helpers/bridge.js';
-import { runBridgeProcess, type BridgeProcess } from '../helpers/bridge-process.js';
-
-const runBridge = runBridgeProcess;
+import { runBridgeProcess, waitForAmqp, type BridgeProcess } from '../helpers/bridge-process.js';
 
 const device = uniqueName('cli-dev');
 let bridge: BridgeProcess;
 let consumer: TestConsumer;
 
 before(async () => {
-  bridge = runBridge(['--config', 'config/bridge.yaml'], { MQTT_PORT: '0', MQTT_WS_PORT: '0' });
-  await waitFor(() => bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared'), 'the bridge to connect', 20_000);
+  bridge = runBridgeProcess(['--config', 'config/bridge.yaml'], { MQTT_PORT: '0', MQTT_WS_PORT: '0' });
+  await waitForAmqp(bridge);
   consumer = await TestConsumer.create([{ exchange: 'telemetry', key: `${device}.#` }]);
 });
 
@@ -100,7 +102,7 @@ test('run - a port already in use is a clear error, exit 1', async () => {
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const port = (blocker.address() as AddressInfo).port;
   try {
-    const failing = runBridge(['-c', 'config/bridge.yaml'], { MQTT_PORT: String(port), MQTT_WS_PORT: '0' });
+    const failing = runBridgeProcess(['-c', 'config/bridge.yaml'], { MQTT_PORT: String(port), MQTT_WS_PORT: '0' });
     assert.equal(await failing.exit, 1);
     const fatal = failing.lines.find((line) => line.level === 60);
     assert.equal(fatal?.code, 'BRIDGE_ERR_LISTEN');
@@ -111,7 +113,37 @@ test('run - a port already in use is a clear error, exit 1', async () => {
 });
 
 test('run - an invalid configuration prints its problems and exits 1', async () => {
-  const failing = runBridge(['--config', 'test/fixtures/config/bad-template.yaml'], {});
+  const failing = runBridgeProcess(['--config', 'test/fixtures/config/bad-template.yaml'], {});
   assert.equal(await failing.exit, 1);
   assert.match(String(failing.lines[0]?.stderr), /^test\/fixtures\/config\/bad-template\.yaml:7:17: /);
+});
+
+test('run - SIGHUP after a change to the users file alone applies the new users and logs it as an auth reload', async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'bridge-cli-users-'));
+  const file = join(folder, 'bridge.yaml');
+  const usersFile = join(folder, 'users.yaml');
+  const writeUser = async (username: string, password: string) =>
+    writeFileSync(usersFile, `users:\n  - { username: ${username}, password: "${await hashPassword(password)}" }\n`);
+  await writeUser('old-user', 'old-pw');
+  writeFileSync(
+    file,
+    ['mqtt:', '  listeners: [{ type: tcp, host: 127.0.0.1, port: 0 }]', 'amqp:', `  url: ${AMQP_URL}`, 'http: { port: 0 }', 'auth: { usersFile: users.yaml }', ''].join('\n'),
+  );
+  const running = runBridgeProcess(['--config', file]);
+  try {
+    await waitForAmqp(running);
+    const url = `mqtt://127.0.0.1:${new URL(String(running.lines.find((line) => line.listener === 'tcp')!.address)).port}`;
+    await (await connectClient(url, { username: 'old-user', password: 'old-pw' })).endAsync();
+
+    await writeUser('new-user', 'new-pw');
+    running.child.kill('SIGHUP');
+    const reloaded = () => running.lines.find((line) => typeof line.msg === 'string' && line.msg.startsWith('configuration reloaded'));
+    await waitFor(() => reloaded() !== undefined, 'the reload to be logged');
+    assert.equal(reloaded()!.msg, 'configuration reloaded: auth');
+    await assert.rejects(connectClient(url, { username: 'old-user', password: 'old-pw' }), /Bad username or password/);
+    await (await connectClient(url, { username: 'new-user', password: 'new-pw' })).endAsync();
+  } finally {
+    running.child.kill('SIGTERM');
+    await running.exit;
+  }
 });

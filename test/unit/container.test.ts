@@ -118,6 +118,11 @@ function envOf(stage: Stage): Map<string, string> {
   return env;
 }
 
+/** The paths of the stage's VOLUME instructions, JSON or plain form. */
+function volumesOf(stage: Stage): string[] {
+  return all(stage, 'VOLUME').flatMap(({ args }) => (args.startsWith('[') ? execForm(args, 'VOLUME') : args.split(/\s+/)));
+}
+
 function healthcheckCommand(stage: Stage): string[] {
   const args = last(stage, 'HEALTHCHECK').args;
   const match = /^((?:--\S+\s+)*)CMD\s+([\s\S]+)$/.exec(args);
@@ -404,7 +409,7 @@ test('compose.yaml - bridge waits for a healthy rabbitmq and reaches it by its s
   assert.equal(bridge.restart, 'unless-stopped');
 });
 
-test('compose.yaml - rabbitmq has a healthcheck and bridge has the Dockerfile one', () => {
+test('compose.yaml - rabbitmq has a healthcheck and bridge relies on the Dockerfile one', () => {
   const rabbitmq = service(compose, 'rabbitmq');
   assert.equal(rabbitmq.image, 'rabbitmq:3-management');
   assert.deepEqual(field(field(rabbitmq, 'healthcheck', 'services.rabbitmq'), 'test', 'rabbitmq healthcheck'), [
@@ -413,8 +418,34 @@ test('compose.yaml - rabbitmq has a healthcheck and bridge has the Dockerfile on
     '-q',
     'ping',
   ]);
-  const bridgeTest = field(field(service(compose, 'bridge'), 'healthcheck', 'services.bridge'), 'test', 'bridge healthcheck');
-  assert.deepEqual(bridgeTest, ['CMD', ...healthcheckCommand(runtime)]);
+  // No healthcheck of its own: compose runs the image's HEALTHCHECK, so the two cannot drift apart.
+  assert.equal('healthcheck' in service(compose, 'bridge'), false, 'services.bridge should not override the image HEALTHCHECK');
+  assert.deepEqual(healthcheckCommand(runtime).slice(0, 2), ['node', '-e']);
+});
+
+const DATA_DIR = '/app/data';
+
+test('Dockerfile - /app/data, where the bridge may write (mqtt.sessionFile), is a VOLUME the node user owns', () => {
+  // Everything else under WORKDIR stays root's, so this is the one place a session file can be saved.
+  assert.equal(posix.dirname(DATA_DIR), workdirOf(runtime));
+  assert.deepEqual(volumesOf(runtime), [DATA_DIR]);
+  const runs = all(runtime, 'RUN');
+  const creates = runs.find(({ args }) => new RegExp(`\\bmkdir\\b[^&;|]*\\s${DATA_DIR}(\\s|$)`).test(args));
+  assert.ok(creates, `a RUN creates ${DATA_DIR}`);
+  assert.match(creates.args, new RegExp(`\\bchown\\s+(-R\\s+)?node(:node)?\\s+${DATA_DIR}(\\s|$)`), `${DATA_DIR} is chowned to node`);
+  const volume = all(runtime, 'VOLUME')[0]!;
+  const user = last(runtime, 'USER');
+  assert.ok(creates.line < volume.line, 'created and chowned before the VOLUME (later changes to a volume path are discarded)');
+  assert.ok(creates.line < user.line, 'as root, before USER node');
+});
+
+test('compose.yaml - bridge mounts a named, writable volume on the image data directory', () => {
+  const mount = mountsOf(service(compose, 'bridge')).find((candidate) => candidate.target === DATA_DIR);
+  assert.ok(mount, `a mount should target ${DATA_DIR}`);
+  assert.equal(mount.readOnly, false);
+  assert.match(mount.source, /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a named volume, not a host folder (whose owner would not be node)');
+  assert.ok(isRecord(field(compose, 'volumes', 'compose.yaml')) && mount.source in (field(compose, 'volumes', 'compose.yaml') as Yaml), `volume ${mount.source} is declared under volumes:`);
+  assert.ok(volumesOf(runtime).includes(mount.target));
 });
 
 test('compose.yaml - bridge gets longer than shutdownTimeoutMs to stop gracefully', () => {

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hashPassword } from '../../../src/auth/passwords.js';
 import { loadConfigFile, loadConfigText } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
 
@@ -547,4 +549,73 @@ test('loadConfigText - unknown keys in nested objects and array items get hints 
     'conf/test.yaml:4:18: unknown key "tpye" in amqp.exchanges[0] (did you mean "type"?); allowed: name, type, durable, autoDelete',
     'conf/test.yaml:6:3: unknown key "levle" in log (did you mean "level"?); allowed: level',
   ]);
+});
+
+// --- files named in the configuration -------------------------------------------------------
+
+/** A folder holding `bridge.yaml` and the other files, as ops would lay them out. */
+function configFolder(files: Record<string, string>): string {
+  const folder = mkdtempSync(join(tmpdir(), 'bridge-load-'));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(folder, name, '..'), { recursive: true });
+    writeFileSync(join(folder, name), text);
+  }
+  return folder;
+}
+
+test('loadConfigFile - the users of auth.usersFile join auth.users; it and mqtt.sessionFile are relative to the configuration\'s folder', async () => {
+  const hash = await hashPassword('pw');
+  const folder = configFolder({
+    'bridge.yaml': `mqtt: { sessionFile: data/sessions.json }\nauth:\n  users: [{ username: inline, password: "${hash}" }]\n  usersFile: secrets/users.yaml\n`,
+    'secrets/users.yaml': `users:\n  - { username: from-file, password: "${hash}" }\n`,
+  });
+  const config = loadConfigFile(join(folder, 'bridge.yaml'), { env: {} });
+  assert.equal(config.mqtt.sessionFile, join(folder, 'data/sessions.json'));
+  assert.equal(config.auth?.usersFile, join(folder, 'secrets/users.yaml'));
+  assert.deepEqual(config.auth?.users, [
+    { username: 'inline', password: hash },
+    { username: 'from-file', password: hash },
+  ]);
+  assert.equal(Object.isFrozen(config.auth?.users), true);
+});
+
+test('loadConfigFile - an absolute mqtt.sessionFile is kept as it is', () => {
+  const folder = configFolder({ 'bridge.yaml': 'mqtt: { sessionFile: /app/data/sessions.json }\n' });
+  assert.equal(loadConfigFile(join(folder, 'bridge.yaml'), { env: {} }).mqtt.sessionFile, '/app/data/sessions.json');
+});
+
+test('loadConfigFile - a user defined twice is an error at the repeated username, in whichever file it is', async () => {
+  const hash = await hashPassword('pw');
+  const folder = configFolder({
+    'bridge.yaml': [
+      'auth:',
+      '  usersFile: users.yaml',
+      '  users:',
+      `    - { username: a, password: "${hash}" }`,
+      `    - { username: b, password: "${hash}" }`,
+      `    - { username: c, password: "${hash}" }`,
+      `    - { username: a, password: "${hash}" }`,
+      '',
+    ].join('\n'),
+    'users.yaml': ['users:', `  - { username: d, password: "${hash}" }`, `  - { username: b, password: "${hash}" }`, `  - { username: d, password: "${hash}" }`, ''].join('\n'),
+  });
+  const file = join(folder, 'bridge.yaml');
+  const users = join(folder, 'users.yaml');
+  assert.throws(
+    () => loadConfigFile(file, { env: {} }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.code, 'BRIDGE_ERR_CONFIG_INVALID');
+      assert.deepEqual(error.message.split('\n'), [
+        `${users}:3:17: users[1].username: user "b" is defined twice (first at ${file}:5:19)`,
+        `${users}:4:17: users[2].username: user "d" is defined twice (first at ${users}:2:17)`,
+        `${file}:7:19: auth.users[3].username: user "a" is defined twice (first at ${file}:4:19)`,
+      ]);
+      assert.deepEqual(
+        error.problems.map((problem) => problem.path),
+        ['users[1].username', 'users[2].username', 'auth.users[3].username'],
+      );
+      return true;
+    },
+  );
 });
