@@ -276,6 +276,9 @@ function accessPolicy(
 ): AccessPolicy {
   const warning = new RateLimitedWarning({ logger, message: 'denied by the ACL' });
   return {
+    get enforced() {
+      return current() !== null;
+    },
     canPublish: (identity, topic) => current()?.rules.canPublish(identity, topic) ?? true,
     canSubscribe: (identity, filter) => current()?.rules.canSubscribe(identity, filter) ?? true,
     get onDeniedPublish() {

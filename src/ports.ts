@@ -18,7 +18,7 @@ export interface OutboundMessage {
   /** Seconds since the epoch, as AMQP carries it. */
   readonly timestamp: number;
   /** When the device's publish arrived (ms since the epoch): the publish timeout counts from here. */
-  readonly receivedAt?: number;
+  readonly receivedAt: number;
 }
 
 /** Called once per publish: null when the broker confirmed it, else why it failed. */

@@ -2,6 +2,7 @@ import type { ConfirmChannel, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { PublishError } from '../errors.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
+import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
 import type { ExchangeDirectory } from './exchange-directory.js';
 
@@ -11,7 +12,7 @@ export const MAX_CHANNEL_ATTEMPTS = 3;
 export interface ConfirmPublisherOptions {
   /** At most this many publishes await a confirm at once (`amqp.maxUnconfirmed`). */
   maxUnconfirmed: number;
-  /** A publish not confirmed this long after it was accepted fails (`amqp.publishTimeoutMs`). */
+  /** A publish not confirmed this long after the device's publish arrived fails (`amqp.publishTimeoutMs`). */
   publishTimeoutMs: number;
   exchanges: ExchangeDirectory;
   logger: Logger;
@@ -48,10 +49,15 @@ export class ConfirmPublisher implements MessagePublisher {
   private closed = false;
   private sequence = 0;
   private readonly waiting = new Fifo<Entry>();
-  /** Every unsettled entry in the order accepted; deadlines grow along it. */
-  private readonly byAge = new Fifo<Entry>();
+  /**
+   * Every unsettled entry by deadline. Deadlines count from the device's publish, and the flow
+   * controller admits clients in turn, so an older publish may come after a newer one.
+   */
+  private readonly deadlines = new DeadlineQueue<Entry>();
   private orphans: Entry[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** When the sweep the timer runs is due. */
+  private timerDeadline = 0;
   private messages = 0;
   private bytes = 0;
   private idleWaiters: Array<() => void> = [];
@@ -82,7 +88,7 @@ export class ConfirmPublisher implements MessagePublisher {
       message,
       options: toPublishOptions(message),
       done,
-      deadline: (message.receivedAt ?? this.now()) + this.options.publishTimeoutMs,
+      deadline: message.receivedAt + this.options.publishTimeoutMs,
       sequence: this.sequence++,
       attempts: 0,
       settled: false,
@@ -91,8 +97,13 @@ export class ConfirmPublisher implements MessagePublisher {
     this.messages++;
     this.bytes += message.content.length;
     this.waiting.push(entry);
-    this.byAge.push(entry);
-    if (!this.timer) this.scheduleSweep();
+    this.deadlines.push(entry);
+    if (this.timer === null) {
+      this.scheduleSweep();
+    } else if (entry.deadline < this.timerDeadline) {
+      clearTimeout(this.timer); // due before the sweep that is set
+      this.scheduleSweep();
+    }
     this.pump();
   }
 
@@ -167,7 +178,7 @@ export class ConfirmPublisher implements MessagePublisher {
       });
     }
     const error = new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge shut down before RabbitMQ confirmed this publish');
-    for (const entry of this.byAge.drain()) this.settle(entry, error);
+    for (const entry of this.deadlines.drain().sort((a, b) => a.sequence - b.sequence)) this.settle(entry, error);
     this.waiting.drain();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -259,7 +270,7 @@ export class ConfirmPublisher implements MessagePublisher {
     this.bytes -= entry.message.content.length;
     // Confirms mostly come in order: drop settled entries from the head at once, so a
     // confirmed message is not kept alive until its timeout would have come.
-    while (this.byAge.peek()?.settled) this.byAge.shift();
+    this.deadlines.dropSettled();
     entry.done(error);
     if (this.messages === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
@@ -269,25 +280,20 @@ export class ConfirmPublisher implements MessagePublisher {
   }
 
   private scheduleSweep(): void {
-    let head = this.byAge.peek();
-    while (head?.settled) {
-      this.byAge.shift();
-      head = this.byAge.peek();
-    }
-    if (!head) {
+    const first = this.deadlines.first();
+    if (!first) {
       this.timer = null;
       return;
     }
-    const delay = Math.max(0, head.deadline - this.now());
-    this.timer = setTimeout(() => this.sweep(), delay);
+    this.timerDeadline = first.deadline;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, first.deadline - this.now()));
     this.timer.unref();
   }
 
   private sweep(): void {
     const now = this.now();
-    for (let head = this.byAge.peek(); head && (head.settled || head.deadline <= now); head = this.byAge.peek()) {
-      this.byAge.shift();
-      this.settle(head, new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', `RabbitMQ did not confirm the publish within ${this.options.publishTimeoutMs} ms`));
+    for (let first = this.deadlines.first(); first && first.deadline <= now; first = this.deadlines.first()) {
+      this.settle(first, new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', `RabbitMQ did not confirm the publish within ${this.options.publishTimeoutMs} ms`));
     }
     this.scheduleSweep();
   }

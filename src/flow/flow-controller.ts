@@ -10,7 +10,6 @@ import { Fifo } from '../util/fifo.js';
  * - `disconnected`: RabbitMQ is not reachable.
  */
 export type FlowState = 'open' | 'throttled' | 'blocked' | 'disconnected';
-export const FLOW_STATES: readonly FlowState[] = ['open', 'throttled', 'blocked', 'disconnected'];
 
 export type RefusalReason = 'qos0_overflow' | 'timeout' | 'shutdown';
 
@@ -25,22 +24,26 @@ export interface FlowOptions {
   now?: () => number;
 }
 
-/** One publish asking to go on to RabbitMQ. */
-export interface AdmissionRequest {
+/** Given to an admitted publish: call it once RabbitMQ settled it (confirm, nack or timeout). */
+export type Release = () => void;
+
+/**
+ * One publish asking to go on to RabbitMQ, and what to do with the answer: exactly one of
+ * `admitted` and `refused` is called, once. (One object per publish, kept as is while it waits.)
+ */
+export interface Admission {
   readonly clientId: string;
   readonly bytes: number;
   readonly qos: 0 | 1 | 2;
   /** When the device's publish arrived (ms since the epoch). */
   readonly receivedAt: number;
+  admitted(release: Release): void;
+  refused(reason: RefusalReason): void;
 }
 
-/** Given to an admitted publish: call it once RabbitMQ settled it (confirm, nack or timeout). */
-export type Release = () => void;
-
-interface Parked {
-  readonly request: AdmissionRequest;
-  readonly admit: (release: Release) => void;
-  readonly refuse: (reason: RefusalReason) => void;
+/** One client's waiting publishes in arrival order, and how many of them are QoS 0. */
+class ClientQueue extends Fifo<Admission> {
+  qos0 = 0;
 }
 
 /**
@@ -63,15 +66,18 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private peakMessages = 0;
   private readonly inflight = new Map<string, number>();
   /** Waiting publishes per client, in arrival order. */
-  private readonly queues = new Map<string, Fifo<Parked>>();
+  private readonly queues = new Map<string, ClientQueue>();
   /** Clients with waiting publishes that may go when there is room, in the order they started waiting. */
   private readonly turns = new Fifo<string>();
   private readonly inTurn = new Set<string>();
   private waitingCount = 0;
+  /** Waiting QoS 0 publishes: when none wait, leaving `open` has nothing to drop. */
+  private waitingQos0 = 0;
   private disconnectedSince: number;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private pumping = false;
+  private readonly pumpLater = () => this.pump();
   private readonly now: () => number;
 
   constructor(private readonly options: FlowOptions) {
@@ -113,37 +119,36 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
 
   setBrokerState(state: BrokerState): void {
     this.broker = state;
-    this.update();
+    if (this.update()) queueMicrotask(this.pumpLater);
   }
 
   setBlocked(blocked: boolean): void {
     this.blocked = blocked;
-    this.update();
+    if (this.update()) queueMicrotask(this.pumpLater);
   }
 
-  admit(request: AdmissionRequest, admit: (release: Release) => void, refuse: (reason: RefusalReason) => void): void {
+  admit(request: Admission): void {
     if (this.closed) {
-      refuse('shutdown');
+      request.refused('shutdown');
       return;
     }
     const queue = this.queues.get(request.clientId);
     if (!queue && this.turns.length === 0 && this.hasRoom(request) && this.underLimit(request.clientId)) {
-      this.take(request, admit);
+      this.take(request);
       return;
     }
     if (request.qos === 0 && this.options.qos0Overflow === 'drop' && !this.hasRoom(request)) {
-      refuse('qos0_overflow'); // QoS 0 waits only for its own client's turn, never for the flow
+      request.refused('qos0_overflow'); // QoS 0 waits only for its own client's turn, never for the flow
       return;
     }
     if (queue) {
-      queue.push({ request, admit, refuse });
+      this.park(queue, request);
     } else {
-      const created = new Fifo<Parked>();
-      created.push({ request, admit, refuse });
+      const created = new ClientQueue();
+      this.park(created, request);
       this.queues.set(request.clientId, created);
       this.giveTurn(request.clientId);
     }
-    this.waitingCount++;
     if (!this.timer) this.scheduleSweep();
     this.pump();
   }
@@ -152,10 +157,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   close(): void {
     this.closed = true;
     for (const queue of this.queues.values()) {
-      for (let entry = queue.shift(); entry; entry = queue.shift()) {
-        this.waitingCount--;
-        entry.refuse('shutdown');
-      }
+      while (queue.length > 0) this.unpark(queue).refused('shutdown');
     }
     this.queues.clear();
     this.turns.drain();
@@ -164,8 +166,28 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     this.timer = null;
   }
 
+  private park(queue: ClientQueue, request: Admission): void {
+    queue.push(request);
+    this.waitingCount++;
+    if (request.qos === 0) {
+      queue.qos0++;
+      this.waitingQos0++;
+    }
+  }
+
+  /** Takes the head of a non-empty client queue out of the waiting publishes. */
+  private unpark(queue: ClientQueue): Admission {
+    const request = queue.shift()!;
+    this.waitingCount--;
+    if (request.qos === 0) {
+      queue.qos0--;
+      this.waitingQos0--;
+    }
+    return request;
+  }
+
   /** Open, and the budget has room for this publish (a single one larger than the whole budget still goes, alone). */
-  private hasRoom(request: AdmissionRequest): boolean {
+  private hasRoom(request: Admission): boolean {
     if (this.currentState !== 'open') return false;
     return this.messages === 0 || this.bytes + request.bytes <= this.options.maxPendingBytes;
   }
@@ -180,7 +202,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     this.turns.push(clientId);
   }
 
-  private take(request: AdmissionRequest, admit: (release: Release) => void): void {
+  private take(request: Admission): void {
     this.messages++;
     this.bytes += request.bytes;
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
@@ -188,7 +210,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     this.inflight.set(request.clientId, (this.inflight.get(request.clientId) ?? 0) + 1);
     this.update();
     let released = false;
-    admit(() => {
+    request.admitted(() => {
       if (released) return;
       released = true;
       this.messages--;
@@ -197,7 +219,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       if (left === 0) this.inflight.delete(request.clientId);
       else this.inflight.set(request.clientId, left);
       if (this.queues.has(request.clientId)) this.giveTurn(request.clientId);
-      this.update();
+      this.update(); // when this opens the flow, the pump below is the one that drains it
       this.pump();
     });
   }
@@ -205,11 +227,13 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   /**
    * Admits waiting publishes while the flow is open and the budget has room: each client in
    * turn, one publish per turn, so one busy client cannot starve the others. A client at its
-   * in-flight limit leaves the turns until one of its publishes is released.
+   * in-flight limit leaves the turns until one of its publishes is released. A publish already
+   * older than publishTimeoutMs is refused instead: it would be written and then time out.
    */
   private pump(): void {
     if (this.pumping) return; // admitting runs callbacks that may come back here
     this.pumping = true;
+    let cutoff: number | undefined;
     try {
       while (this.currentState === 'open') {
         const clientId = this.turns.peek();
@@ -222,26 +246,32 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
           this.queues.delete(clientId);
           continue;
         }
+        cutoff ??= this.now() - this.options.publishTimeoutMs;
+        if (head.receivedAt <= cutoff) {
+          this.unpark(queue);
+          head.refused('timeout');
+          continue;
+        }
         if (!this.underLimit(clientId)) {
           this.turns.shift();
           this.inTurn.delete(clientId);
           continue;
         }
-        if (!this.hasRoom(head.request)) break;
-        queue.shift();
-        this.waitingCount--;
+        if (!this.hasRoom(head)) break;
+        this.unpark(queue);
         this.turns.shift();
         this.inTurn.delete(clientId);
         if (queue.length === 0) this.queues.delete(clientId);
         else this.giveTurn(clientId); // to the back: the next client goes first
-        this.take(head.request, head.admit);
+        this.take(head);
       }
     } finally {
       this.pumping = false;
     }
   }
 
-  private update(): void {
+  /** Recomputes the state; true when it has just become `open` (the caller then drains the waiting publishes). */
+  private update(): boolean {
     const next: FlowState =
       this.broker !== 'connected'
         ? 'disconnected'
@@ -250,28 +280,36 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
           : this.messages >= this.options.maxPendingMessages || this.bytes >= this.options.maxPendingBytes
             ? 'throttled'
             : 'open';
-    if (next === this.currentState) return;
+    if (next === this.currentState) return false;
     const previous = this.currentState;
     this.currentState = next;
     if (next === 'disconnected') this.disconnectedSince = this.now();
     const level = next === 'open' || next === 'throttled' ? 'debug' : 'warn';
     this.options.logger[level]({ from: previous, to: next, pendingMessages: this.messages, pendingBytes: this.bytes, waiting: this.waitingCount }, `flow ${next}`);
     this.emit('state', next, previous);
-    if (next === 'open') queueMicrotask(() => this.pump());
-    else if (this.options.qos0Overflow === 'drop') this.dropWaitingQos0();
+    if (next === 'open') return true;
+    if (this.options.qos0Overflow === 'drop') this.dropWaitingQos0();
+    return false;
   }
 
-  /** Not open any more: QoS 0 that waited for its client's turn is dropped now, as new QoS 0 is. */
+  /**
+   * Not open any more: QoS 0 that waited for its client's turn is dropped now, as new QoS 0 is.
+   * Under overload the state flips at every release, so only queues that hold QoS 0 are touched.
+   */
   private dropWaitingQos0(): void {
+    if (this.waitingQos0 === 0) return;
     for (const [clientId, queue] of this.queues) {
-      const kept: Parked[] = [];
-      for (let entry = queue.shift(); entry; entry = queue.shift()) {
-        if (entry.request.qos !== 0) {
-          kept.push(entry);
+      if (queue.qos0 === 0) continue;
+      const kept: Admission[] = [];
+      for (let request = queue.shift(); request; request = queue.shift()) {
+        if (request.qos !== 0) {
+          kept.push(request);
           continue;
         }
+        queue.qos0--;
+        this.waitingQos0--;
         this.waitingCount--;
-        entry.refuse('qos0_overflow');
+        request.refused('qos0_overflow');
       }
       if (kept.length === 0) this.queues.delete(clientId);
       else queue.unshiftAll(kept);
@@ -284,7 +322,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       return;
     }
     let oldest = Number.POSITIVE_INFINITY;
-    for (const queue of this.queues.values()) oldest = Math.min(oldest, queue.peek()?.request.receivedAt ?? oldest);
+    for (const queue of this.queues.values()) oldest = Math.min(oldest, queue.peek()?.receivedAt ?? oldest);
     const delay = Number.isFinite(oldest) ? Math.max(0, oldest + this.options.publishTimeoutMs - this.now()) : 0;
     this.timer = setTimeout(() => this.sweep(), delay);
     this.timer.unref();
@@ -294,10 +332,9 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private sweep(): void {
     const cutoff = this.now() - this.options.publishTimeoutMs;
     for (const [clientId, queue] of this.queues) {
-      for (let head = queue.peek(); head && head.request.receivedAt <= cutoff; head = queue.peek()) {
-        queue.shift();
-        this.waitingCount--;
-        head.refuse('timeout');
+      for (let head = queue.peek(); head && head.receivedAt <= cutoff; head = queue.peek()) {
+        this.unpark(queue);
+        head.refused('timeout');
       }
       if (queue.length === 0) this.queues.delete(clientId);
     }

@@ -63,7 +63,6 @@ export const HEADER_TOPIC = 'x-mqtt-topic';
 export const HEADER_QOS = 'x-mqtt-qos';
 export const HEADER_CLIENT_ID = 'x-mqtt-client-id';
 export const HEADER_RETAIN = 'x-mqtt-retain';
-export const BRIDGE_HEADERS: ReadonlySet<string> = new Set([HEADER_TOPIC, HEADER_QOS, HEADER_CLIENT_ID, HEADER_RETAIN]);
 /** Header names with this prefix belong to the bridge (now and in later versions). */
 export const BRIDGE_HEADER_PREFIX = 'x-mqtt-';
 

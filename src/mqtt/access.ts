@@ -1,5 +1,7 @@
 /** Who may publish and subscribe where (the ACL); the MQTT side only asks. */
 export interface AccessPolicy {
+  /** False while there is no ACL: everything is allowed, and the hooks need not ask. */
+  readonly enforced: boolean;
   canPublish(identity: { clientId: string; username: string | undefined }, topic: string): boolean;
   canSubscribe(identity: { clientId: string; username: string | undefined }, filter: string): boolean;
   /** `disconnect`: a denied PUBLISH closes the connection; `drop`: it is acknowledged and delivered nowhere. */

@@ -75,10 +75,6 @@ export class OfflineQueues {
   clientIds(): string[] {
     return [...this.queues.keys()];
   }
-
-  size(clientId: string): number {
-    return this.queues.get(clientId)?.length ?? 0;
-  }
 }
 
 /**
@@ -102,34 +98,59 @@ export interface SessionPersistence {
 }
 
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
-  const base = new AsyncMemoryPersistence() as unknown as SessionPersistence & { cleanSubscriptions(client: ClientRef): Promise<void> };
-  const queues = new OfflineQueues(options);
-  const persistentClients = new Set<string>();
-  const idOf = (ref: ClientRef) => ref.clientId ?? ref.id ?? '';
-  const overrides: Record<string, unknown> = {
-    addSubscriptions: (client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>) => {
-      persistentClients.add(client.id);
-      return base.addSubscriptions(client, subscriptions);
-    },
-    cleanSubscriptions: (client: ClientRef) => {
-      persistentClients.delete(idOf(client));
-      return base.cleanSubscriptions(client);
-    },
-    outgoingEnqueue: async (sub: ClientRef, packet: Packet) => queues.enqueue(idOf(sub), packet),
-    outgoingEnqueueCombi: async (subs: ClientRef[], packet: Packet) => {
-      for (const sub of subs) queues.enqueue(idOf(sub), packet);
-    },
-    outgoingUpdate: async (client: ClientRef, packet: Packet) => queues.update(idOf(client), packet),
-    outgoingClearMessageId: async (client: ClientRef, packet: { messageId?: number }) => queues.clear(idOf(client), packet.messageId),
-    outgoingStream: (client: ClientRef) => Readable.from(queues.snapshot(idOf(client))),
-  };
-  const persistence = new Proxy(base, {
-    get(target, property) {
-      if (typeof property === 'string' && property in overrides) return overrides[property];
-      // Read with the target as receiver: its getters use private fields.
-      const value = Reflect.get(target, property) as unknown;
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-  return { persistence: persistence as unknown as SessionPersistence, queues, persistentClientIds: () => [...persistentClients] };
+  const persistence = new BridgePersistence(new OfflineQueues(options));
+  return { persistence, queues: persistence.queues, persistentClientIds: () => [...persistence.persistentClients] };
+}
+
+/** The methods of aedes' in-memory persistence that BridgePersistence calls or overrides. */
+interface MemoryPersistence extends SessionPersistence {
+  cleanSubscriptions(client: ClientRef): Promise<void>;
+}
+
+const MemoryPersistence = AsyncMemoryPersistence as unknown as new () => MemoryPersistence;
+
+/**
+ * A subclass rather than a wrapper: aedes calls it for every QoS 1/2 publish, and the base
+ * class keeps its state in private fields, which only work with the instance itself as `this`.
+ */
+class BridgePersistence extends MemoryPersistence {
+  readonly persistentClients = new Set<string>();
+
+  constructor(readonly queues: OfflineQueues) {
+    super();
+  }
+
+  override addSubscriptions(client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>): Promise<void> {
+    this.persistentClients.add(client.id);
+    return super.addSubscriptions(client, subscriptions);
+  }
+
+  override cleanSubscriptions(client: ClientRef): Promise<void> {
+    this.persistentClients.delete(idOf(client));
+    return super.cleanSubscriptions(client);
+  }
+
+  async outgoingEnqueue(sub: ClientRef, packet: Packet): Promise<void> {
+    this.queues.enqueue(idOf(sub), packet);
+  }
+
+  async outgoingEnqueueCombi(subs: ClientRef[], packet: Packet): Promise<void> {
+    for (const sub of subs) this.queues.enqueue(idOf(sub), packet);
+  }
+
+  async outgoingUpdate(client: ClientRef, packet: Packet): Promise<void> {
+    this.queues.update(idOf(client), packet);
+  }
+
+  async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number }): Promise<Packet | undefined> {
+    return this.queues.clear(idOf(client), packet.messageId);
+  }
+
+  outgoingStream(client: ClientRef): Readable {
+    return Readable.from(this.queues.snapshot(idOf(client)));
+  }
+}
+
+function idOf(ref: ClientRef): string {
+  return ref.clientId ?? ref.id ?? '';
 }

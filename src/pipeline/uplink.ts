@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BridgeError, PublishError, RenderError } from '../errors.js';
-import type { FlowController, Release } from '../flow/flow-controller.js';
+import type { Admission, FlowController, RefusalReason, Release } from '../flow/flow-controller.js';
 import type { UplinkResolver, UplinkRoute } from '../mapping/uplink.js';
 import type { DevicePublish, PublishHandler } from '../mqtt/types.js';
 import type { BridgeMetrics, UplinkDropReason, UplinkFailReason } from '../observability/metrics.js';
@@ -39,15 +39,13 @@ const TRANSIENT_FAILURES: Partial<Record<PublishError['code'], UplinkFailReason>
  */
 export class UplinkPipeline implements PublishHandler {
   private readonly unmatched: RateLimitedWarning;
-  private readonly failures: RateLimitedWarning;
-  private readonly newMessageId: () => string;
+  private readonly forwarder: UplinkForwarder;
   private readonly now: () => number;
 
   constructor(private readonly options: UplinkPipelineOptions) {
-    this.newMessageId = options.newMessageId ?? randomUUID;
     this.now = options.now ?? Date.now;
     this.unmatched = new RateLimitedWarning({ logger: options.logger, message: 'publish matches no uplink rule; not forwarded' });
-    this.failures = new RateLimitedWarning({ logger: options.logger, message: 'uplink publish failed' });
+    this.forwarder = new UplinkForwarder(options, options.newMessageId ?? randomUUID);
   }
 
   onPublish(publish: DevicePublish, done: (error: Error | null) => void): void {
@@ -59,7 +57,7 @@ export class UplinkPipeline implements PublishHandler {
     } catch (error) {
       if (!(error instanceof RenderError)) throw error;
       metrics.uplinkDropped.inc({ reason: 'render_failed' });
-      this.failures.warn(null, { topic: publish.topic, clientId: publish.clientId, err: error.message });
+      this.forwarder.failures.warn(null, { topic: publish.topic, clientId: publish.clientId, err: error.message });
       done(null);
       return;
     }
@@ -69,6 +67,65 @@ export class UplinkPipeline implements PublishHandler {
       done(null);
       return;
     }
+    this.options.flow.admit(new UplinkAdmission(this.forwarder, publish, route, receivedAt, done));
+  }
+}
+
+/**
+ * One mapped publish asking the flow controller for admission: the AMQP message is built only
+ * once it is admitted, since under overload most QoS 0 never are.
+ */
+class UplinkAdmission implements Admission {
+  readonly clientId: string;
+  readonly bytes: number;
+  readonly qos: 0 | 1 | 2;
+
+  constructor(
+    private readonly forwarder: UplinkForwarder,
+    private readonly publish: DevicePublish,
+    private readonly route: UplinkRoute,
+    readonly receivedAt: number,
+    private readonly done: (error: Error | null) => void,
+  ) {
+    this.clientId = publish.clientId;
+    this.bytes = publish.payload.length;
+    this.qos = publish.qos;
+  }
+
+  admitted(release: Release): void {
+    this.forwarder.forward(this.publish, this.route, this.receivedAt, release, this.done);
+  }
+
+  refused(reason: RefusalReason): void {
+    const { publish, route, done, forwarder } = this;
+    if (publish.qos === 0) {
+      forwarder.metrics.uplinkDropped.inc({ reason: reason === 'qos0_overflow' ? 'qos0_overflow' : 'qos0_failed' });
+      done(null);
+      return;
+    }
+    const error =
+      reason === 'timeout'
+        ? new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', 'the publish waited for admission longer than amqp.publishTimeoutMs')
+        : new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down');
+    forwarder.failed(publish, route.rule, error, done);
+  }
+}
+
+/** Publishes admitted messages and settles each publish with its device: acknowledged, dropped and counted, or failed. */
+class UplinkForwarder {
+  readonly metrics: BridgeMetrics;
+  readonly failures: RateLimitedWarning;
+
+  constructor(
+    private readonly options: UplinkPipelineOptions,
+    private readonly newMessageId: () => string,
+  ) {
+    this.metrics = options.metrics;
+    this.failures = new RateLimitedWarning({ logger: options.logger, message: 'uplink publish failed' });
+  }
+
+  /** Hands an admitted publish to the publisher; acknowledges the device as its QoS says. */
+  forward(publish: DevicePublish, route: UplinkRoute, receivedAt: number, release: Release, done: (error: Error | null) => void): void {
     const message: OutboundMessage = {
       exchange: route.exchange,
       routingKey: route.routingKey,
@@ -80,35 +137,11 @@ export class UplinkPipeline implements PublishHandler {
       receivedAt,
     };
     const rule = route.rule;
-    this.options.flow.admit(
-      { clientId: publish.clientId, bytes: publish.payload.length, qos: publish.qos, receivedAt },
-      (release) => this.forward(publish, message, rule, release, done),
-      (reason) => {
-        if (publish.qos === 0) {
-          metrics.uplinkDropped.inc({ reason: reason === 'qos0_overflow' ? 'qos0_overflow' : 'qos0_failed' });
-          done(null);
-          return;
-        }
-        const error =
-          reason === 'timeout'
-            ? new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', 'the publish waited for admission longer than amqp.publishTimeoutMs')
-            : new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down');
-        metrics.uplinkFailed.inc({ reason: reason === 'timeout' ? 'timeout' : 'shutdown' });
-        this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
-        done(error);
-      },
-    );
-  }
-
-  /** Hands an admitted publish to the publisher; acknowledges the device as its QoS says. */
-  private forward(publish: DevicePublish, message: OutboundMessage, rule: string, release: Release, done: (error: Error | null) => void): void {
-    const { metrics } = this.options;
-    const qos = String(publish.qos);
     if (publish.qos === 0) {
       this.options.publisher.publish(message, (error) => {
         release();
-        if (error) this.onDropped(publish, rule, error, 'qos0_failed');
-        else this.onForwarded(rule, qos, message.content.length);
+        if (error) this.dropped(publish, rule, error, 'qos0_failed');
+        else this.forwarded(rule, '0', message.content.length);
       });
       done(null);
       return;
@@ -116,30 +149,35 @@ export class UplinkPipeline implements PublishHandler {
     this.options.publisher.publish(message, (error) => {
       release();
       if (!error) {
-        this.onForwarded(rule, qos, message.content.length);
+        this.forwarded(rule, String(publish.qos), message.content.length);
         done(null);
         return;
       }
       const permanent = PERMANENT_FAILURES[error.code];
       if (permanent) {
-        this.onDropped(publish, rule, error, permanent);
+        this.dropped(publish, rule, error, permanent);
         done(null);
         return;
       }
-      metrics.uplinkFailed.inc({ reason: TRANSIENT_FAILURES[error.code] ?? 'nacked' });
-      this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
-      done(error);
+      this.failed(publish, rule, error, done);
     });
   }
 
-  private onForwarded(rule: string, qos: string, bytes: number): void {
-    this.options.metrics.uplinkMessages.inc({ rule, qos });
-    this.options.metrics.uplinkBytes.inc({ rule, qos }, bytes);
+  /** Not acknowledged: the device retransmits it (on the connection aedes closes, or the next one). */
+  failed(publish: DevicePublish, rule: string, error: PublishError, done: (error: Error | null) => void): void {
+    this.metrics.uplinkFailed.inc({ reason: TRANSIENT_FAILURES[error.code] ?? 'nacked' });
+    this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
+    done(error);
   }
 
-  private onDropped(publish: DevicePublish, rule: string, error: BridgeError, fallback: UplinkDropReason): void {
+  private forwarded(rule: string, qos: string, bytes: number): void {
+    this.metrics.uplinkMessages.inc({ rule, qos });
+    this.metrics.uplinkBytes.inc({ rule, qos }, bytes);
+  }
+
+  private dropped(publish: DevicePublish, rule: string, error: BridgeError, fallback: UplinkDropReason): void {
     const reason = PERMANENT_FAILURES[error.code as PublishError['code']] ?? fallback;
-    this.options.metrics.uplinkDropped.inc({ reason });
+    this.metrics.uplinkDropped.inc({ reason });
     this.failures.warn(null, { rule, topic: publish.topic, clientId: publish.clientId, code: error.code, err: error.message });
   }
 }

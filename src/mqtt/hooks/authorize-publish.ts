@@ -1,12 +1,13 @@
-import type { AedesOptions, Client } from 'aedes';
+import type { AedesOptions, Client, PublishPacket } from 'aedes';
 import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
 import { DENIED_TOPIC, type AccessPolicy, type PublishRate } from '../access.js';
 import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
-import type { PublishHandler } from '../types.js';
+import type { DevicePublish, PublishHandler } from '../types.js';
 import { toDevicePublish } from './device-publish.js';
 
 type AuthorizePublish = NonNullable<AedesOptions['authorizePublish']>;
+type Callback = Parameters<AuthorizePublish>[2];
 
 export const SYS_PREFIX = '$SYS/';
 
@@ -24,6 +25,15 @@ export function createAuthorizePublish(
   access: AccessPolicy | null = null,
   rate: PublishRate | null = null,
 ): AuthorizePublish {
+  /** Takes a publish onward; `publish` when the ACL check already built it. */
+  const forward = (client: Client | null, packet: PublishPacket, publish: DevicePublish | null, callback: Callback) => {
+    if (packet.qos === 2) {
+      if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));
+      else callback(null);
+      return;
+    }
+    handler.onPublish(publish ?? toDevicePublish(client, packet, identities), callback);
+  };
   return (client, packet, callback) => {
     if (packet.topic.startsWith(SYS_PREFIX)) {
       callback(new Error(`${SYS_PREFIX} topics are reserved for the server`));
@@ -36,10 +46,11 @@ export function createAuthorizePublish(
       callback(new Error(`topic exceeds the ${broken === 'topic_length' ? 'length' : 'level'} limit`));
       return;
     }
-    if (access) {
-      const clientId = client?.id ?? (packet as { clientId?: string }).clientId ?? '';
-      if (!access.canPublish({ clientId, username: identities.get(client)?.username }, packet.topic)) {
-        access.denied('publish', clientId, packet.topic);
+    let publish: DevicePublish | null = null;
+    if (access?.enforced) {
+      publish = toDevicePublish(client, packet, identities);
+      if (!access.canPublish(publish, publish.topic)) {
+        access.denied('publish', publish.clientId, publish.topic);
         if (access.onDeniedPublish === 'disconnect' || !client) {
           callback(new Error(`the ACL does not allow publishing on "${packet.topic}"`));
           return;
@@ -51,21 +62,13 @@ export function createAuthorizePublish(
         return;
       }
     }
-    const proceed = () => {
-      if (packet.qos === 2) {
-        if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));
-        else callback(null);
-        return;
-      }
-      handler.onPublish(toDevicePublish(client, packet, identities), (error) => callback(error));
-    };
     if (!rate || !client) {
-      proceed();
+      forward(client, packet, publish, callback);
       return;
     }
     if (packet.qos === 0) {
       if (rate.tryTake(client.id)) {
-        proceed();
+        forward(client, packet, publish, callback);
       } else {
         rate.dropped(client.id);
         packet.topic = DENIED_TOPIC; // dropped: not forwarded, not delivered to anyone
@@ -76,11 +79,11 @@ export function createAuthorizePublish(
     }
     const wait = rate.take(client.id);
     if (wait === 0) {
-      proceed();
+      forward(client, packet, publish, callback);
       return;
     }
     // Delayed, not refused: holding the callback also stops aedes reading this client meanwhile.
     rate.delayed(client.id);
-    setTimeout(proceed, wait);
+    setTimeout(() => forward(client, packet, publish, callback), wait);
   };
 }

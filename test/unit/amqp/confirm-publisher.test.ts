@@ -29,7 +29,7 @@ class FakeChannel extends EventEmitter {
   }
 }
 
-function message(routingKey: string, exchange = 'x'): OutboundMessage {
+function message(routingKey: string, exchange = 'x', receivedAt = Date.now()): OutboundMessage {
   return {
     exchange,
     routingKey,
@@ -38,6 +38,7 @@ function message(routingKey: string, exchange = 'x'): OutboundMessage {
     properties: { persistent: true },
     messageId: routingKey,
     timestamp: 0,
+    receivedAt,
   };
 }
 
@@ -52,7 +53,9 @@ function setup(options: { maxUnconfirmed?: number; publishTimeoutMs?: number; no
     now: options.now,
   });
   const results = new Map<string, PublishError | null>();
-  const publish = (key: string, exchange = 'x') => publisher.publish(message(key, exchange), (error) => results.set(key, error));
+  const now = options.now ?? Date.now;
+  const publish = (key: string, exchange = 'x', receivedAt = now()) =>
+    publisher.publish(message(key, exchange, receivedAt), (error) => results.set(key, error));
   return { publisher, results, publish, exchanges };
 }
 
@@ -192,4 +195,51 @@ test('ConfirmPublisher - close waits for pending confirms, then fails what is le
   assert.equal(results.get('b')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
   publish('late');
   assert.equal(results.get('late')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
+});
+
+test('ConfirmPublisher - a publish that arrived earlier but came later times out at its own deadline, not at the one before it', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let now = 1_000;
+  const { publisher, results, publish } = setup({ publishTimeoutMs: 20, now: () => now, maxUnconfirmed: 10 });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('newer', 'x', 1_000); // due at 1020
+  publish('older', 'x', 990); // due at 1010: its client's turn came after the newer one's
+  publish('oldest', 'x', 985); // due at 1005
+  now += 5;
+  t.mock.timers.tick(5);
+  assert.deepEqual([...results.keys()], ['oldest']);
+  now += 5;
+  t.mock.timers.tick(5);
+  assert.deepEqual([...results.keys()], ['oldest', 'older']);
+  assert.equal(results.get('older')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  now += 9;
+  t.mock.timers.tick(9);
+  assert.equal(results.has('newer'), false, 'not before its deadline');
+  channel.confirm(0);
+  assert.equal(results.get('newer'), null);
+  assert.equal(publisher.pendingMessages, 0);
+});
+
+test('ConfirmPublisher - publishes settled out of order leave the timeouts of the others exact', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let now = 1_000;
+  const { publisher, results, publish } = setup({ publishTimeoutMs: 20, now: () => now, maxUnconfirmed: 10 });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('a', 'x', 1_000);
+  publish('b', 'x', 990);
+  publish('c', 'x', 1_002);
+  channel.confirm(1); // b, the earliest deadline, is confirmed
+  now += 19;
+  t.mock.timers.tick(19);
+  assert.deepEqual([...results.entries()], [['b', null]]);
+  now += 1;
+  t.mock.timers.tick(1);
+  assert.equal(results.get('a')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  assert.equal(results.has('c'), false);
+  now += 2;
+  t.mock.timers.tick(2);
+  assert.equal(results.get('c')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  assert.equal(publisher.pendingMessages, 0);
 });

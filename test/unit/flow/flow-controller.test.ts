@@ -5,6 +5,7 @@ import { setImmediate as flush } from 'node:timers/promises';
 import { waitFor } from '../../helpers/amqp.js';
 import { FlowController, type FlowOptions, type FlowState, type RefusalReason, type Release } from '../../../src/flow/flow-controller.js';
 import { silentLogger } from '../../../src/observability/logger.js';
+import { Fifo } from '../../../src/util/fifo.js';
 
 const START = 1_700_000_000_000;
 
@@ -44,15 +45,18 @@ function harness(overrides: Partial<FlowOptions> = {}, useFakeClock = true): Har
     events,
     transitions,
     submit(id, clientId, bytes, qos = 1, receivedAt = clock()) {
-      flow.admit(
-        { clientId, bytes, qos, receivedAt },
-        (release) => {
+      flow.admit({
+        clientId,
+        bytes,
+        qos,
+        receivedAt,
+        admitted(release) {
           assert.equal(typeof release, 'function');
           releases.set(id, release);
           events.push(`admit:${id}`);
         },
-        (reason: RefusalReason) => events.push(`refuse:${id}:${reason}`),
-      );
+        refused: (reason: RefusalReason) => events.push(`refuse:${id}:${reason}`),
+      });
     },
     release(id) {
       const release = releases.get(id);
@@ -110,15 +114,18 @@ test('FlowController - in open state a publish is admitted at once (synchronousl
   const h = await openHarness();
   let release: unknown = null;
   let refused: RefusalReason | null = null;
-  h.flow.admit(
-    { clientId: 'c1', bytes: 42, qos: 1, receivedAt: START },
-    (r) => {
+  h.flow.admit({
+    clientId: 'c1',
+    bytes: 42,
+    qos: 1,
+    receivedAt: START,
+    admitted(r) {
       release = r;
     },
-    (reason) => {
+    refused(reason) {
       refused = reason;
     },
-  );
+  });
   assert.equal(typeof release, 'function');
   assert.equal(refused, null);
   assert.equal(h.flow.pendingMessages, 1);
@@ -654,5 +661,101 @@ test('FlowController - waiting clients are served in turn, each in its own order
     await flush();
   }
   assert.deepEqual(h.events, ['admit:x', 'admit:a1', 'admit:b1', 'admit:a2', 'admit:a3']);
+  h.flow.close();
+});
+
+test("FlowController - a waiting publish already older than publishTimeoutMs when the flow opens is refused with 'timeout', not admitted", async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] }); // the sweep does not run: the drain itself must refuse it
+  const h = harness({ publishTimeoutMs: 30 });
+  h.submit('old', 'c1', 10, 1, START);
+  h.submit('fresh', 'c2', 10, 1, START + 5);
+  h.advance(30);
+  h.flow.setBrokerState('connected');
+  await flush();
+  assert.deepEqual(h.events, ['refuse:old:timeout', 'admit:fresh']);
+  assert.equal(h.flow.waiting, 0);
+  assert.equal(h.flow.pendingMessages, 1, 'only fresh was handed on');
+  h.flow.close();
+});
+
+test("FlowController - a waiting publish whose timeout passed while throttled is refused with 'timeout' when a release frees room", async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = await openHarness({ maxPendingMessages: 1, publishTimeoutMs: 30 });
+  h.submit('a', 'c1', 10);
+  h.submit('late', 'c2', 10, 1, START);
+  h.submit('next', 'c2', 10, 1, START + 10);
+  h.advance(30);
+  h.release('a');
+  assert.deepEqual(h.events, ['admit:a', 'refuse:late:timeout', 'admit:next'], 'refused in the drain, and its client goes on with the next');
+  h.flow.close();
+});
+
+test('FlowController - leaving open goes only through the queues that hold waiting QoS 0', async (t) => {
+  const h = await openHarness({ maxInflightPerClient: 1, qos0Overflow: 'drop' });
+  for (const id of ['a1', 'a2', 'a3', 'a4']) h.submit(id, 'A', 10, 1);
+  h.submit('b1', 'B', 10, 1);
+  h.submit('b0', 'B', 10, 0);
+  h.submit('b2', 'B', 10, 1);
+  assert.deepEqual(h.events, ['admit:a1', 'admit:b1']);
+  const shift = t.mock.method(Fifo.prototype, 'shift');
+  const unshiftAll = t.mock.method(Fifo.prototype, 'unshiftAll');
+  h.flow.setBlocked(true);
+  assert.deepEqual(h.events, ['admit:a1', 'admit:b1', 'refuse:b0:qos0_overflow']);
+  assert.equal(new Set(shift.mock.calls.map((call) => call.this)).size, 1, "A's queue (QoS 1 only) is not touched");
+  assert.equal(unshiftAll.mock.callCount(), 1, "only B's queue is rebuilt");
+
+  shift.mock.resetCalls();
+  unshiftAll.mock.resetCalls();
+  h.flow.setBlocked(false);
+  h.flow.setBlocked(true);
+  assert.equal(shift.mock.callCount(), 0, 'no QoS 0 waits: nothing to go through');
+  assert.equal(unshiftAll.mock.callCount(), 0);
+  h.flow.setBlocked(false);
+  h.release('a1');
+  h.release('b1');
+  await flush();
+  assert.deepEqual(h.events, ['admit:a1', 'admit:b1', 'refuse:b0:qos0_overflow', 'admit:a2', 'admit:b2'], 'QoS 1 kept their order');
+  assert.equal(h.flow.waiting, 2);
+  h.flow.close();
+});
+
+test('FlowController - QoS 0 that left the queues (admitted, timed out, dropped) is not counted as waiting; QoS 0 that waits is dropped', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = await openHarness({ maxInflightPerClient: 1, qos0Overflow: 'drop', publishTimeoutMs: 30 });
+  h.submit('a1', 'A', 10, 1);
+  h.submit('a0', 'A', 10, 0);
+  h.release('a1'); // a0 is admitted from the queue
+  h.submit('b1', 'B', 10, 1);
+  h.submit('b0', 'B', 10, 0);
+  h.advance(30);
+  t.mock.timers.tick(30); // b0 times out waiting for B's turn
+  h.submit('c1', 'C', 10, 1);
+  h.submit('c0', 'C', 10, 0);
+  h.flow.setBlocked(true); // c0 is dropped
+  assert.deepEqual(h.events, ['admit:a1', 'admit:a0', 'admit:b1', 'refuse:b0:timeout', 'admit:c1', 'refuse:c0:qos0_overflow']);
+  h.flow.setBlocked(false);
+  h.submit('b2', 'B', 10, 1);
+  const shift = t.mock.method(Fifo.prototype, 'shift');
+  h.flow.setBlocked(true);
+  assert.equal(shift.mock.callCount(), 0, 'only QoS 1 waits');
+  shift.mock.restore();
+  h.flow.setBlocked(false);
+  h.submit('b3', 'B', 10, 0);
+  h.flow.setBlocked(true);
+  assert.deepEqual(h.events.slice(6), ['refuse:b3:qos0_overflow']);
+  assert.equal(h.flow.waiting, 1, 'b2');
+  h.flow.close();
+});
+
+test('FlowController - a release that reopens the flow drains it at once, without queueing a second drain', async (t) => {
+  const h = await openHarness({ maxPendingMessages: 1 });
+  h.submit('a', 'c1', 10);
+  h.submit('w', 'c2', 10);
+  const queued = t.mock.method(globalThis, 'queueMicrotask');
+  h.release('a');
+  assert.deepEqual(h.events, ['admit:a', 'admit:w'], 'admitted by the release itself');
+  assert.deepEqual(h.transitions, ['throttled<-open', 'open<-throttled', 'throttled<-open']);
+  assert.equal(queued.mock.callCount(), 0);
+  queued.mock.restore();
   h.flow.close();
 });

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Client, PublishPacket } from 'aedes';
+import { DENIED_TOPIC, type AccessPolicy } from '../../../src/mqtt/access.js';
+import { ClientIdentities } from '../../../src/mqtt/client-identity.js';
+import { createAuthorizePublish } from '../../../src/mqtt/hooks/authorize-publish.js';
+import { Qos2Forwards } from '../../../src/mqtt/qos2-forwards.js';
+import type { DevicePublish } from '../../../src/mqtt/types.js';
+
+function setup(acl: { enforced: boolean; allowed: (clientId: string, username: string | undefined, topic: string) => boolean; onDeniedPublish?: 'disconnect' | 'drop' }) {
+  const forwarded: DevicePublish[] = [];
+  const asked: Array<{ clientId: string; username: string | undefined; topic: string }> = [];
+  const denied: string[] = [];
+  const access: AccessPolicy = {
+    enforced: acl.enforced,
+    canPublish: (identity, topic) => {
+      asked.push({ clientId: identity.clientId, username: identity.username, topic });
+      return acl.allowed(identity.clientId, identity.username, topic);
+    },
+    canSubscribe: () => true,
+    onDeniedPublish: acl.onDeniedPublish ?? 'disconnect',
+    denied: (action, clientId, topic) => denied.push(`${action}:${clientId}:${topic}`),
+  };
+  const identities = new ClientIdentities();
+  const client = { id: 'dev-1' } as unknown as Client;
+  identities.set(client, { username: 'alice', listener: 'tcp' });
+  const lookups = { count: 0 };
+  const get = identities.get.bind(identities);
+  identities.get = (c) => {
+    lookups.count++;
+    return get(c);
+  };
+  const authorize = createAuthorizePublish(
+    {
+      onPublish(publish, done) {
+        forwarded.push(publish);
+        done(null);
+      },
+    },
+    identities,
+    new Qos2Forwards(),
+    { maxTopicBytes: 100, maxTopicLevels: 8 },
+    () => {},
+    access,
+  );
+  const send = (topic: string, qos: 0 | 1 = 1) => {
+    const packet = { cmd: 'publish', topic, payload: Buffer.from('x'), qos, retain: true, dup: false, messageId: 7 } as PublishPacket;
+    let outcome: Error | null | undefined;
+    authorize(client, packet, (error) => {
+      outcome = error ?? null;
+    });
+    return { outcome, packet };
+  };
+  return { send, forwarded, asked, denied, lookups };
+}
+
+test('authorizePublish - without an ACL in force the ACL is not asked, and the publish goes on with its identity', () => {
+  const { send, forwarded, asked } = setup({ enforced: false, allowed: () => false });
+  const { outcome } = send('a/b');
+  assert.equal(outcome, null);
+  assert.deepEqual(asked, []);
+  assert.deepEqual(forwarded, [{ topic: 'a/b', payload: Buffer.from('x'), qos: 1, retain: true, clientId: 'dev-1', username: 'alice' }]);
+});
+
+test('authorizePublish - with an ACL, the identity it is asked with is the one the publish goes on with, looked up once', () => {
+  const { send, forwarded, asked, lookups } = setup({ enforced: true, allowed: () => true });
+  send('a/b', 0);
+  assert.deepEqual(asked, [{ clientId: 'dev-1', username: 'alice', topic: 'a/b' }]);
+  assert.equal(forwarded.length, 1);
+  assert.equal(forwarded[0]!.clientId, 'dev-1');
+  assert.equal(forwarded[0]!.username, 'alice');
+  assert.equal(lookups.count, 1, 'one identity lookup per publish');
+});
+
+test('authorizePublish - a publish the ACL denies goes nowhere: refused (disconnect) or acknowledged to the denied topic (drop)', () => {
+  const disconnect = setup({ enforced: true, allowed: (_clientId, _username, topic) => topic !== 'secret' });
+  assert.match(String(disconnect.send('secret').outcome), /the ACL does not allow publishing on "secret"/);
+  assert.deepEqual(disconnect.denied, ['publish:dev-1:secret']);
+  assert.deepEqual(disconnect.forwarded, []);
+
+  const drop = setup({ enforced: true, allowed: () => false, onDeniedPublish: 'drop' });
+  const { outcome, packet } = drop.send('secret');
+  assert.equal(outcome, null);
+  assert.equal(packet.topic, DENIED_TOPIC);
+  assert.equal(packet.retain, false);
+  assert.deepEqual(drop.forwarded, []);
+});

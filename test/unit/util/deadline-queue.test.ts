@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DeadlineQueue } from '../../../src/util/deadline-queue.js';
+
+interface Item {
+  readonly name: string;
+  readonly deadline: number;
+  settled: boolean;
+}
+
+const item = (name: string, deadline: number): Item => ({ name, deadline, settled: false });
+
+test('DeadlineQueue - first() is the unsettled item due first, whatever order they came in', () => {
+  const queue = new DeadlineQueue<Item>();
+  const items = [item('a', 10), item('b', 20), item('early', 5), item('c', 30), item('mid', 15), item('d', 30)];
+  for (const next of items) queue.push(next);
+  const order: string[] = [];
+  for (let first = queue.first(); first; first = queue.first()) {
+    order.push(first.name);
+    first.settled = true;
+  }
+  assert.deepEqual(order, ['early', 'a', 'mid', 'b', 'c', 'd']);
+  assert.equal(queue.length, 0, 'settled items are let go of');
+});
+
+test('DeadlineQueue - matches a sorted list over mostly ordered deadlines with random settling', () => {
+  let seed = 42;
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return seed / 2_147_483_648;
+  };
+  const queue = new DeadlineQueue<Item>();
+  const live: Item[] = [];
+  let clock = 0;
+  for (let step = 0; step < 5_000; step++) {
+    const roll = random();
+    if (roll < 0.5) {
+      clock += 1;
+      // One in five comes late: its deadline is up to 50 before the newest.
+      const next = item(`i${step}`, random() < 0.2 ? clock - Math.floor(random() * 50) : clock);
+      queue.push(next);
+      live.push(next);
+    } else if (roll < 0.8 && live.length > 0) {
+      const [settled] = live.splice(Math.floor(random() * live.length), 1);
+      settled!.settled = true;
+      if (random() < 0.5) queue.dropSettled();
+    } else {
+      const expected = Math.min(...live.map((candidate) => candidate.deadline));
+      assert.equal(queue.first()?.deadline, live.length === 0 ? undefined : expected, `step ${step}`);
+    }
+  }
+});
+
+test('DeadlineQueue - drain() empties it and returns everything, settled or not', () => {
+  const queue = new DeadlineQueue<Item>();
+  const items = [item('a', 10), item('b', 5), item('c', 20)];
+  for (const next of items) queue.push(next);
+  items[2]!.settled = true;
+  assert.deepEqual(queue.drain().map((drained) => drained.name).sort(), ['a', 'b', 'c']);
+  assert.equal(queue.length, 0);
+  assert.equal(queue.first(), undefined);
+  queue.push(item('later', 1));
+  assert.equal(queue.first()?.name, 'later', 'usable again after a drain');
+});
