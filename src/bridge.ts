@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { AmqpBackend } from './amqp/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
 import { reloadedSections, restartRequiredChanges } from './config/reload-plan.js';
-import { downlinkQueueName, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
+import { AEDES_MAX_TOPIC_LEVELS, downlinkQueueName, type BridgeConfig, type DownlinkRuleSettings } from './config/schema.js';
 import { compileDownlinkRules, type DownlinkRuleResolver } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
@@ -73,8 +73,7 @@ export function createBridge(options: BridgeOptions): Bridge {
   // the old or wholly by the new rules.
   let running = config;
   let resolver = new UplinkResolver(config.uplink);
-  let downlinkRules = compileDownlinkRules(config.downlink);
-  let downlinkResolvers = new Map(downlinkRules.map((rule) => [rule.rule.name, rule]));
+  const downlinkRules = compileDownlinkRules(config.downlink);
   let acl = config.acl ? { rules: new Acl(config.acl.rules), onDeniedPublish: config.acl.onDeniedPublish } : null;
   let mqtt: MqttServer | null = null;
   let http: RunningHttpServer | null = null;
@@ -84,7 +83,7 @@ export function createBridge(options: BridgeOptions): Bridge {
       else mqtt.publishToDevices(message, done);
     },
   };
-  const downlink = new DownlinkPipeline({ resolvers: () => downlinkResolvers, devices, metrics, logger: logger.child({ part: 'downlink' }) });
+  const downlink = new DownlinkPipeline({ devices, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS, metrics, logger: logger.child({ part: 'downlink' }) });
   const amqp = new AmqpBackend({
     config: config.amqp,
     ruleExchanges: resolver.literalExchanges(),
@@ -200,15 +199,17 @@ export function createBridge(options: BridgeOptions): Bridge {
       const nextResolver = new UplinkResolver(next.uplink);
       const nextDownlinkRules = compileDownlinkRules(next.downlink);
       const nextAcl = next.acl ? { rules: new Acl(next.acl.rules), onDeniedPublish: next.acl.onDeniedPublish } : null;
+      // RabbitMQ may refuse a new exchange (one of that name exists with another type): then nothing changes.
+      await amqp.reconfigureExchanges(next.amqp.exchanges, nextResolver.literalExchanges());
       resolver = nextResolver;
-      downlinkRules = nextDownlinkRules;
-      downlinkResolvers = new Map(nextDownlinkRules.map((rule) => [rule.rule.name, rule]));
       authenticator.setSettings(next.auth);
       acl = nextAcl;
       logger.level = next.log.level;
       // What the restart-required settings say stays as it was until a restart.
       running = { ...next, mqtt: running.mqtt, amqp: { ...running.amqp, exchanges: next.amqp.exchanges }, flow: running.flow, limits: running.limits, http: running.http, shutdownTimeoutMs: running.shutdownTimeoutMs };
-      await amqp.reconfigure(next.amqp.exchanges, nextResolver.literalExchanges(), downlinkSubscriptions(next.downlink, nextDownlinkRules));
+      // Each downlink consumer resolves with its own rule, so the old consumers keep the old
+      // rules until they are cancelled.
+      await amqp.reconfigureDownlink(downlinkSubscriptions(next.downlink, nextDownlinkRules));
       this.reloadCertificates();
       metrics.configReloads.inc({ result: 'applied' });
       logger.info({ applied, restartRequired }, applied.length > 0 ? `configuration reloaded: ${applied.join(', ')}` : 'configuration reloaded: no change to apply');
@@ -252,7 +253,8 @@ export function createBridge(options: BridgeOptions): Bridge {
 /** The queue each downlink rule consumes and, for `exchange` rules, how the bridge declares and binds it. */
 export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], compiled: readonly DownlinkRuleResolver[]): DownlinkSubscription[] {
   return rules.map((rule, index) => {
-    const bindingKey = compiled[index]!.rule.bindingKey;
+    const resolver = compiled[index]!;
+    const bindingKey = resolver.rule.bindingKey;
     return {
       rule: rule.name,
       queue: downlinkQueueName(rule),
@@ -261,6 +263,7 @@ export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], co
           ? { exchange: rule.exchange, key: bindingKey, deadLetterExchange: rule.deadLetterExchange }
           : null,
       prefetch: rule.prefetch,
+      resolver,
     };
   });
 }

@@ -1,4 +1,5 @@
 import type { PublishError } from './errors.js';
+import type { DownlinkRuleResolver } from './mapping/downlink.js';
 import type { HeaderValue, UplinkProperties } from './mapping/uplink.js';
 
 /**
@@ -43,7 +44,6 @@ export interface InboundDelivery {
   readonly routingKey: string;
   readonly content: Buffer;
   readonly headers: Readonly<Record<string, unknown>> | undefined;
-  readonly redelivered: boolean;
 }
 
 /**
@@ -54,8 +54,11 @@ export interface InboundDelivery {
 export type DeliveryOutcome = 'ack' | 'dead-letter' | 'requeue';
 
 export interface DeliveryHandler {
-  /** Called for every delivery of the named downlink rule; `settle` must be called exactly once. */
-  onDelivery(rule: string, delivery: InboundDelivery, settle: (outcome: DeliveryOutcome) => void): void;
+  /**
+   * Called for every delivery, with the rule of the consumer that received it (during a reload,
+   * the old rule's consumer still resolves by the old rule); `settle` must be called exactly once.
+   */
+  onDelivery(rule: DownlinkRuleResolver, delivery: InboundDelivery, settle: (outcome: DeliveryOutcome) => void): void;
 }
 
 /** One publish to the MQTT subscribers. */

@@ -60,19 +60,25 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   }
 
   /**
-   * A reload: declares exchanges added to `amqp.exchanges` now (and all of them on every
-   * reconnect), and sets the downlink consumers to the new rules.
+   * A reload, first step: declares the exchanges added to `amqp.exchanges` now (all of them are
+   * declared again on every reconnect). When RabbitMQ refuses one (it exists with another type,
+   * say) this rejects and the previous list stays, so that later reconnects do not fail on it.
    */
-  async reconfigure(exchanges: BridgeConfig['amqp']['exchanges'], ruleExchanges: readonly string[], downlink: readonly DownlinkSubscription[]): Promise<void> {
+  async reconfigureExchanges(exchanges: BridgeConfig['amqp']['exchanges'], ruleExchanges: readonly string[]): Promise<void> {
     const known = new Set(this.exchangeSettings.map((exchange) => JSON.stringify(exchange)));
     const added = exchanges.filter((exchange) => !known.has(JSON.stringify(exchange)));
+    const model = this.model;
+    if (model && added.length > 0) {
+      const declared = await declareExchanges(model, added);
+      if (this.model === model) this.exchanges.declared(declared);
+    }
     this.exchangeSettings = exchanges;
     this.ruleExchanges = ruleExchanges;
-    if (this.model && added.length > 0) {
-      const declared = await declareExchanges(this.model, added);
-      this.exchanges.declared(declared);
-    }
-    await this.consumers.update(downlink);
+  }
+
+  /** A reload, second step: the downlink consumers follow the new rules. */
+  reconfigureDownlink(downlink: readonly DownlinkSubscription[]): Promise<void> {
+    return this.consumers.update(downlink);
   }
 
   get state(): BrokerState {
@@ -148,6 +154,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
     await this.publisher.close(timeoutMs);
     const connection = this.connection;
     this.connection = null;
+    this.model = null; // the channels closing with the connection are not reopened
     this.setState('closed');
     if (connection) await connection.close().catch(() => {});
   }

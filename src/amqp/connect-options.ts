@@ -15,11 +15,6 @@ export function connectOptions(config: BridgeConfig['amqp']): Record<string, unk
   }
   if (servername) options.servername = servername;
   // [RabbitMQ: rabbitmq_auth_mechanism_ssl] the certificate names the user; no password is sent.
-  if (usesExternal(config)) options.credentials = amqplib.credentials.external();
+  if (url.password === '' && cert !== undefined) options.credentials = amqplib.credentials.external();
   return options;
-}
-
-export function usesExternal(config: BridgeConfig['amqp']): boolean {
-  const url = new URL(config.url);
-  return url.protocol === 'amqps:' && url.password === '' && config.tls?.cert !== undefined;
 }

@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import type { DownlinkRuleResolver } from '../mapping/downlink.js';
 import type { DeliveryHandler, DeliveryOutcome } from '../ports.js';
 
 /** Delay before a downlink consumer is set up again after its channel closed on a live connection. */
@@ -7,6 +8,12 @@ export const CONSUMER_RETRY_DELAY_MS = 1_000;
 
 /** How long a reload waits for a retired rule's deliveries in hand to settle. */
 export const RETIRE_SETTLE_TIMEOUT_MS = 10_000;
+
+export interface QueueBinding {
+  readonly queue: string;
+  readonly exchange: string;
+  readonly key: string;
+}
 
 /** What the AMQP side needs to know of a downlink rule. */
 export interface DownlinkSubscription {
@@ -16,6 +23,18 @@ export interface DownlinkSubscription {
   /** Present when the bridge declares the queue and binds it. */
   readonly binding: { readonly exchange: string; readonly key: string; readonly deadLetterExchange: string | undefined } | null;
   readonly prefetch: number;
+  /** Handed to the delivery handler with each delivery of this rule's consumer. */
+  readonly resolver: DownlinkRuleResolver;
+}
+
+interface Consumer {
+  readonly channel: Channel;
+  consumerTag: string;
+  /** A reload that keeps the queue and binding swaps this (the resolver) without restarting the consumer. */
+  subscription: DownlinkSubscription;
+  unsettled: number;
+  /** Called once `unsettled` drops to zero. */
+  idle: Array<() => void>;
 }
 
 /**
@@ -26,17 +45,20 @@ export interface DownlinkSubscription {
  */
 export class DownlinkConsumers {
   private model: ChannelModel | null = null;
-  private readonly channels = new Map<string, { channel: Channel; consumerTag: string }>();
-  private unsettled = 0;
-  private readonly unsettledByRule = new Map<string, number>();
+  private subscriptions: ReadonlyMap<string, DownlinkSubscription>;
+  /** Running consumers by rule. */
+  private readonly consumers = new Map<string, Consumer>();
+  /** Bindings a reload dropped that could not be removed then (no connection); removed on the next attach. */
+  private readonly staleBindings = new Map<string, QueueBinding>();
   private stopping = false;
-  private idle: Array<() => void> = [];
 
   constructor(
-    private subscriptions: readonly DownlinkSubscription[],
+    subscriptions: readonly DownlinkSubscription[],
     private readonly handler: DeliveryHandler,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.subscriptions = byRule(subscriptions);
+  }
 
   /**
    * Sets up every consumer on a new connection. One that cannot start (its queue is missing,
@@ -44,64 +66,44 @@ export class DownlinkConsumers {
    */
   async attach(model: ChannelModel): Promise<void> {
     this.model = model;
-    this.channels.clear();
-    for (const subscription of this.subscriptions) {
-      try {
-        await this.start(model, subscription);
-      } catch (error) {
-        this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
-        this.retryLater(model, subscription);
-      }
-    }
+    this.consumers.clear();
+    const stale = [...this.staleBindings.values()];
+    this.staleBindings.clear();
+    for (const binding of stale) await this.unbind(model, binding);
+    for (const subscription of this.subscriptions.values()) await this.startOrRetry(model, subscription);
   }
 
   detach(): void {
     this.model = null;
-    this.channels.clear();
+    this.consumers.clear();
   }
 
   /**
    * New downlink rules (a reload). A removed rule's consumer is cancelled, its deliveries in
    * hand settle, its queue is unbound (so it stops collecting; it is not deleted: what it holds
-   * stays for ops or for the rule's return). A changed rule is set up again; others are untouched.
+   * stays for ops or for the rule's return). A rule whose queue or binding changed is set up
+   * again; one whose only change is how deliveries become publishes keeps its consumer.
    */
   async update(next: readonly DownlinkSubscription[]): Promise<void> {
-    const previous = new Map(this.subscriptions.map((subscription) => [subscription.rule, subscription]));
-    this.subscriptions = next;
+    const previous = this.subscriptions;
+    this.subscriptions = byRule(next);
     const model = this.model;
-    for (const [rule, old] of previous) {
-      const now = next.find((subscription) => subscription.rule === rule);
-      if (now && sameSubscription(old, now)) {
-        this.subscriptions = this.subscriptions.map((subscription) => (subscription === now ? old : subscription));
-        continue;
-      }
-      await this.retire(old, now ?? null);
-    }
-    for (const subscription of this.subscriptions) {
-      if (previous.get(subscription.rule) === subscription || !model) continue;
-      try {
-        await this.start(model, subscription);
-      } catch (error) {
-        this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
-        this.retryLater(model, subscription);
+    const retiring: Array<Promise<void>> = [];
+    for (const old of previous.values()) {
+      const now = this.subscriptions.get(old.rule);
+      if (now && sameConsumer(old, now)) {
+        const consumer = this.consumers.get(old.rule);
+        if (consumer) consumer.subscription = now;
+      } else {
+        retiring.push(this.retire(old));
       }
     }
-  }
-
-  /** Cancels a rule's consumer, lets its deliveries settle, and unbinds what the new rule no longer binds. */
-  private async retire(old: DownlinkSubscription, replacement: DownlinkSubscription | null): Promise<void> {
-    const running = this.channels.get(old.rule);
-    if (!running) return;
-    this.channels.delete(old.rule);
-    await running.channel.cancel(running.consumerTag).catch(() => {});
-    await waitUntil(() => (this.unsettledByRule.get(old.rule) ?? 0) === 0, RETIRE_SETTLE_TIMEOUT_MS);
-    const keptBinding =
-      replacement?.binding && old.binding && replacement.queue === old.queue && replacement.binding.exchange === old.binding.exchange && replacement.binding.key === old.binding.key;
-    if (old.binding && !keptBinding) {
-      await running.channel.unbindQueue(old.queue, old.binding.exchange, old.binding.key).catch(() => {});
+    await Promise.all(retiring);
+    if (!model) return; // attach() starts them on the next connection
+    for (const subscription of next) {
+      const old = previous.get(subscription.rule);
+      if (!old || !sameConsumer(old, subscription)) await this.startOrRetry(model, subscription);
     }
-    await running.channel.close().catch(() => {});
-    this.logger.info({ rule: old.rule, queue: old.queue, replaced: replacement !== null }, 'downlink consumer retired');
   }
 
   /**
@@ -111,29 +113,76 @@ export class DownlinkConsumers {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
-    const consumers = [...this.channels.values()];
+    const consumers = [...this.consumers.values()];
     await Promise.all(consumers.map(({ channel, consumerTag }) => channel.cancel(consumerTag).catch(() => {})));
-    if (this.unsettled > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
-        this.idle.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+    await Promise.all(consumers.map((consumer) => settled(consumer, timeoutMs)));
+  }
+
+  /** Cancels a rule's consumer (if it runs), lets its deliveries settle, and removes the binding no rule wants any more. */
+  private async retire(old: DownlinkSubscription): Promise<void> {
+    const consumer = this.consumers.get(old.rule);
+    this.consumers.delete(old.rule);
+    if (consumer) {
+      await consumer.channel.cancel(consumer.consumerTag).catch(() => {});
+      await settled(consumer, RETIRE_SETTLE_TIMEOUT_MS);
+      await consumer.channel.close().catch(() => {});
+    }
+    await this.dropBindingIfUnwanted(old);
+    this.logger.info({ rule: old.rule, queue: old.queue, replaced: this.subscriptions.has(old.rule) }, 'downlink consumer retired');
+  }
+
+  private async dropBindingIfUnwanted(subscription: DownlinkSubscription): Promise<void> {
+    if (!subscription.binding) return;
+    const binding = { queue: subscription.queue, exchange: subscription.binding.exchange, key: subscription.binding.key };
+    if (this.wanted(binding)) return;
+    if (this.model) await this.unbind(this.model, binding);
+    else this.staleBindings.set(bindingId(binding), binding);
+  }
+
+  private wanted(binding: QueueBinding): boolean {
+    for (const subscription of this.subscriptions.values()) {
+      if (subscription.queue === binding.queue && subscription.binding?.exchange === binding.exchange && subscription.binding.key === binding.key) return true;
+    }
+    return false;
+  }
+
+  /** Removes a binding on a channel of its own; one that cannot be removed now is kept for the next attach. */
+  private async unbind(model: ChannelModel, binding: QueueBinding): Promise<void> {
+    if (this.wanted(binding)) return; // a later reload brought it back
+    let channel: Channel | null = null;
+    try {
+      channel = await model.createChannel();
+      channel.on('error', () => {}); // a refused unbind rejects unbindQueue, which says why
+      await channel.unbindQueue(binding.queue, binding.exchange, binding.key);
+      this.logger.info(binding, 'downlink queue unbound');
+    } catch (error) {
+      // 404: the queue or the exchange is gone, and the binding with it.
+      if ((error as { code?: number }).code !== 404) this.staleBindings.set(bindingId(binding), binding);
+    } finally {
+      await channel?.close().catch(() => {});
+    }
+  }
+
+  private async startOrRetry(model: ChannelModel, subscription: DownlinkSubscription): Promise<void> {
+    try {
+      await this.start(model, subscription);
+    } catch (error) {
+      this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
+      this.retryLater(model, subscription);
     }
   }
 
   private async start(model: ChannelModel, subscription: DownlinkSubscription): Promise<void> {
     if (this.stopping) return;
     const channel = await model.createChannel();
+    const consumer: Consumer = { channel, consumerTag: '', subscription, unsettled: 0, idle: [] };
     channel.on('error', (error: Error) => this.logger.warn({ rule: subscription.rule, err: error }, 'downlink channel error'));
     channel.on('close', () => {
-      // Only a consumer that was running restarts from here; a failed start retries by itself.
-      if (this.model !== model || this.channels.get(subscription.rule)?.channel !== channel) return;
-      if (!this.subscriptions.includes(subscription)) return;
-      this.channels.delete(subscription.rule);
-      this.retryLater(model, subscription);
+      // Only a running consumer restarts from here (a retired one is no longer in the map, nor
+      // are any after the connection went); a failed start retries by itself.
+      if (this.consumers.get(subscription.rule) !== consumer) return;
+      this.consumers.delete(subscription.rule);
+      this.retryLater(model, consumer.subscription);
     });
     await channel.prefetch(subscription.prefetch);
     if (subscription.binding) {
@@ -144,70 +193,92 @@ export class DownlinkConsumers {
       });
       await channel.bindQueue(subscription.queue, exchange, key);
     }
-    const { consumerTag } = await channel.consume(subscription.queue, (message) => this.onMessage(channel, subscription, message), { noAck: false });
-    this.channels.set(subscription.rule, { channel, consumerTag });
+    const { consumerTag } = await channel.consume(subscription.queue, (message) => this.onMessage(consumer, message), { noAck: false });
+    consumer.consumerTag = consumerTag;
+    const current = this.subscriptions.get(subscription.rule);
+    if (this.model !== model || this.stopping || !current || !sameConsumer(current, subscription) || this.consumers.has(subscription.rule)) {
+      // A reload, the connection or another start overtook this one while it was starting.
+      await channel.close().catch(() => {});
+      await this.dropBindingIfUnwanted(subscription);
+      return;
+    }
+    consumer.subscription = current;
+    this.consumers.set(subscription.rule, consumer);
     this.logger.info({ rule: subscription.rule, queue: subscription.queue, binding: subscription.binding }, 'downlink consumer started');
   }
 
   private retryLater(model: ChannelModel, subscription: DownlinkSubscription): void {
     setTimeout(() => {
       if (this.model !== model || this.stopping) return; // the connection went; attach() sets everything up again
-      if (!this.subscriptions.includes(subscription)) return; // a reload removed or changed the rule
-      this.start(model, subscription).catch((error: Error) => {
+      const current = this.subscriptions.get(subscription.rule);
+      if (!current || !sameConsumer(current, subscription)) return; // a reload removed or changed the rule, and saw to it
+      this.start(model, current).catch((error: Error) => {
         this.logger.error({ rule: subscription.rule, err: error }, 'downlink consumer could not start; retrying');
-        this.retryLater(model, subscription);
+        this.retryLater(model, current);
       });
     }, CONSUMER_RETRY_DELAY_MS).unref();
   }
 
-  private onMessage(channel: Channel, subscription: DownlinkSubscription, message: ConsumeMessage | null): void {
+  private onMessage(consumer: Consumer, message: ConsumeMessage | null): void {
+    const { rule } = consumer.subscription;
     if (message === null) {
-      if (this.stopping) return;
+      if (this.stopping || this.consumers.get(rule) !== consumer) return;
       // RabbitMQ cancelled the consumer (queue deleted): start again, which declares it anew.
-      this.logger.warn({ rule: subscription.rule, queue: subscription.queue }, 'downlink consumer cancelled by RabbitMQ; restarting it');
-      this.channels.delete(subscription.rule);
-      channel.close().catch(() => {});
-      if (this.model) this.retryLater(this.model, subscription);
+      this.logger.warn({ rule, queue: consumer.subscription.queue }, 'downlink consumer cancelled by RabbitMQ; restarting it');
+      this.consumers.delete(rule);
+      consumer.channel.close().catch(() => {});
+      if (this.model) this.retryLater(this.model, consumer.subscription);
       return;
     }
-    let settled = false;
-    this.unsettled++;
-    this.unsettledByRule.set(subscription.rule, (this.unsettledByRule.get(subscription.rule) ?? 0) + 1);
+    let done = false;
+    consumer.unsettled++;
     const settle = (outcome: DeliveryOutcome) => {
-      if (settled) return;
-      settled = true;
+      if (done) return;
+      done = true;
       try {
-        if (outcome === 'ack') channel.ack(message);
-        else channel.nack(message, false, outcome === 'requeue');
+        if (outcome === 'ack') consumer.channel.ack(message);
+        else consumer.channel.nack(message, false, outcome === 'requeue');
       } catch {
         // The channel closed meanwhile: RabbitMQ requeues the delivery by itself.
       }
-      this.unsettledByRule.set(subscription.rule, (this.unsettledByRule.get(subscription.rule) ?? 1) - 1);
-      if (--this.unsettled === 0 && this.idle.length > 0) {
-        const waiters = this.idle;
-        this.idle = [];
+      if (--consumer.unsettled === 0 && consumer.idle.length > 0) {
+        const waiters = consumer.idle;
+        consumer.idle = [];
         for (const waiter of waiters) waiter();
       }
     };
-    this.handler.onDelivery(
-      subscription.rule,
-      {
-        exchange: message.fields.exchange,
-        routingKey: message.fields.routingKey,
-        content: message.content,
-        headers: message.properties.headers,
-        redelivered: message.fields.redelivered,
-      },
-      settle,
-    );
+    const { exchange, routingKey } = message.fields;
+    this.handler.onDelivery(consumer.subscription.resolver, { exchange, routingKey, content: message.content, headers: message.properties.headers }, settle);
   }
 }
 
-function sameSubscription(a: DownlinkSubscription, b: DownlinkSubscription): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+/** Resolves once the consumer has no delivery in hand, or after `timeoutMs`. */
+function settled(consumer: Consumer, timeoutMs: number): Promise<void> {
+  if (consumer.unsettled === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    consumer.idle.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+function byRule(subscriptions: readonly DownlinkSubscription[]): ReadonlyMap<string, DownlinkSubscription> {
+  return new Map(subscriptions.map((subscription) => [subscription.rule, subscription]));
+}
+
+/** Whether two subscriptions consume the same way (the resolver aside). */
+function sameConsumer(a: DownlinkSubscription, b: DownlinkSubscription): boolean {
+  return (
+    a.queue === b.queue &&
+    a.prefetch === b.prefetch &&
+    a.binding?.exchange === b.binding?.exchange &&
+    a.binding?.key === b.binding?.key &&
+    a.binding?.deadLetterExchange === b.binding?.deadLetterExchange
+  );
+}
+
+function bindingId(binding: QueueBinding): string {
+  return JSON.stringify([binding.queue, binding.exchange, binding.key]);
 }

@@ -29,8 +29,7 @@ export class ExchangeDirectory {
     this.probe = null;
     this.known.clear();
     this.checks.clear();
-    this.known.set('', { status: 'exists', at: this.now() }); // the default exchange
-    for (const name of declared) this.known.set(name, { status: 'exists', at: this.now() });
+    this.declared(['', ...declared]); // '' is the default exchange
   }
 
   /** Exchanges just declared on the current connection. */

@@ -5,6 +5,7 @@ import { bindingKeyOf, compilePattern, patternMatches, type CompiledPattern } fr
 import { compileTemplate, DOWNLINK_BUILTINS, type CompiledTemplate } from './template.js';
 import { assertTopicName } from './topic.js';
 import { RuleError } from './rule-error.js';
+import { HEADER_RETAIN } from './uplink.js';
 
 export interface DownlinkRuleConfig {
   readonly name: string;
@@ -89,7 +90,11 @@ export class DownlinkRuleResolver {
     this.rule = rule;
   }
 
-  /** The MQTT publish for this delivery, or null when its routing key does not match. Throws RenderError. */
+  /**
+   * The MQTT publish for this delivery, or null when its routing key does not match. Throws
+   * RenderError. Retained when the rule says so or the delivery carries `x-mqtt-retain: true`
+   * (as the uplink sets it for a retained device publish).
+   */
   resolve(delivery: DownlinkDelivery): DownlinkRoute | null {
     const words = delivery.routingKey.split('.');
     if (!patternMatches(this.rule.pattern, words, false)) return null;
@@ -100,8 +105,12 @@ export class DownlinkRuleResolver {
     } catch (error) {
       throw new RenderError(`the rendered topic "${topic}" is not a valid topic name: ${(error as TopicError).message}`);
     }
-    return { rule: this.rule.name, topic, qos: this.rule.qos, retain: this.rule.retain };
+    return { rule: this.rule.name, topic, qos: this.rule.qos, retain: this.rule.retain || isTrue(delivery.headers?.[HEADER_RETAIN]) };
   }
+}
+
+function isTrue(value: unknown): boolean {
+  return value === true || value === 'true' || (Buffer.isBuffer(value) && value.toString() === 'true');
 }
 
 export function compileDownlinkRules(rules: readonly DownlinkRuleConfig[]): DownlinkRuleResolver[] {

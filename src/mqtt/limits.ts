@@ -15,7 +15,12 @@ export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName 
   if (topic.includes('\u0000') || topic.includes('\ufffd')) return 'invalid_topic';
   // A string of n UTF-16 units is at most 3n bytes: measure only when it could be too long.
   if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic, 'utf8') > limits.maxTopicBytes) return 'topic_length';
+  return topicLevels(topic) > limits.maxTopicLevels ? 'topic_levels' : null;
+}
+
+/** How many levels a topic name or filter has, counted without splitting it. */
+export function topicLevels(topic: string): number {
   let levels = 1;
   for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
-  return levels > limits.maxTopicLevels ? 'topic_levels' : null;
+  return levels;
 }

@@ -55,8 +55,14 @@ export const METRICS = {
   downlinkRejected: {
     type: 'counter',
     name: 'downlink_rejected_total',
-    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused.',
+    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused (a topic the MQTT server never takes).',
     labels: ['rule', 'reason'],
+  },
+  downlinkRequeued: {
+    type: 'counter',
+    name: 'downlink_requeued_total',
+    help: 'AMQP deliveries requeued because the MQTT side could not take them then (its session store failed, it was stopping), by rule.',
+    labels: ['rule'],
   },
   offlineDropped: { type: 'counter', name: 'offline_messages_dropped_total', help: 'Oldest queued messages dropped because an offline session held mqtt.maxOfflineMessages.', labels: [] },
   flowState: { type: 'gauge', name: 'flow_state', help: 'Flow state: 1 for the current one of open, throttled, blocked, disconnected.', labels: ['state'] },
@@ -116,6 +122,7 @@ export class BridgeMetrics {
   readonly downlinkMessages = counter(METRICS.downlinkMessages, this.registry);
   readonly downlinkBytes = counter(METRICS.downlinkBytes, this.registry);
   readonly downlinkRejected = counter(METRICS.downlinkRejected, this.registry);
+  readonly downlinkRequeued = counter(METRICS.downlinkRequeued, this.registry);
   readonly offlineDropped = counter(METRICS.offlineDropped, this.registry);
   readonly amqpReconnects = counter(METRICS.amqpReconnects, this.registry);
   readonly limitsRefused = counter(METRICS.limitsRefused, this.registry);

@@ -3,37 +3,41 @@ import { RenderError } from '../errors.js';
 import type { DownlinkRoute, DownlinkRuleResolver } from '../mapping/downlink.js';
 import type { BridgeMetrics, DownlinkRejectReason } from '../observability/metrics.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
+import { topicLevels } from '../mqtt/limits.js';
 import type { DeliveryHandler, DeliveryOutcome, DevicePublisher, InboundDelivery } from '../ports.js';
 
-/** A delivery carrying this header set to true (or "true") is published retained. */
-export const RETAIN_HEADER = 'x-mqtt-retain';
+/**
+ * How long a delivery the MQTT side could not take is held before it is requeued: RabbitMQ
+ * hands a requeued message straight back, so without a pause a lasting failure would spin.
+ */
+export const DOWNLINK_REQUEUE_DELAY_MS = 1_000;
 
 export interface DownlinkPipelineOptions {
-  /** The current downlink rules by name; a function so that a reload can swap them. */
-  resolvers: () => ReadonlyMap<string, DownlinkRuleResolver>;
   devices: DevicePublisher;
+  /** The most topic levels the MQTT server accepts in a publish; a topic with more can never be published. */
+  maxTopicLevels: number;
   metrics: BridgeMetrics;
   logger: Logger;
+  requeueDelayMs?: number;
 }
 
 /**
  * AMQP -> MQTT: renders each delivery's topic from its rule and publishes it to the MQTT
  * subscribers. The delivery is acknowledged only once the MQTT side has taken it; one that can
- * never become an MQTT publish is dead-lettered (never requeued, so it cannot block the queue).
+ * never become an MQTT publish is dead-lettered (never requeued, so it cannot block the queue);
+ * one the MQTT side could not take now (a session store failing, the server stopping) is requeued.
  */
 export class DownlinkPipeline implements DeliveryHandler {
   private readonly rejections: RateLimitedWarning;
+  private readonly requeues: RateLimitedWarning;
 
   constructor(private readonly options: DownlinkPipelineOptions) {
     this.rejections = new RateLimitedWarning({ logger: options.logger, message: 'AMQP delivery dead-lettered: it cannot become an MQTT publish' });
+    this.requeues = new RateLimitedWarning({ logger: options.logger, message: 'AMQP delivery requeued: the MQTT side could not take it now' });
   }
 
-  onDelivery(rule: string, delivery: InboundDelivery, settle: (outcome: DeliveryOutcome) => void): void {
-    const resolver = this.options.resolvers().get(rule);
-    if (!resolver) {
-      settle('requeue'); // the rule went away in a reload; another consumer takes it
-      return;
-    }
+  onDelivery(resolver: DownlinkRuleResolver, delivery: InboundDelivery, settle: (outcome: DeliveryOutcome) => void): void {
+    const rule = resolver.rule.name;
     let route: DownlinkRoute | null;
     try {
       route = resolver.resolve(delivery);
@@ -46,11 +50,15 @@ export class DownlinkPipeline implements DeliveryHandler {
       this.reject(rule, delivery, 'unmatched', `routing key does not match the rule's pattern "${resolver.rule.pattern.source}"`, settle);
       return;
     }
-    const retain = route.retain || isTrue(delivery.headers?.[RETAIN_HEADER]);
+    const levels = topicLevels(route.topic);
+    if (levels > this.options.maxTopicLevels) {
+      this.reject(rule, delivery, 'mqtt_refused', `the topic has ${levels} levels; the MQTT server takes at most ${this.options.maxTopicLevels}`, settle);
+      return;
+    }
     const qos = String(route.qos);
-    this.options.devices.publishToDevices({ topic: route.topic, payload: delivery.content, qos: route.qos, retain }, (error) => {
+    this.options.devices.publishToDevices({ topic: route.topic, payload: delivery.content, qos: route.qos, retain: route.retain }, (error) => {
       if (error) {
-        this.reject(rule, delivery, 'mqtt_refused', error.message, settle);
+        this.requeue(rule, delivery, error, settle);
         return;
       }
       this.options.metrics.downlinkMessages.inc({ rule, qos });
@@ -64,8 +72,10 @@ export class DownlinkPipeline implements DeliveryHandler {
     this.rejections.warn(null, { rule, reason, exchange: delivery.exchange, routingKey: delivery.routingKey, err: why });
     settle('dead-letter');
   }
-}
 
-function isTrue(value: unknown): boolean {
-  return value === true || value === 'true' || (Buffer.isBuffer(value) && value.toString() === 'true');
+  private requeue(rule: string, delivery: InboundDelivery, error: Error, settle: (outcome: DeliveryOutcome) => void): void {
+    this.options.metrics.downlinkRequeued.inc({ rule });
+    this.requeues.warn(null, { rule, exchange: delivery.exchange, routingKey: delivery.routingKey, err: error });
+    setTimeout(() => settle('requeue'), this.options.requeueDelayMs ?? DOWNLINK_REQUEUE_DELAY_MS);
+  }
 }

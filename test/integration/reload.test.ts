@@ -10,6 +10,7 @@ import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../s
 import { AMQP_URL, delay, deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, transientExchange } from '../helpers/bridge.js';
 import { runBridgeProcess, waitForAmqp } from '../helpers/bridge-process.js';
+import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
 
 const exchange = uniqueName('reload');
 let consumer: TestConsumer;
@@ -182,6 +183,16 @@ test('reload - through the CLI: a broken file changes nothing and every problem 
       const [message] = (await consumer.waitForCount(start + 1)).slice(start);
       return message!.fields.routingKey;
     };
+    /** The log lines of the reloads started for `why` after line `mark` (reloads never overlap). */
+    const reloadLines = (mark: number, why: string) => {
+      const lines: Array<Record<string, unknown>> = [];
+      let current: string | undefined;
+      for (const line of bridge.lines.slice(mark)) {
+        if (line.msg === 'reloading the configuration') current = String(line.why);
+        if (current === why) lines.push(line);
+      }
+      return lines;
+    };
     assert.equal(await routed('cli/a'), 'first.a');
 
     // A broken file: YAML syntax error plus a bad template. (--watch sees it too: either way, nothing changes.)
@@ -193,20 +204,142 @@ test('reload - through the CLI: a broken file changes nothing and every problem 
     assert.equal(await routed('cli/b'), 'first.b', 'the old rules still route');
 
     // A good file, picked up by --watch alone.
+    let mark = bridge.lines.length;
     write('second.{#}');
-    await waitFor(() => bridge.lines.some((line) => line.msg === 'configuration reloaded: uplink'), 'the watched file to be reloaded');
+    await waitFor(() => reloadLines(mark, 'file changed').some((line) => line.msg === 'configuration reloaded: uplink'), 'the watched file to be reloaded');
     assert.equal(await routed('cli/c'), 'second.c');
 
-    // And by SIGHUP, with a change that needs a restart.
+    // And by SIGHUP, with a change that needs a restart. The signal goes at once, so that its
+    // reload runs before the watcher's (debounced) one and is the one that applies the file.
+    mark = bridge.lines.length;
     write('third.{#}', 'shutdownTimeoutMs: 1234');
-    await waitFor(() => bridge.lines.some((line) => line.msg === 'configuration reloaded: uplink' && bridge.lines.indexOf(line) > 0 && (line.applied as string[]).includes('uplink')), 'a reload');
     bridge.child.kill('SIGHUP');
-    await waitFor(() => bridge.lines.some((line) => typeof line.msg === 'string' && line.msg.startsWith('these changes need a restart and keep their old values: shutdownTimeoutMs')), 'the restart-only change to be reported');
+    await waitFor(
+      () => reloadLines(mark, 'SIGHUP').some((line) => typeof line.msg === 'string' && line.msg.startsWith('these changes need a restart and keep their old values: shutdownTimeoutMs')),
+      'the SIGHUP reload to report the restart-only change',
+    );
+    assert.ok(reloadLines(mark, 'SIGHUP').some((line) => line.msg === 'configuration reloaded: uplink'), 'the SIGHUP reload applied the new uplink rules');
     assert.equal(await routed('cli/d'), 'third.d');
     assert.equal(closed, false, 'the device stayed connected through every reload');
     await device.endAsync();
   } finally {
     bridge.child.kill('SIGTERM');
     await bridge.exit;
+  }
+});
+
+/** Publishes one message on AMQP, waiting for RabbitMQ's confirm (it is routed by then). */
+async function publishCommand(to: string, routingKey: string): Promise<void> {
+  const connection = await amqplib.connect(AMQP_URL);
+  try {
+    const channel = await connection.createConfirmChannel();
+    channel.publish(to, routingKey, Buffer.from(routingKey));
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
+}
+
+test('reload - an added exchange RabbitMQ refuses (it exists with another type) fails the reload and changes nothing; the bridge still reconnects and forwards', async () => {
+  const clash = uniqueName('reload-clash');
+  const connectionName = uniqueName('bridge-reload-clash');
+  await withChannel((channel) => channel.assertExchange(clash, 'fanout', { durable: false, autoDelete: false }));
+  const bridge = await startTestBridge({
+    amqp: { connectionName, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+    uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.before.{#}' }],
+  });
+  const device = await connectClient(bridge.url('tcp'));
+  try {
+    await assert.rejects(
+      bridge.bridge.reload(
+        configWith(bridge.config, {
+          amqp: { ...bridge.config.amqp, exchanges: [{ name: clash, type: 'topic', durable: false, autoDelete: false }] },
+          uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.after.{#}' }],
+        }),
+      ),
+      /PRECONDITION_FAILED - inequivalent arg 'type'/,
+    );
+    assert.equal(await closeConnectionsNamed(connectionName), 1);
+    await waitFor(async () => bridge.bridge.amqpState === 'connected' && (await connectionPids(connectionName)).length === 1, 'the bridge to reconnect', 20_000);
+    const start = consumer.messages.length;
+    await device.publishAsync('clash/x', 'after the refused reload', { qos: 1 });
+    await waitFor(() => consumer.messages.slice(start).some((message) => message.fields.routingKey.startsWith('clash.')), 'the publish on AMQP');
+    const forwarded = consumer.messages.slice(start).find((message) => message.fields.routingKey.startsWith('clash.'))!;
+    assert.equal(forwarded.fields.routingKey, 'clash.before.x', 'the old uplink rule still routes');
+    assert.equal(forwarded.content.toString(), 'after the refused reload');
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_config_reloads_total', { result: 'applied' }), 0);
+  } finally {
+    await device.endAsync();
+    await bridge.stop();
+    await deleteExchanges(clash);
+  }
+});
+
+test('reload - while RabbitMQ is away: once the bridge is back, a removed rule\'s queue and a changed rule\'s old key are unbound', async () => {
+  const commands = uniqueName('reload-away');
+  const queueGone = uniqueName('reload-gone');
+  const queueMoved = uniqueName('reload-moved');
+  const connectionName = uniqueName('bridge-reload-away');
+  const bridge = await startTestBridge({
+    // A reconnect delay long enough for the reload to happen while the bridge is disconnected.
+    amqp: { connectionName, exchanges: [transientExchange(commands)], reconnect: { initialDelayMs: 3_000, maxDelayMs: 3_000 } },
+    downlink: [
+      { name: 'gone', exchange: commands, routingKey: 'gone.{id}', topic: 'gone/{id}', qos: 1, queueName: queueGone },
+      { name: 'moved', exchange: commands, routingKey: 'old.{id}', topic: 'moved/{id}', qos: 1, queueName: queueMoved },
+    ],
+  });
+  const device = await connectClient(bridge.url('tcp'));
+  const received: string[] = [];
+  device.on('message', (topic, payload) => received.push(`${topic} ${payload.toString()}`));
+  try {
+    await device.subscribeAsync('#', { qos: 1 });
+    assert.equal(await closeConnectionsNamed(connectionName), 1);
+    await waitFor(() => bridge.bridge.amqpState === 'disconnected', 'the bridge to see the connection go');
+    await bridge.bridge.reload(
+      configWith(bridge.config, { downlink: [{ name: 'moved', exchange: commands, routingKey: 'new.{id}', topic: 'moved/{id}', qos: 1, queueName: queueMoved }] }),
+    );
+    assert.equal(bridge.bridge.amqpState, 'disconnected', 'the reload ran while RabbitMQ was away');
+    await waitFor(() => bridge.bridge.amqpState === 'connected', 'the bridge to reconnect', 20_000);
+    await publishCommand(commands, 'gone.1');
+    await publishCommand(commands, 'old.1');
+    await publishCommand(commands, 'new.1');
+    await waitFor(() => received.includes('moved/1 new.1'), 'new.1 through the changed rule');
+    await delay(300);
+    assert.deepEqual(received, ['moved/1 new.1'], 'nothing by the old key');
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_downlink_rejected_total', { rule: 'moved', reason: 'unmatched' }), 0, 'no old-key message reached the changed rule');
+    const gone = await withChannel((channel) => channel.checkQueue(queueGone));
+    assert.deepEqual([gone.consumerCount, gone.messageCount], [0, 0], 'the removed rule\'s queue is not consumed and, unbound, does not collect');
+  } finally {
+    await device.endAsync();
+    await bridge.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(queueGone);
+      await channel.deleteQueue(queueMoved);
+      await channel.deleteExchange(commands);
+    }).catch(() => {});
+  }
+});
+
+test('reload - removing a rule whose consumer cannot start (its queue exists with other arguments) still unbinds the queue', async () => {
+  const commands = uniqueName('reload-retrying');
+  const queue = uniqueName('reload-retrying-q');
+  const rule = { name: 'a', exchange: commands, routingKey: 'a.{id}', topic: 'a/{id}', qos: 1, queueName: queue } as const;
+  const bridge = await startTestBridge({ amqp: { exchanges: [transientExchange(commands)] }, downlink: [rule] });
+  try {
+    // The queue was declared without a dead-letter exchange: the changed rule's consumer cannot start, and retries.
+    await bridge.bridge.reload(configWith(bridge.config, { downlink: [{ ...rule, deadLetterExchange: uniqueName('dlx') }] }));
+    await publishCommand(commands, 'a.1');
+    const waiting = await withChannel((channel) => channel.checkQueue(queue));
+    assert.deepEqual([waiting.consumerCount, waiting.messageCount], [0, 1], 'not consumed, still bound');
+    await bridge.bridge.reload(configWith(bridge.config, { downlink: [] }));
+    await publishCommand(commands, 'a.2');
+    const left = await withChannel((channel) => channel.checkQueue(queue));
+    assert.deepEqual([left.consumerCount, left.messageCount], [0, 1], 'a.2 was not routed to the queue: it is unbound');
+  } finally {
+    await bridge.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(queue);
+      await channel.deleteExchange(commands);
+    }).catch(() => {});
   }
 });

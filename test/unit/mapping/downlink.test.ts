@@ -176,6 +176,18 @@ test('DownlinkRuleResolver - example: the word room/1 becomes the level room.1',
   });
 });
 
+test('DownlinkRuleResolver - retained when the rule says so, or when the delivery carries x-mqtt-retain: true', () => {
+  const retained = resolver({ routingKey: '{id}', topic: 'r/{id}', retain: true });
+  assert.equal(retained.resolve(delivery('a'))?.retain, true);
+  assert.equal(commands.resolve(delivery('d1'))?.retain, false);
+  for (const value of [true, 'true', Buffer.from('true')]) {
+    assert.equal(commands.resolve(delivery('d1', { headers: { 'x-mqtt-retain': value } }))?.retain, true, `header value ${String(value)}`);
+  }
+  for (const value of [false, 'false', 1, 'yes', null]) {
+    assert.equal(commands.resolve(delivery('d1', { headers: { 'x-mqtt-retain': value } }))?.retain, false, `header value ${String(value)}`);
+  }
+});
+
 test('DownlinkRuleResolver - example: d1 (zero words under #) -> devices/d1/commands', () => {
   assert.deepEqual(commands.resolve(delivery('d1')), { rule: 'commands', topic: 'devices/d1/commands', qos: 1, retain: false });
 });
