@@ -24,12 +24,13 @@ export async function withMemoryAlarm<T>(during: (lift: () => Promise<void>) => 
   let lifted = false;
   const lift = async () => {
     if (lifted) return;
-    lifted = true;
     await rabbitmqctl('set_vm_memory_high_watermark', previous);
     await waitFor(async () => !(await alarmActive()), 'the memory alarm to clear', 30_000);
+    lifted = true;
   };
-  await rabbitmqctl('set_vm_memory_high_watermark', '0');
   try {
+    // Inside the try: a call that times out may still have lowered the watermark.
+    await rabbitmqctl('set_vm_memory_high_watermark', '0');
     await waitFor(alarmActive, 'the memory alarm to be raised', 30_000);
     return await during(lift);
   } finally {

@@ -185,5 +185,6 @@ test('chaos - SIGTERM under load: exit code 0 and every acknowledged message is 
     report(await drainQueue(), ackedAtExit, 'SIGTERM');
   } finally {
     await Promise.all(clients.map((client) => client.endAsync(true)));
+    if (bridge.child.exitCode === null) bridge.child.kill('SIGKILL');
   }
 });

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge, transientExchange, type Transport, TRANSPORTS } from '../helpers/bridge.js';
+import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import amqplib from 'amqplib';
 
 const prefix = uniqueName('dl');
@@ -74,6 +75,13 @@ async function command(routingKey: string, payload: Buffer | string, headers?: R
   }
 }
 
+const delivered = (rule: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_downlink_messages_total', { rule });
+
+/** Waits until the bridge has published `count` more deliveries of this rule to MQTT (online or into offline sessions). */
+async function waitForDelivered(rule: string, before: number, count: number): Promise<void> {
+  await waitFor(async () => (await delivered(rule)) >= before + count, `the bridge to publish ${count} ${rule} deliveries to MQTT`);
+}
+
 interface Received {
   topic: string;
   payload: Buffer;
@@ -135,11 +143,11 @@ for (const transport of TRANSPORTS) {
       const first = await device(transport, { clientId, clean: false });
       await first.client.subscribeAsync(`${prefix}/devices/${deviceId}/commands/#`, { qos: 1 });
       await first.client.endAsync();
+      const deliveredBefore = await delivered('commands');
       for (let i = 0; i < 100; i++) await command(`cmd.${deviceId}.n`, String(i));
-      await delay(300); // let the bridge take them all off the queue
+      await waitForDelivered('commands', deliveredBefore, 100);
       const back = await device(transport, { clientId, clean: false });
       try {
-        assert.equal(back.client.connected, true);
         await waitFor(() => back.received.length >= 100, '100 queued commands');
         await delay(300);
         assert.deepEqual(
@@ -157,23 +165,28 @@ for (const transport of TRANSPORTS) {
       const first = await device(transport, { clientId, clean: false });
       await first.client.subscribeAsync(`${prefix}/devices/${deviceId}/commands/#`, { qos: 1 });
       await first.client.endAsync();
+      const deliveredBefore = await delivered('commands');
       for (let i = 0; i < 5; i++) await command(`cmd.${deviceId}.n`, String(i));
-      await delay(300);
-      const sessionPresent: boolean[] = [];
-      const fresh = await connectClient(bridge.url(transport), { clientId, clean: true });
-      fresh.on('message', () => sessionPresent.push(true));
+      await waitForDelivered('commands', deliveredBefore, 5);
+      const fresh = await RawMqttClient.open(transport, bridge.url(transport));
       try {
+        const connack = await fresh.connect(clientId, true);
+        assert.equal(connack.returnCode, 0);
+        assert.equal(connack.sessionPresent, false, 'the old session is gone [MQTT-3.2.2-1]');
         await delay(500);
-        assert.equal(sessionPresent.length, 0, 'nothing delivered to the clean session');
+        assert.equal(fresh.count('publish'), 0, 'nothing delivered to the clean session');
       } finally {
-        await fresh.endAsync();
+        fresh.destroy();
       }
     });
 
     test(`downlink ${transport} - retained commands reach later wildcard subscriptions; an empty payload clears them`, async () => {
+      const configBefore = await delivered('config');
+      const notifyBefore = await delivered('notify');
       await command(`config.r1-${transport}`, 'v1');
       await command(`notify.r2-${transport}`, 'via-header', { 'x-mqtt-retain': true });
-      await delay(300);
+      await waitForDelivered('config', configBefore, 1);
+      await waitForDelivered('notify', notifyBefore, 1);
       const late = await device(transport);
       try {
         await late.client.subscribeAsync(`${prefix}/+/+`, { qos: 1 });
@@ -189,8 +202,9 @@ for (const transport of TRANSPORTS) {
       } finally {
         await late.client.endAsync();
       }
+      const clearedBefore = await delivered('config');
       await command(`config.r1-${transport}`, Buffer.alloc(0));
-      await delay(300);
+      await waitForDelivered('config', clearedBefore, 1);
       const later = await device(transport);
       try {
         await later.client.subscribeAsync(`${prefix}/config/+`, { qos: 1 });
@@ -289,8 +303,9 @@ test('downlink - a message queued for an offline session is delivered with the Q
   const first = await device('tcp', { clientId, clean: false });
   await first.client.subscribeAsync(`${prefix}/q2/+`, { qos: 1 });
   await first.client.endAsync();
+  const deliveredBefore = await delivered('q2');
   await command('q2.queued-qos', 'two');
-  await delay(300);
+  await waitForDelivered('q2', deliveredBefore, 1);
   const back = await device('tcp', { clientId, clean: false });
   try {
     await waitFor(() => back.received.length === 1, 'the queued message');
@@ -307,7 +322,10 @@ test('downlink - the oldest messages of a full offline queue are dropped and cou
   await first.client.endAsync();
   const droppedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_offline_messages_dropped_total');
   for (let i = 0; i < MAX_OFFLINE + 5; i++) await command('cmd.overflow.n', String(i));
-  await delay(300);
+  await waitFor(
+    async () => (await bridge.bridge.metrics.value('mqtt_amqp_bridge_offline_messages_dropped_total')) === droppedBefore + 5,
+    'the 5 oldest offline messages to be dropped',
+  );
   const back = await device('tcp', { clientId, clean: false });
   try {
     await waitFor(() => back.received.length >= MAX_OFFLINE, `${MAX_OFFLINE} queued commands`);

@@ -175,7 +175,7 @@ test('flow - while RabbitMQ has been unreachable longer than refuseConnectionsAf
     const early = await RawMqttClient.open('tcp', bridge.url('tcp'));
     assert.equal((await early.connect(uniqueName('early'))).returnCode, 0, 'accepted during the first moments of an outage');
     early.destroy();
-    await delay(900);
+    await waitFor(() => bridge.bridge.flow.disconnectedForMs() >= 700, 'RabbitMQ to be unreachable for longer than refuseConnectionsAfterMs');
     assert.equal(bridge.bridge.flow.state, 'disconnected');
     for (const transport of ['tcp', 'ws'] as const) {
       const late = await RawMqttClient.open(transport, bridge.url(transport));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { delay, deleteExchanges, TestConsumer, uniqueName } from '../helpers/amqp.js';
+import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, forwardAllTo, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { topicToRoutingKey } from '../../src/mapping/encoding.js';
 
@@ -134,7 +134,7 @@ test(`fuzz - ${CASES} random and mutated packets: the bridge stays up, memory st
   const after = await connectClient(bridge.url('tcp'));
   await after.publishAsync('steady/after', 'still here', { qos: 1 });
   await after.endAsync();
-  await delay(300);
+  await waitFor(() => consumer.messages.some((message) => message.fields.routingKey === 'steady.after'), 'steady/after on AMQP');
   for (const message of consumer.messages) {
     const topic = String(message.properties.headers?.['x-mqtt-topic']);
     assert.doesNotMatch(topic, /[\u0000\ufffd+#]/, `a well-formed topic reached RabbitMQ: ${JSON.stringify(topic)}`);

@@ -20,10 +20,11 @@ test('secrets - a whole run at debug level logs no AMQP password, no MQTT passwo
   const wrongPassword = `wrong-${randomBytes(12).toString('hex')}`;
   const certs = makeCertificates('sensor-1');
   const keyLines = readFileSync(certs.serverKey, 'utf8').split('\n').filter((line) => line.length > 20 && !line.startsWith('-----'));
-  await rabbitmqctl('add_user', amqpUser, amqpPassword);
-  const proxy = await TlsTerminatingProxy.start({ cert: certs.read(certs.serverCert), key: certs.read(certs.serverKey), ca: certs.read(certs.ca) });
   const { logger, lines } = captureLogs('trace');
+  let proxy: TlsTerminatingProxy | undefined;
   try {
+    await rabbitmqctl('add_user', amqpUser, amqpPassword);
+    proxy = await TlsTerminatingProxy.start({ cert: certs.read(certs.serverCert), key: certs.read(certs.serverKey), ca: certs.read(certs.ca) });
     await rabbitmqctl('set_permissions', amqpUser, '.*', '.*', '.*');
     // First a URL with a wrong password (so connection failures are logged), then the right one.
     for (const password of [wrongPassword, amqpPassword]) {
@@ -58,7 +59,7 @@ test('secrets - a whole run at debug level logs no AMQP password, no MQTT passwo
       }
     }
   } finally {
-    await proxy.close();
+    await proxy?.close();
     await rabbitmqctl('delete_user', amqpUser).catch(() => '');
   }
   assert.ok(lines.length > 20, `a real run was logged (${lines.length} lines)`);

@@ -42,7 +42,11 @@ before(async () => {
     ],
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
-  compat = await TestConsumer.create([{ exchange: 'amq.topic', key: `${prefix}.#` }]);
+  // Also `$prefix.#`, where a wrongly forwarded `$prefix/...` publish would land.
+  compat = await TestConsumer.create([
+    { exchange: 'amq.topic', key: `${prefix}.#` },
+    { exchange: 'amq.topic', key: `$${prefix}.#` },
+  ]);
 });
 
 after(async () => {
