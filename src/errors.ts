@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISHER_CLOSED: 'The bridge is shutting down and no longer publishes to AMQP.',
   BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
+  BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -22,6 +22,7 @@ import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
 import type { LimitName } from './limits.js';
 import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
+import { checkAedesInternals, clientParser, connectedClients, dropWill, pauseClient } from './aedes-internals.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
 export interface MqttServerOptions {
@@ -113,6 +114,12 @@ export class MqttServer implements DevicePublisher {
       published: createPublished(options.handler, identities, qos2, () => broker!),
       authorizeForward: createAuthorizeForward(),
     });
+    try {
+      checkAedesInternals(broker);
+    } catch (error) {
+      await new Promise<void>((resolve) => broker!.close(() => resolve()));
+      throw error;
+    }
     const sessionFile = options.config.sessionFile;
     if (sessionFile) {
       try {
@@ -130,10 +137,6 @@ export class MqttServer implements DevicePublisher {
 
   get listeners(): readonly RunningListener[] {
     return this.running;
-  }
-
-  get connectedClients(): number {
-    return this.broker.connectedClients;
   }
 
   /** Starts every listener; if one cannot bind, the others are stopped and the error thrown. */
@@ -183,7 +186,7 @@ export class MqttServer implements DevicePublisher {
    */
   private guardPacketSize(client: Client, stream: Duplex): void {
     const guard = new PacketSizeGuard(this.options.config.maxPacketBytes);
-    const parser = (client as unknown as { _parser: { parse(chunk: Buffer): unknown } })._parser;
+    const parser = clientParser(client);
     const parse = parser.parse.bind(parser);
     parser.parse = (chunk: Buffer) => {
       const broken = guard.check(chunk);
@@ -231,14 +234,14 @@ export class MqttServer implements DevicePublisher {
 
   /** Stops reading from every connected client, so no new publish arrives during shutdown. */
   pauseClients(): void {
-    for (const client of Object.values((this.broker as unknown as { clients: Record<string, { pause(): void }> }).clients)) client.pause();
+    for (const client of connectedClients(this.broker)) pauseClient(client);
   }
 
   /** Disconnects every client, stops the broker, and saves the sessions when configured to. */
   async close(): Promise<void> {
     // A server shutting down is none of the cases that publish a will [MQTT-3.1.2-8]: the
     // devices are fine and reconnect (to another instance, perhaps). aedes would send them all.
-    for (const client of Object.values((this.broker as unknown as { clients: Record<string, { will: unknown }> }).clients)) client.will = null;
+    for (const client of connectedClients(this.broker)) dropWill(client);
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
     if (!sessionFile) return;

@@ -1,4 +1,5 @@
 import type { AedesOptions } from 'aedes';
+import { pendingWill } from '../aedes-internals.js';
 import type { ClientIdentities } from '../client-identity.js';
 
 type Authenticate = NonNullable<AedesOptions['authenticate']>;
@@ -54,7 +55,7 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
       return;
     }
     const accept = (name: string | undefined) => {
-      const will = (client as unknown as { _will?: { topic: string } | null })._will;
+      const will = pendingWill(client);
       if (will && options.willAllowed && !options.willAllowed(client.id, name, will.topic)) {
         done(refuse(NOT_AUTHORIZED, `the ACL does not allow publishing the will on "${will.topic}"`), null);
         return;

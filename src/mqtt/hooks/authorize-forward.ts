@@ -1,4 +1,5 @@
 import type { AedesOptions } from 'aedes';
+import { heldSubscriptions } from '../aedes-internals.js';
 import { levelsMatch, levelsOf } from '../topic-filter.js';
 
 type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;
@@ -16,7 +17,7 @@ type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;
 export function createAuthorizeForward(): AuthorizeForward {
   return (client, packet) => {
     if (packet.qos === 0) return packet;
-    const subscriptions = (client as unknown as { subscriptions: Record<string, { qos?: number }> }).subscriptions;
+    const subscriptions = heldSubscriptions(client);
     let lowest = packet.qos;
     for (const filter in subscriptions) lowest = Math.min(lowest, subscriptions[filter]!.qos ?? 0);
     if (lowest === packet.qos) return packet; // no subscription could lower it

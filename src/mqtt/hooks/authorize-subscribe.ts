@@ -1,6 +1,7 @@
 import type { AedesOptions, Client } from 'aedes';
 import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
 import { BRIDGE_TOPIC_PREFIX, type AccessPolicy } from '../access.js';
+import { heldSubscriptions } from '../aedes-internals.js';
 
 type AuthorizeSubscribe = NonNullable<AedesOptions['authorizeSubscribe']>;
 
@@ -36,7 +37,7 @@ export function createAuthorizeSubscribe(
       callback(null, null);
       return;
     }
-    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions;
+    const held = heldSubscriptions(client);
     if (!(subscription.topic in held)) {
       let pending = granting.get(client);
       if (!pending) {

@@ -4,6 +4,7 @@ import type { Qos2Forwards } from '../qos2-forwards.js';
 import type { PublishHandler } from '../types.js';
 import { toDevicePublish } from './device-publish.js';
 import { DENIED_TOPIC } from '../access.js';
+import { brokerPersistence } from '../aedes-internals.js';
 
 type Published = NonNullable<AedesOptions['published']>;
 
@@ -33,7 +34,7 @@ export function createPublished(handler: PublishHandler, identities: ClientIdent
       }
       // Not forwarded: forget the stored packet so that the device's resend is forwarded
       // anew instead of being answered as a duplicate.
-      const persistence = (broker() as unknown as { persistence: { incomingDelPacket(c: unknown, p: unknown): Promise<void> } }).persistence;
+      const persistence = brokerPersistence<{ incomingDelPacket(client: unknown, packet: unknown): Promise<void> }>(broker());
       persistence.incomingDelPacket(client, packet).then(
         () => finish(),
         () => finish(),

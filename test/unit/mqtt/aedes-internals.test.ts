@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
+import { test } from 'node:test';
+import { Aedes, type Client } from 'aedes';
+import mqttPacket from 'mqtt-packet';
+import { checkAedesInternals, clientParser, connectedClients, heldSubscriptions, pendingWill } from '../../../src/mqtt/aedes-internals.js';
+
+/** A real aedes with one client over an in-memory duplex: `send` writes packets to it, `received` holds what it answered. */
+async function connectedBroker(onAuthenticate: (client: Client) => void = () => {}) {
+  const broker = await Aedes.createBroker({
+    authenticate: (client, _username, _password, done) => {
+      onAuthenticate(client);
+      done(null, true);
+    },
+  });
+  const received: mqttPacket.Packet[] = [];
+  const parser = mqttPacket.parser();
+  parser.on('packet', (packet) => received.push(packet));
+  const connection = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      parser.parse(chunk);
+      callback();
+    },
+  });
+  const client = broker.handle(connection, undefined as never);
+  const send = (packet: Record<string, unknown>) => connection.push(mqttPacket.generate(packet as unknown as mqttPacket.Packet));
+  return { broker, client, received, send };
+}
+
+const until = async (condition: () => boolean) => {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(condition(), 'condition not met in time');
+};
+
+test('aedes internals - the installed aedes has everything the bridge relies on', async () => {
+  const broker = await Aedes.createBroker();
+  try {
+    assert.doesNotThrow(() => checkAedesInternals(broker));
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test('aedes internals - a broker without them fails the check with BRIDGE_ERR_DEPENDENCY naming what is missing', async () => {
+  const broker = await Aedes.createBroker();
+  try {
+    const stripped = Object.create(broker) as Aedes;
+    Object.defineProperty(stripped, 'clients', { value: undefined });
+    assert.throws(() => checkAedesInternals(stripped), (error: Error & { code?: string }) => error.code === 'BRIDGE_ERR_DEPENDENCY' && /broker\.clients/.test(error.message) && /aedes \d/.test(error.message));
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test('aedes internals - the will is readable during authenticate, subscriptions and clients once connected, and the parser takes raw bytes', async () => {
+  let willSeen: ReturnType<typeof pendingWill> = null;
+  const { broker, client, received, send } = await connectedBroker((authenticating) => {
+    willSeen = pendingWill(authenticating);
+  });
+  try {
+    assert.equal(typeof clientParser(client).parse, 'function');
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'probe', keepalive: 0, will: { topic: 'probe/status', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    await until(() => received.some((packet) => packet.cmd === 'connack'));
+    assert.equal(willSeen!.topic, 'probe/status');
+    assert.deepEqual(connectedClients(broker).map((connected) => connected.id), ['probe']);
+    send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 1 }] });
+    await until(() => received.some((packet) => packet.cmd === 'suback'));
+    assert.equal(heldSubscriptions(client)['a/+']?.qos, 1);
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
