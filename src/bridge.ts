@@ -115,6 +115,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     flowWaiting: () => flow.waiting,
     connections: () => mqtt?.connectionsByListener() ?? {},
     amqpConnected: () => amqp.state === 'connected',
+    sessions: () => mqtt?.sessionCounts() ?? { connected: 0, offline: 0 },
   });
   amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
   const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });
@@ -162,6 +163,8 @@ export function createBridge(options: BridgeOptions): Bridge {
         access,
         onConnectRefused: (code) => metrics.loginsRefused.inc({ return_code: String(code) }),
         rate: publishRate(config.limits, metrics),
+        onSessionRefused: (reason) => metrics.sessionsRefused.inc({ reason }),
+        onSessionExpired: () => metrics.sessionsExpired.inc(),
       });
       try {
         await mqtt.listen(config.mqtt.listeners);

@@ -1,12 +1,15 @@
 import type { Logger } from 'pino';
 import type { AuthSettings } from '../config/schema.js';
-import { BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED } from '../mqtt/hooks/authenticate.js';
+import { BAD_USERNAME_OR_PASSWORD, IDENTIFIER_REJECTED, NOT_AUTHORIZED } from '../mqtt/hooks/authenticate.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
+import { ClientIdPolicy } from './client-ids.js';
 import { FailedAttempts } from './failed-attempts.js';
 import { verifyPassword } from './passwords.js';
 
 export interface LoginAttempt {
   readonly clientId: string;
+  /** The server made the client id up (the CONNECT had none): no `auth.clientIds` pattern applies. */
+  readonly clientIdAssigned?: boolean | undefined;
   readonly username: string | undefined;
   readonly password: Buffer | undefined;
   /** The common name of a client certificate the TLS listener verified. */
@@ -19,7 +22,7 @@ export interface LoginAttempt {
 
 export type LoginResult =
   | { ok: true; username: string | undefined }
-  | { ok: false; returnCode: typeof BAD_USERNAME_OR_PASSWORD | typeof NOT_AUTHORIZED; reason: string };
+  | { ok: false; returnCode: typeof IDENTIFIER_REJECTED | typeof BAD_USERNAME_OR_PASSWORD | typeof NOT_AUTHORIZED; reason: string };
 
 /** Checked against when a username is unknown, so that the answer takes as long as for a known one. */
 const DECOY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
@@ -38,6 +41,7 @@ export const FAILED_LOGIN_FORGET_AFTER_MS = 10 * 60_000;
  */
 export class Authenticator {
   private users = new Map<string, string>();
+  private clientIds: ClientIdPolicy | null = null;
   private readonly failures = new FailedAttempts({
     baseDelayMs: FAILED_LOGIN_BASE_DELAY_MS,
     maxDelayMs: FAILED_LOGIN_MAX_DELAY_MS,
@@ -58,6 +62,7 @@ export class Authenticator {
   setSettings(settings: AuthSettings | undefined): void {
     this.settings = settings;
     this.users = new Map((settings?.users ?? []).map((user) => [user.username, user.password]));
+    this.clientIds = settings?.clientIds ? new ClientIdPolicy(settings.clientIds) : null;
   }
 
   async login(attempt: LoginAttempt): Promise<LoginResult> {
@@ -78,7 +83,11 @@ export class Authenticator {
     }
     if (result.ok) {
       this.failures.succeeded(attempt.address);
-    } else {
+      if (this.clientIds && !attempt.clientIdAssigned && !this.clientIds.allows(result.username, attempt.clientId)) {
+        result = { ok: false, returnCode: IDENTIFIER_REJECTED, reason: 'auth.clientIds does not let this user use this client id' };
+      }
+    }
+    if (!result.ok) {
       // Never the password: who, from where, and why.
       this.refusals.warn(null, { clientId: attempt.clientId, username: attempt.username, address: attempt.address, reason: result.reason, failures });
     }

@@ -17,12 +17,13 @@ export interface LintWarning {
  * - an uplink rule shadowed by an earlier one that matches every topic it matches;
  * - routing keys that collide: different topics of one rule, or of two rules on the same
  *   exchange with the same routing key, that become the same routing key;
- * - with an ACL, a downlink rule whose topics no ACL entry lets anyone subscribe to.
+ * - with an ACL, a downlink rule whose topics no ACL entry lets anyone subscribe to;
+ * - ACL entries on `{clientId}` while `auth.clientIds` lets anyone claim any client id.
  */
 export function lintConfig(config: BridgeConfig): LintWarning[] {
   // A valid configuration's rules compile.
   const uplink = config.uplink.map((rule) => compileUplinkRule(rule));
-  return [...shadowedRules(config, uplink), ...collidingRoutingKeys(config, uplink), ...unreachableDownlinks(config)];
+  return [...shadowedRules(config, uplink), ...collidingRoutingKeys(config, uplink), ...unreachableDownlinks(config), ...clientIdAclWithoutRestriction(config)];
 }
 
 function shadowedRules(config: BridgeConfig, uplink: readonly CompiledUplinkRule[]): LintWarning[] {
@@ -99,6 +100,24 @@ function unreachableDownlinks(config: BridgeConfig): LintWarning[] {
     warnings.push({
       path: ['downlink', index, 'topic'],
       message: `downlink[${index}] (${rule.name}): no ACL entry lets anyone subscribe to "${rule.topic}", so its messages reach no device`,
+    });
+  });
+  return warnings;
+}
+
+/**
+ * A client chooses its own client id: an ACL entry on `{clientId}` grants whatever id a client
+ * claims (alice connecting as client id `bob` passes bob's entries) unless `auth.clientIds`
+ * restricts the ids each user may use.
+ */
+function clientIdAclWithoutRestriction(config: BridgeConfig): LintWarning[] {
+  if (!config.acl || config.auth?.clientIds) return [];
+  const warnings: LintWarning[] = [];
+  config.acl.rules.forEach((entry, index) => {
+    if (!entry.topic.includes('{clientId}')) return;
+    warnings.push({
+      path: ['acl', index, 'topic'],
+      message: `acl[${index}]: "${entry.topic}" trusts the client id a client claims, and without auth.clientIds any user may claim any client id; restrict them (e.g. clientIds: ["{username}", "{username}-*"]) or write the entry on {username}`,
     });
   });
   return warnings;

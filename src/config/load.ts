@@ -51,7 +51,7 @@ function parseConfig(
 ): { config: BridgeConfig; problemAt: (path: Path, message: string) => ConfigProblem } {
   const env = options.env ?? process.env;
   const { data, parsed, problems, doc, at } = readYaml(text, file, configSchema, env);
-  const problemAt = (path: Path, message: string) => at(offsetOf(doc, path), path, message);
+  const problemAt = (path: Path, message: string) => at(offsetOf(doc, writtenPath(doc, path)), path, message);
   problems.push(...checkRules(data, problemAt));
   let config = parsed && resolveFiles(parsed, dirname(file));
   if (config) problems.push(...missingFiles(config, problemAt));
@@ -301,6 +301,11 @@ function checkRules(data: unknown, problem: (path: Path, message: string) => Con
 }
 
 /** The offset of the node at `path`, or of its nearest ancestor that exists in the file. */
+/** Where a path of the parsed configuration is in the file: `acl` may be written as a list or as `{ rules: [...] }`. */
+function writtenPath(doc: Document, path: Path): Path {
+  return path[0] === 'acl' && typeof path[1] === 'number' && isMap(doc.getIn(['acl'], true)) ? ['acl', 'rules', ...path.slice(1)] : path;
+}
+
 function offsetOf(doc: Document, path: Path): number {
   for (let depth = path.length; depth >= 0; depth--) {
     const node = doc.getIn(path.slice(0, depth), true);

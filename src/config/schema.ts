@@ -41,6 +41,10 @@ export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HTTP_PORT = 9102;
+/** As RabbitMQ's MQTT plugin: an offline persistent session is kept for one day. */
+export const DEFAULT_SESSION_EXPIRY_SECONDS = 86_400;
+export const MAX_SESSION_EXPIRY_SECONDS = 10 * 365 * 86_400;
+export const DEFAULT_MAX_SESSIONS_PER_USER = 10_000;
 export const DEFAULT_LOG_LEVEL = 'info';
 
 /** The queue a downlink rule consumes: the existing `queue` it names, or the one the bridge declares for it. */
@@ -200,6 +204,19 @@ const mqttSchema = z
       .meta({
         description:
           'A subscriber whose socket stays full this long is disconnected, so a slow or stuck device cannot hold up delivery to the others; 0 waits forever.',
+      }),
+    sessionExpirySeconds: integer(1, MAX_SESSION_EXPIRY_SECONDS)
+      .default(DEFAULT_SESSION_EXPIRY_SECONDS)
+      .meta({
+        description:
+          'A persistent session (clean session = false) whose client stays away this long is removed with its subscriptions, queued messages and QoS 2 state, and the removal counted; the client then starts afresh (session present = 0). The default, one day, is that of RabbitMQ\'s MQTT plugin.',
+        examples: [DEFAULT_SESSION_EXPIRY_SECONDS],
+      }),
+    maxSessionsPerUser: integer(1)
+      .default(DEFAULT_MAX_SESSIONS_PER_USER)
+      .meta({
+        description:
+          'Most persistent sessions (clean session = false, connected or not) one user may hold, so that one set of credentials cannot fill the bridge with sessions; a CONNECT that would create one more gets CONNACK return code 5 and is counted. Anonymous clients count as one user. Raise it where many devices share one username.',
       }),
     maxClientIdLength: integer(1, 65_535)
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
@@ -432,6 +449,15 @@ export const usersFileSchema = z.strictObject({
   users: z.array(userSchema).default([]).meta({ description: 'Users, as under `auth.users`.' }),
 });
 
+/** The placeholder a client id pattern may use, and its wildcard. */
+export const CLIENT_ID_PLACEHOLDER = '{username}';
+const clientIdPattern = z
+  .string()
+  .min(1)
+  .max(65_535)
+  .refine((pattern) => pattern.split(CLIENT_ID_PLACEHOLDER).join('').search(/[{}]/) === -1, 'a client id pattern may only use the placeholder {username} (and * for any characters)')
+  .meta({ description: 'A client id pattern: `{username}` is the user\'s own name, `*` any run of characters.', examples: ['{username}-*'] });
+
 const authSchema = z
   .strictObject({
     anonymous: boolean()
@@ -446,6 +472,23 @@ const authSchema = z
         description:
           'A YAML file with a `users:` list, read with the configuration (relative paths are from the configuration file\'s folder); its users join `auth.users`, and a reload reads it again.',
         examples: ['users.yaml'],
+      }),
+    clientIds: z
+      .array(
+        z.union([
+          clientIdPattern,
+          z.strictObject({
+            pattern: clientIdPattern,
+            users: z.array(z.string().min(1)).min(1).optional().meta({ description: 'Only for these usernames.' }),
+          }),
+        ]),
+      )
+      .min(1, 'list at least one client id pattern, or leave clientIds out to allow any')
+      .optional()
+      .meta({
+        description:
+          'Which client ids a user may connect with: patterns where `{username}` is the user\'s own name and `*` any run of characters, e.g. `{username}` or `{username}-*`; an entry may be limited to some `users`. A CONNECT with another client id gets CONNACK return code 2 (identifier rejected). Without this key any client id is allowed; an ACL that uses `{clientId}` then trusts what the client claims, and `validate` warns.',
+        examples: [['{username}', '{username}-*', { pattern: '*', users: ['admin'] }]],
       }),
     certificateUsername: z
       .enum(['none', 'cn'])

@@ -7,7 +7,7 @@ export interface AccessPolicy {
   /** `disconnect`: a denied PUBLISH closes the connection; `drop`: it is acknowledged and delivered nowhere. */
   readonly onDeniedPublish: 'disconnect' | 'drop';
   /** Called for every denial (it is counted and logged there). */
-  denied(action: 'publish' | 'subscribe' | 'will', clientId: string, topic: string): void;
+  denied(action: 'publish' | 'subscribe' | 'will' | 'deliver', clientId: string, topic: string): void;
 }
 
 /**

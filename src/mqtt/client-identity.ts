@@ -10,6 +10,10 @@ export interface ClientIdentity {
   address?: string;
   /** The common name of the client certificate a TLS listener verified. */
   certificateCommonName?: string;
+  /** The CONNECT had no client id, so the server made one up. */
+  clientIdAssigned?: boolean;
+  /** This connection's hold on its client id in the session registry, once authenticated. */
+  claim?: number;
 }
 
 /** Per-server registry, keyed weakly by aedes client so closed clients are collected. */

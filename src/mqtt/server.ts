@@ -3,7 +3,9 @@ import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
-import { createAuthenticate, type LoginCheck } from './hooks/authenticate.js';
+import { createAuthenticate, type LoginCheck, type SessionRefusal } from './hooks/authenticate.js';
+import { SessionExpiry } from './session-expiry.js';
+import type { SessionCounts } from './session-registry.js';
 import { createAuthorizeForward } from './hooks/authorize-forward.js';
 import { createPreConnect } from './hooks/pre-connect.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
@@ -43,6 +45,10 @@ export interface MqttServerOptions {
   onConnectRefused?: (returnCode: number) => void;
   /** The per-client publish rate, or null for none. */
   rate?: PublishRate | null;
+  /** Called for each CONNECT refused because its client id is another identity's, or its identity holds its most sessions. */
+  onSessionRefused?: (reason: SessionRefusal) => void;
+  /** Called for each persistent session removed after `mqtt.sessionExpirySeconds` offline. */
+  onSessionExpired?: () => void;
 }
 
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
@@ -57,6 +63,7 @@ export class MqttServer implements DevicePublisher {
     broker: Aedes,
     identities: ClientIdentities,
     private readonly sessions: SessionStore,
+    private readonly expiry: SessionExpiry,
     private readonly options: MqttServerOptions,
     private readonly refused: (limit: LimitName, client: Client | null, detail?: string) => void,
   ) {
@@ -83,6 +90,7 @@ export class MqttServer implements DevicePublisher {
       options.onLimitRefused?.(limit);
     };
     const access = options.access ?? null;
+    const sessionWarning = new RateLimitedWarning({ logger: options.logger, message: 'CONNECT refused: client id of another user, or too many sessions' });
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
@@ -97,6 +105,11 @@ export class MqttServer implements DevicePublisher {
       authenticate: createAuthenticate(identities, {
         refusal: options.connectionRefusal ?? (() => null),
         logins: options.logins ?? null,
+        sessions: { registry: sessions.registry, maxPersistentSessions: options.config.maxSessionsPerUser },
+        onSessionRefused: (reason, clientId, username) => {
+          sessionWarning.warn(null, { reason, clientId, username });
+          options.onSessionRefused?.(reason);
+        },
         willAllowed: access
           ? (clientId, username, topic) => {
               const allowed = access.canPublish({ clientId, username }, topic);
@@ -112,7 +125,13 @@ export class MqttServer implements DevicePublisher {
       maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
       drainTimeout: options.config.drainTimeoutMs,
       published: createPublished(options.handler, identities, qos2, () => broker!),
-      authorizeForward: createAuthorizeForward(),
+      authorizeForward: createAuthorizeForward(
+        access && {
+          access,
+          usernameOf: (client) => identities.get(client)?.username,
+          denied: (client, topic) => access.denied('deliver', client.id, topic),
+        },
+      ),
     });
     try {
       checkAedesInternals(broker);
@@ -132,7 +151,17 @@ export class MqttServer implements DevicePublisher {
         options.logger.error({ file: sessionFile, movedTo: aside, err: error }, 'could not restore persistent sessions; starting without them');
       }
     }
-    return new MqttServer(broker, identities, sessions, options, refused);
+    const expiry = new SessionExpiry({
+      store: sessions,
+      expiryMs: options.config.sessionExpirySeconds * 1000,
+      onExpired: (clientId) => {
+        options.logger.info({ clientId }, 'persistent session expired: removed with its subscriptions and queued messages');
+        options.onSessionExpired?.();
+      },
+      onError: (clientId, error) => options.logger.error({ clientId, err: error }, 'could not remove an expired session'),
+    });
+    expiry.start();
+    return new MqttServer(broker, identities, sessions, expiry, options, refused);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -148,10 +177,12 @@ export class MqttServer implements DevicePublisher {
         return;
       }
       this.byListener.set(listener, (this.byListener.get(listener) ?? 0) + 1);
+      const client = this.broker.handle(stream, request);
       stream.once('close', () => {
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
+        const claim = this.identities.get(client)?.claim;
+        if (claim !== undefined) this.sessions.registry.release(client.id, claim);
       });
-      const client = this.broker.handle(stream, request);
       const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
       this.guardPacketSize(client, stream);
@@ -195,6 +226,16 @@ export class MqttServer implements DevicePublisher {
       stream.destroy();
       return 0;
     };
+  }
+
+  /** Client ids connected now, and persistent sessions whose client is away. */
+  sessionCounts(): SessionCounts {
+    return this.sessions.registry.counts();
+  }
+
+  /** Removes the persistent sessions offline for longer than `mqtt.sessionExpirySeconds` now (it also happens on a timer). */
+  expireSessions(): Promise<number> {
+    return this.expiry.sweep();
   }
 
   /** Connections open now, by listener type. */
@@ -242,6 +283,7 @@ export class MqttServer implements DevicePublisher {
     // A server shutting down is none of the cases that publish a will [MQTT-3.1.2-8]: the
     // devices are fine and reconnect (to another instance, perhaps). aedes would send them all.
     for (const client of connectedClients(this.broker)) dropWill(client);
+    await this.expiry.stop();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
     if (!sessionFile) return;

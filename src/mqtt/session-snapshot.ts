@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import Packet from 'aedes-packet';
+import type { SessionOwner } from './session-registry.js';
 import type { SessionStore } from './session-store.js';
 
 /**
@@ -10,9 +11,27 @@ import type { SessionStore } from './session-store.js';
  * memory then is lost (the AMQP deliveries it came from were already acknowledged).
  */
 export interface SessionSnapshot {
+  version: 2;
+  savedAt: string;
+  sessions: SavedSession[];
+  retained: SavedPacket[];
+}
+
+interface SavedSession {
+  clientId: string;
+  /** Who the session belongs to (see session-registry.ts); version 1 files did not say. */
+  owner: SessionOwner | null;
+  /** When its client left, ms since the epoch; version 1 files did not say. */
+  offlineSince: number;
+  subscriptions: Array<{ topic: string; qos: number }>;
+  queue: SavedPacket[];
+}
+
+/** What a version 1 file (written before sessions had owners) holds. */
+interface SessionSnapshotV1 {
   version: 1;
   savedAt: string;
-  sessions: Array<{ clientId: string; subscriptions: Array<{ topic: string; qos: number }>; queue: SavedPacket[] }>;
+  sessions: Array<Omit<SavedSession, 'owner' | 'offlineSince'>>;
   retained: SavedPacket[];
 }
 
@@ -32,17 +51,22 @@ export interface SnapshotCounts {
 }
 
 export async function saveSessions(store: SessionStore, file: string): Promise<SnapshotCounts> {
-  const clientIds = new Set([...store.persistentClientIds(), ...store.queues.clientIds()]);
-  const sessions: SessionSnapshot['sessions'] = [];
+  const now = Date.now();
+  const records = new Map(store.registry.persistentSessions().map((record) => [record.clientId, record]));
+  const clientIds = new Set([...records.keys(), ...store.persistentClientIds(), ...store.queues.clientIds()]);
+  const sessions: SavedSession[] = [];
   for (const clientId of clientIds) {
     const subscriptions = (await store.persistence.subscriptionsByClient({ id: clientId })).map(({ topic, qos }) => ({ topic, qos }));
     // A PUBREL waiting for PUBCOMP is not kept: the client already has that message.
     const queue = store.queues.snapshot(clientId).filter((packet) => packet.cmd === 'publish').map(save);
-    if (subscriptions.length > 0 || queue.length > 0) sessions.push({ clientId, subscriptions, queue });
+    const record = records.get(clientId);
+    if (subscriptions.length > 0 || queue.length > 0 || record) {
+      sessions.push({ clientId, owner: record?.owner ?? null, offlineSince: record?.offlineSince ?? now, subscriptions, queue });
+    }
   }
   const retained: SavedPacket[] = [];
   for await (const packet of store.persistence.createRetainedStream('#')) retained.push(save(packet));
-  const snapshot: SessionSnapshot = { version: 1, savedAt: new Date().toISOString(), sessions, retained };
+  const snapshot: SessionSnapshot = { version: 2, savedAt: new Date(now).toISOString(), sessions, retained };
   const partial = `${file}.${randomUUID()}.tmp`;
   await writeFile(partial, JSON.stringify(snapshot));
   await rename(partial, file); // atomic: a reader sees the old file or the new one
@@ -58,9 +82,9 @@ export async function loadSessions(store: SessionStore, file: string): Promise<S
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
-  const snapshot = JSON.parse(text) as SessionSnapshot;
-  if (snapshot.version !== 1) throw new Error(`session file ${file} has version ${String(snapshot.version)}; this bridge reads version 1`);
+  const snapshot = upgrade(JSON.parse(text) as SessionSnapshot | SessionSnapshotV1, file);
   let queued = 0;
+  store.registry.restore(snapshot.sessions.map(({ clientId, owner, offlineSince }) => ({ clientId, owner, offlineSince })));
   for (const session of snapshot.sessions) {
     if (session.subscriptions.length > 0) await store.persistence.addSubscriptions({ id: session.clientId }, session.subscriptions);
     for (const saved of session.queue) store.queues.enqueue(session.clientId, restore(saved));
@@ -69,6 +93,16 @@ export async function loadSessions(store: SessionStore, file: string): Promise<S
   for (const saved of snapshot.retained) await store.persistence.storeRetained(restore(saved));
   await rm(file, { force: true });
   return { sessions: snapshot.sessions.length, queued, retained: snapshot.retained.length };
+}
+
+/** A version 1 file's sessions have no owner (the first identity to connect takes each) and went offline when it was saved. */
+function upgrade(snapshot: SessionSnapshot | SessionSnapshotV1, file: string): SessionSnapshot {
+  if (snapshot.version === 2) return snapshot;
+  if (snapshot.version === 1) {
+    const savedAt = Date.parse(snapshot.savedAt);
+    return { ...snapshot, version: 2, sessions: snapshot.sessions.map((session) => ({ ...session, owner: null, offlineSince: savedAt })) };
+  }
+  throw new Error(`session file ${file} has version ${String((snapshot as { version: unknown }).version)}; this bridge reads versions 1 and 2`);
 }
 
 function save(packet: Packet): SavedPacket {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { MemorySessionRegistry, type SessionRegistry } from './session-registry.js';
 
 /** What aedes passes to identify a client or a subscription in the outgoing-queue calls. */
 interface ClientRef {
@@ -68,6 +69,11 @@ export class OfflineQueues {
     return removed;
   }
 
+  /** Forgets everything queued for a client (its session ended). */
+  drop(clientId: string): void {
+    this.queues.delete(clientId);
+  }
+
   snapshot(clientId: string): Packet[] {
     return [...(this.queues.get(clientId) ?? [])];
   }
@@ -78,15 +84,19 @@ export class OfflineQueues {
 }
 
 /**
- * aedes' in-memory persistence (subscriptions, retained messages, wills, QoS 2 receive state)
- * with the outgoing queues replaced by bounded OfflineQueues.
+ * The MQTT state of one bridge: aedes' in-memory persistence (subscriptions, retained messages,
+ * wills, QoS 2 receive state) with the outgoing queues replaced by bounded OfflineQueues, and
+ * the registry of who owns which client id.
  */
 export interface SessionStore {
   /** What aedes is given as its persistence. */
   readonly persistence: SessionPersistence;
   readonly queues: OfflineQueues;
+  readonly registry: SessionRegistry;
   /** Ids of clients that hold (or held) subscriptions of a persistent session. */
   persistentClientIds(): string[];
+  /** Removes a session's subscriptions, queued messages and QoS 2 receive state. */
+  removeSession(clientId: string): Promise<void>;
 }
 
 /** The calls of aedes' persistence the bridge itself makes (snapshots). */
@@ -97,14 +107,26 @@ export interface SessionPersistence {
   storeRetained(packet: Packet): Promise<void>;
 }
 
-export function createSessionStore(options: SessionStoreOptions): SessionStore {
+export function createSessionStore(options: SessionStoreOptions, registry: SessionRegistry = new MemorySessionRegistry()): SessionStore {
   const persistence = new BridgePersistence(new OfflineQueues(options));
-  return { persistence, queues: persistence.queues, persistentClientIds: () => [...persistence.persistentClients] };
+  return {
+    persistence,
+    queues: persistence.queues,
+    registry,
+    persistentClientIds: () => [...persistence.persistentClients],
+    async removeSession(clientId) {
+      const client = { id: clientId, clientId };
+      persistence.queues.drop(clientId);
+      await persistence.cleanSubscriptions(client);
+      await persistence.cleanIncoming(client);
+    },
+  };
 }
 
 /** The methods of aedes' in-memory persistence that BridgePersistence calls or overrides. */
 interface MemoryPersistence extends SessionPersistence {
   cleanSubscriptions(client: ClientRef): Promise<void>;
+  cleanIncoming(client: { id: string }): Promise<void>;
 }
 
 const MemoryPersistence = AsyncMemoryPersistence as unknown as new () => MemoryPersistence;

@@ -78,7 +78,25 @@ export const METRICS = {
     help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic.',
     labels: ['limit'],
   },
-  aclDenied: { type: 'counter', name: 'acl_denied_total', help: 'Publishes, subscriptions and wills the ACL denied, by action.', labels: ['action'] },
+  aclDenied: {
+    type: 'counter',
+    name: 'acl_denied_total',
+    help: 'What the ACL denied, by action: publish, subscribe, will (at CONNECT), deliver (a message not sent to a client whose ACL does not let it receive that topic).',
+    labels: ['action'],
+  },
+  sessions: {
+    type: 'gauge',
+    name: 'mqtt_sessions',
+    help: 'MQTT sessions, by state: connected (client ids connected now), offline (persistent sessions whose client is away, kept for mqtt.sessionExpirySeconds).',
+    labels: ['state'],
+  },
+  sessionsExpired: { type: 'counter', name: 'mqtt_sessions_expired_total', help: 'Persistent sessions removed after mqtt.sessionExpirySeconds offline, with their subscriptions and queued messages.', labels: [] },
+  sessionsRefused: {
+    type: 'counter',
+    name: 'mqtt_sessions_refused_total',
+    help: 'CONNECTs refused (CONNACK 5) by reason: owned_by_another (the client id is held by another user), sessions_per_user (the user holds mqtt.maxSessionsPerUser persistent sessions).',
+    labels: ['reason'],
+  },
   loginsRefused: {
     type: 'counter',
     name: 'logins_refused_total',
@@ -96,6 +114,7 @@ export interface GaugeReadings {
   flowWaiting(): number;
   connections(): Readonly<Record<string, number>>;
   amqpConnected(): boolean;
+  sessions(): { readonly connected: number; readonly offline: number };
 }
 
 export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
@@ -127,6 +146,8 @@ export class BridgeMetrics {
   readonly amqpReconnects = counter(METRICS.amqpReconnects, this.registry);
   readonly limitsRefused = counter(METRICS.limitsRefused, this.registry);
   readonly aclDenied = counter(METRICS.aclDenied, this.registry);
+  readonly sessionsExpired = counter(METRICS.sessionsExpired, this.registry);
+  readonly sessionsRefused = counter(METRICS.sessionsRefused, this.registry);
   readonly loginsRefused = counter(METRICS.loginsRefused, this.registry);
   readonly configReloads = counter(METRICS.configReloads, this.registry);
   readonly confirmLatency = new Histogram({
@@ -169,6 +190,11 @@ export class BridgeMetrics {
     });
     gauge(METRICS.amqpConnected, function (r) {
       this.set(r.amqpConnected() ? 1 : 0);
+    });
+    gauge(METRICS.sessions, function (r) {
+      const { connected, offline } = r.sessions();
+      this.set({ state: 'connected' }, connected);
+      this.set({ state: 'offline' }, offline);
     });
   }
 

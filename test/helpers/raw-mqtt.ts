@@ -45,13 +45,13 @@ export class RawMqttClient {
     this.stream.write(bytes);
   }
 
-  /** A well-formed CONNECT (clean session, keep-alive 60 s); the CONNACK is left to the test. */
-  sendConnect(options: { clientId: string; username?: string; password?: string; will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2 } }): void {
+  /** A well-formed CONNECT (clean session unless `clean: false`, keep-alive 60 s); the CONNACK is left to the test. */
+  sendConnect(options: { clientId: string; clean?: boolean; username?: string; password?: string; will?: { topic: string; payload: Buffer; qos: 0 | 1 | 2 } }): void {
     this.send({
       cmd: 'connect',
       protocolId: 'MQTT',
       protocolVersion: 4,
-      clean: true,
+      clean: options.clean ?? true,
       clientId: options.clientId,
       keepalive: 60,
       ...(options.username !== undefined ? { username: options.username } : {}),

@@ -1,11 +1,25 @@
-import type { AedesOptions } from 'aedes';
+import type { AedesOptions, Client } from 'aedes';
+import type { AccessPolicy } from '../access.js';
 import { heldSubscriptions } from '../aedes-internals.js';
 import { levelsMatch, levelsOf } from '../topic-filter.js';
 
 type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;
 
+/** The receiving client's right to a message: the ACL asked with its identity, denials reported. */
+export interface DeliveryCheck {
+  readonly access: AccessPolicy;
+  readonly usernameOf: (client: Client) => string | undefined;
+  readonly denied: (client: Client, topic: string) => void;
+}
+
 /**
- * Delivers each message with at most the QoS the client was granted [MQTT-3.8.4-6]. aedes
+ * Every delivery passes here: live messages, retained messages sent on SUBSCRIBE, messages
+ * queued for a persistent session (aedes drops one this refuses from the queue), downlink
+ * messages and wills. A message on a topic the receiving client's ACL does not let it
+ * subscribe to is not sent: a session that once held a broader subscription, or messages
+ * queued before the ACL changed, never carry a denied topic to that client.
+ *
+ * It also delivers each message with at most the QoS the client was granted [MQTT-3.8.4-6]. aedes
  * lowers the QoS only when the subscription's filter is the topic itself, so a QoS 2 message
  * reached a wildcard subscription granted QoS 1 at QoS 2. When several of the client's filters
  * match, the highest granted QoS applies [MQTT-3.3.5-1].
@@ -14,8 +28,12 @@ type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;
  * per subscription for live deliveries, per client for retained and queued ones), never one
  * another subscriber also receives.
  */
-export function createAuthorizeForward(): AuthorizeForward {
+export function createAuthorizeForward(delivery: DeliveryCheck | null = null): AuthorizeForward {
   return (client, packet) => {
+    if (delivery?.access.enforced && !delivery.access.canSubscribe({ clientId: client.id, username: delivery.usernameOf(client) }, packet.topic)) {
+      delivery.denied(client, packet.topic);
+      return null;
+    }
     if (packet.qos === 0) return packet;
     const subscriptions = heldSubscriptions(client);
     let lowest = packet.qos;

@@ -19,6 +19,7 @@ export function createPreConnect(identities: ClientIdentities, maxClientIdLength
     else if (clientId.length > maxClientIdLength) problem = `client identifier longer than ${maxClientIdLength} characters`;
     else if (clientId.includes('\u0000') || clientId.includes('\ufffd')) problem = 'client identifier is not valid UTF-8 without U+0000';
     if (identity && problem) identity.clientIdProblem = problem;
+    if (identity) identity.clientIdAssigned = clientId.length === 0;
     callback(null, true);
   };
 }

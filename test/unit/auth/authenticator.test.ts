@@ -87,3 +87,13 @@ test('Authenticator - a login waiting out its delay does not keep the process al
     clearTimeout(keepAlive);
   }
 });
+
+test('Authenticator - auth.clientIds: a good password with a client id the patterns do not allow gets 2; an id the server assigned is not checked', async () => {
+  const authenticator = new Authenticator({ ...(await settings()), clientIds: ['{username}-*'] } as AuthSettings, silentLogger());
+  assert.deepEqual(await authenticator.login(attempt(PASSWORD, { clientId: 'sensor-1-a' })), { ok: true, username: 'sensor-1' });
+  const refused = await authenticator.login(attempt(PASSWORD, { clientId: 'sensor-2-a' }));
+  assert.equal(refused.ok, false);
+  assert.equal(!refused.ok && refused.returnCode, 2);
+  assert.deepEqual(await authenticator.login(attempt(PASSWORD, { clientId: 'aedes_0f3c', clientIdAssigned: true })), { ok: true, username: 'sensor-1' });
+  assert.equal((await authenticator.login(attempt('wrong', { clientId: 'sensor-2-a' }))).ok, false, 'a bad password is refused as before');
+});

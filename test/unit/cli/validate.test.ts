@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { makeCertificates } from '../../helpers/certs.js';
 import { runCli } from '../../helpers/cli.js';
@@ -112,4 +115,18 @@ test('validate --strict - warnings are errors (exit 1)', async () => {
   assert.equal(result.code, 1);
   assert.equal(result.stdout.split('\n').filter((line) => line.includes(': warning: ')).length, 4);
   assert.deepEqual(await runCli(['validate', 'config/bridge.yaml', '--strict']), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate - an ACL entry on {clientId} without auth.clientIds is warned of at the entry; with a restriction it is not', async () => {
+  const file = fixture('lint-client-id');
+  const result = await runCli(['validate', file]);
+  assert.equal(result.code, 0);
+  assert.deepEqual(result.stdout.split('\n'), [
+    `${file}:5:34: warning: acl[1]: "devices/{clientId}/commands/#" trusts the client id a client claims, and without auth.clientIds any user may claim any client id; restrict them (e.g. clientIds: ["{username}", "{username}-*"]) or write the entry on {username}`,
+    'ok, with 1 warning',
+    '',
+  ]);
+  const restricted = join(mkdtempSync(join(tmpdir(), 'bridge-lint-')), 'bridge.yaml');
+  writeFileSync(restricted, readFileSync(file, 'utf8').replace('auth: { anonymous: true }', 'auth: { anonymous: true, clientIds: ["{username}-*"] }'));
+  assert.deepEqual(await runCli(['validate', restricted]), { code: 0, stdout: 'ok\n', stderr: '' });
 });

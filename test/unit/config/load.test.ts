@@ -19,6 +19,8 @@ const MQTT_LIMIT_DEFAULTS = {
   maxSubscriptionsPerClient: 100,
   connectTimeoutMs: 10_000,
   drainTimeoutMs: 60_000,
+  sessionExpirySeconds: 86_400,
+  maxSessionsPerUser: 10_000,
   maxClientIdLength: 128,
 };
 

@@ -33,6 +33,25 @@ test('authorizeForward - a message gets the highest QoS granted to a matching fi
   }
 });
 
+test('authorizeForward - a topic the receiving client\'s ACL does not let it subscribe to is not delivered, and reported', () => {
+  const denied: string[] = [];
+  const forward = createAuthorizeForward({
+    access: {
+      enforced: true,
+      canPublish: () => true,
+      canSubscribe: ({ username }, topic) => topic.startsWith(`devices/${username}/`),
+      onDeniedPublish: 'disconnect',
+      denied: () => assert.fail('the hook reports through its own callback'),
+    },
+    usernameOf: () => 'alice',
+    denied: (client, topic) => denied.push(`${client.id} ${topic}`),
+  });
+  const mine = publish('devices/alice/commands/x', 1);
+  assert.equal(forward(clientWith({ '#': 1 }), mine), mine);
+  assert.equal(forward(clientWith({ '#': 1 }), publish('devices/bob/commands/x', 1)), null);
+  assert.deepEqual(denied, ['c devices/bob/commands/x']);
+});
+
 test('authorizeForward - with aedes, one QoS 2 message reaches each wildcard subscriber at the QoS it was granted', async (t) => {
   const broker = await Aedes.createBroker({ authorizeForward: createAuthorizeForward() });
   const server = createServer(broker.handle);

@@ -1,0 +1,164 @@
+/**
+ * Who a client id belongs to. A session and its live connection belong to the identity that
+ * created them (the username, which a verified certificate may have given, or "anonymous");
+ * a CONNECT from another identity with that client id takes over, resumes and wipes nothing.
+ * The registry also knows which persistent sessions are offline since when (for their expiry)
+ * and how many each identity holds (for its cap).
+ *
+ * Its calls return promises so that a registry shared by several bridge instances can stand
+ * behind the same interface; the in-memory one answers at once.
+ */
+
+/** An identity as sessions are owned by it. */
+export type SessionOwner = string;
+
+export const ANONYMOUS_OWNER: SessionOwner = 'anonymous';
+
+export function ownerOf(username: string | undefined): SessionOwner {
+  return username === undefined ? ANONYMOUS_OWNER : `user:${username}`;
+}
+
+export interface ClaimRequest {
+  readonly clientId: string;
+  readonly owner: SessionOwner;
+  /** The CONNECT asked for a persistent session (clean session = 0). */
+  readonly persistent: boolean;
+  /** Most persistent sessions the owner may hold. */
+  readonly maxPersistentSessions: number;
+}
+
+export type ClaimResult =
+  /** `claim` identifies this connection's hold on the client id, for `release`. */
+  | { readonly ok: true; readonly claim: number }
+  | { readonly ok: false; readonly reason: 'owned_by_another' | 'sessions_per_user' };
+
+/** A persistent session as a snapshot keeps it. */
+export interface SessionRecordSnapshot {
+  readonly clientId: string;
+  /** Null for a session restored from a snapshot that did not record its owner: the first identity to connect takes it. */
+  readonly owner: SessionOwner | null;
+  /** When its client left (ms since the epoch). */
+  readonly offlineSince: number;
+}
+
+export interface SessionCounts {
+  /** Client ids connected now (clean or persistent). */
+  readonly connected: number;
+  /** Persistent sessions whose client is away. */
+  readonly offline: number;
+}
+
+export interface SessionRegistry {
+  /** Takes the client id for a connection that passed authentication, unless another identity holds it or the owner is at its cap. */
+  claim(request: ClaimRequest): Promise<ClaimResult>;
+  /** The connection that made `claim` has closed: a clean session ends, a persistent one goes offline. */
+  release(clientId: string, claim: number): void;
+  /** Persistent sessions offline since `offlineBefore` or earlier, oldest first. */
+  offlineSince(offlineBefore: number): string[];
+  /** Forgets an offline session (it expired); false, changing nothing, when a connection holds the id now. */
+  forget(clientId: string): boolean;
+  counts(): SessionCounts;
+  /** The persistent sessions, for the session file. */
+  persistentSessions(): SessionRecordSnapshot[];
+  /** Puts back persistent sessions read from the session file. */
+  restore(sessions: readonly SessionRecordSnapshot[]): void;
+}
+
+interface SessionRecord {
+  owner: SessionOwner | null;
+  persistent: boolean;
+  /** The claim of the connection holding the id now, or null while the session is offline. */
+  connection: number | null;
+  offlineSince: number;
+}
+
+/** The registry of one bridge process. */
+export class MemorySessionRegistry implements SessionRegistry {
+  private readonly records = new Map<string, SessionRecord>();
+  /** Persistent sessions per owner. */
+  private readonly persistentByOwner = new Map<SessionOwner, number>();
+  private lastClaim = 0;
+  private connected = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async claim(request: ClaimRequest): Promise<ClaimResult> {
+    const record = this.records.get(request.clientId);
+    if (record && record.owner !== null && record.owner !== request.owner) return { ok: false, reason: 'owned_by_another' };
+    const alreadyPersistent = record?.persistent === true && record.owner === request.owner;
+    if (request.persistent && !alreadyPersistent && (this.persistentByOwner.get(request.owner) ?? 0) >= request.maxPersistentSessions) {
+      return { ok: false, reason: 'sessions_per_user' };
+    }
+    const claim = ++this.lastClaim;
+    if (record) {
+      this.setPersistent(record, false);
+      if (record.connection === null) this.connected++;
+      record.owner = request.owner;
+      record.connection = claim;
+      this.setPersistent(record, request.persistent);
+    } else {
+      const created: SessionRecord = { owner: request.owner, persistent: false, connection: claim, offlineSince: 0 };
+      this.records.set(request.clientId, created);
+      this.connected++;
+      this.setPersistent(created, request.persistent);
+    }
+    return { ok: true, claim };
+  }
+
+  release(clientId: string, claim: number): void {
+    const record = this.records.get(clientId);
+    if (!record || record.connection !== claim) return; // a newer connection holds the id
+    record.connection = null;
+    this.connected--;
+    if (record.persistent) record.offlineSince = this.now();
+    else this.records.delete(clientId);
+  }
+
+  offlineSince(offlineBefore: number): string[] {
+    const found: Array<[string, number]> = [];
+    for (const [clientId, record] of this.records) {
+      if (record.connection === null && record.offlineSince <= offlineBefore) found.push([clientId, record.offlineSince]);
+    }
+    return found.sort((a, b) => a[1] - b[1]).map(([clientId]) => clientId);
+  }
+
+  forget(clientId: string): boolean {
+    const record = this.records.get(clientId);
+    if (!record || record.connection !== null) return false;
+    this.setPersistent(record, false);
+    this.records.delete(clientId);
+    return true;
+  }
+
+  counts(): SessionCounts {
+    let offline = 0;
+    for (const record of this.records.values()) if (record.connection === null) offline++;
+    return { connected: this.connected, offline };
+  }
+
+  persistentSessions(): SessionRecordSnapshot[] {
+    const now = this.now();
+    return [...this.records]
+      .filter(([, record]) => record.persistent)
+      .map(([clientId, record]) => ({ clientId, owner: record.owner, offlineSince: record.connection === null ? record.offlineSince : now }));
+  }
+
+  restore(sessions: readonly SessionRecordSnapshot[]): void {
+    for (const session of sessions) {
+      if (this.records.has(session.clientId)) continue;
+      const record: SessionRecord = { owner: session.owner, persistent: false, connection: null, offlineSince: session.offlineSince };
+      this.records.set(session.clientId, record);
+      this.setPersistent(record, true);
+    }
+  }
+
+  /** Keeps the per-owner count of persistent sessions in step. */
+  private setPersistent(record: SessionRecord, persistent: boolean): void {
+    if (record.persistent === persistent) return;
+    record.persistent = persistent;
+    if (record.owner === null) return;
+    const count = (this.persistentByOwner.get(record.owner) ?? 0) + (persistent ? 1 : -1);
+    if (count === 0) this.persistentByOwner.delete(record.owner);
+    else this.persistentByOwner.set(record.owner, count);
+  }
+}
