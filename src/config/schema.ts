@@ -192,7 +192,7 @@ const mqttSchema = z
       .meta({ description: 'Longest topic (PUBLISH) or filter (SUBSCRIBE) accepted, in bytes of UTF-8.' }),
     maxTopicLevels: integer(1, AEDES_MAX_TOPIC_LEVELS)
       .default(DEFAULT_MAX_TOPIC_LEVELS)
-      .meta({ description: 'Most levels in a topic or filter. A PUBLISH past either topic limit closes the connection; a SUBSCRIBE gets return code 0x80 for that filter.' }),
+      .meta({ description: 'Most levels in a topic or filter. A PUBLISH past either topic limit closes the connection, and so does a CONNECT whose will topic is past one; a SUBSCRIBE gets return code 0x80 for that filter.' }),
     maxSubscriptionsPerClient: integer(1)
       .default(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT)
       .meta({ description: 'Most subscriptions one client holds; past this a SUBSCRIBE gets return code 0x80 for the new filter.' }),

@@ -1,11 +1,13 @@
+import type { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import type { Aedes, Client } from 'aedes';
+import type { Aedes, Client, SubscribePacket } from 'aedes';
 import { BridgeError } from '../errors.js';
 
 /**
  * The one place that reaches past aedes' public API. aedes has no public way to see a packet's
- * bytes before it buffers them, the will of a client still authenticating, a client's granted
- * subscriptions, the connected clients or its persistence; these accessors do, and
+ * bytes before it buffers them, or a parsed packet before it handles it, the will of a client
+ * still authenticating, a client's granted subscriptions, the connected clients or its
+ * persistence, nor to answer a SUBSCRIBE itself; these accessors do, and
  * `checkAedesInternals` verifies at start that the aedes installed still has each of them, so a
  * changed aedes fails the start with a clear error instead of misbehaving under load.
  */
@@ -13,6 +15,17 @@ import { BridgeError } from '../errors.js';
 /** The MQTT parser aedes feeds a client's bytes to. */
 export interface ClientParser {
   parse(chunk: Buffer): number;
+}
+
+/** The MQTT parser as an emitter: aedes handles each packet it emits, and closes the client on its errors. */
+type EmittingParser = ClientParser & Pick<EventEmitter, 'listeners' | 'removeAllListeners' | 'on' | 'listenerCount'>;
+
+/** What sees a client's packets before aedes does. */
+export interface PacketScreen {
+  /** Whether aedes may handle this parsed packet; one it may not is dropped. */
+  pass(packet: { readonly cmd: string }): boolean;
+  /** The parser found a malformed packet (aedes closes the connection). */
+  malformed(error: Error): void;
 }
 
 /** A will as aedes holds it: the CONNECT's will fields. */
@@ -29,7 +42,7 @@ export interface HeldSubscription {
 }
 
 interface ClientInternals {
-  _parser: ClientParser;
+  _parser: EmittingParser;
   _will: PendingWill | null | undefined;
   will: PendingWill | null;
   subscriptions: Record<string, HeldSubscription>;
@@ -45,6 +58,29 @@ const internals = (client: Client) => client as unknown as ClientInternals;
 
 export function clientParser(client: Client): ClientParser {
   return internals(client)._parser;
+}
+
+/**
+ * Puts `screen` in front of aedes for every packet this client sends: aedes' own handler of the
+ * parser's packets runs only for those the screen passes.
+ */
+export function screenPackets(client: Client, screen: PacketScreen): void {
+  const parser = internals(client)._parser;
+  const handlers = parser.listeners('packet') as Array<(this: EmittingParser, packet: { readonly cmd: string }) => void>;
+  parser.removeAllListeners('packet');
+  parser.on('packet', function (this: EmittingParser, packet: { readonly cmd: string }) {
+    if (!screen.pass(packet)) return;
+    for (const handler of handlers) handler.call(this, packet);
+  });
+  parser.on('error', (error: Error) => screen.malformed(error));
+}
+
+/**
+ * Lets aedes handle a SUBSCRIBE without answering it: aedes writes a SUBACK only for a SUBSCRIBE
+ * with a packet identifier. Its `subscribe` event still reports what it granted.
+ */
+export function withholdSuback(packet: SubscribePacket): void {
+  delete (packet as { messageId?: number }).messageId;
 }
 
 /** The will of a CONNECT being authenticated (aedes stores it on the client only after `authenticate`). */
@@ -94,6 +130,7 @@ export function checkAedesInternals(broker: Aedes): void {
   const probe = broker.handle(new PassThrough(), undefined as never) as unknown as Partial<ClientInternals> & Client;
   try {
     if (typeof probe._parser?.parse !== 'function') missing.push('client._parser.parse');
+    if (typeof probe._parser?.listenerCount !== 'function' || probe._parser.listenerCount('packet') !== 1) missing.push("client._parser's one 'packet' handler");
     if (!('_will' in probe)) missing.push('client._will');
     if (!('will' in probe)) missing.push('client.will');
     if (typeof probe.subscriptions !== 'object' || probe.subscriptions === null) missing.push('client.subscriptions');

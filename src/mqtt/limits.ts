@@ -1,5 +1,9 @@
-/** Which configured limit refused something; the label of `mqtt_amqp_bridge_limits_refused_total`. */
-export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic';
+/**
+ * Which configured limit (or rule of the protocol) refused something; the label of
+ * `mqtt_amqp_bridge_limits_refused_total`. `invalid_topic` is a topic or filter MQTT forbids;
+ * `protocol_violation` a packet MQTT 3.1.1 calls malformed or a protocol error.
+ */
+export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic' | 'protocol_violation';
 
 export interface TopicLimits {
   readonly maxTopicBytes: number;
@@ -12,10 +16,18 @@ export interface TopicLimits {
  * how invalid UTF-8 [MQTT-1.5.3-1] shows by the time the bridge sees the topic.
  */
 export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName | null {
-  if (topic.includes('\u0000') || topic.includes('\ufffd')) return 'invalid_topic';
+  if (holdsForbiddenCharacters(topic)) return 'invalid_topic';
   // A string of n UTF-16 units is at most 3n bytes: measure only when it could be too long.
   if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic, 'utf8') > limits.maxTopicBytes) return 'topic_length';
   return topicLevels(topic) > limits.maxTopicLevels ? 'topic_levels' : null;
+}
+
+/**
+ * Whether a string holds U+0000 [MQTT-1.5.3-2] or U+FFFD, which is how bytes that are not UTF-8
+ * [MQTT-1.5.3-1] show once the MQTT parser has decoded them.
+ */
+export function holdsForbiddenCharacters(text: string): boolean {
+  return text.includes('\u0000') || text.includes('\ufffd');
 }
 
 /** How many levels a topic name or filter has, counted without splitting it. */

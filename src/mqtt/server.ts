@@ -25,6 +25,9 @@ import type { LimitName } from './limits.js';
 import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
 import { checkAedesInternals, clientParser, connectedClients, dropWill, pauseClient } from './aedes-internals.js';
+import { guardProtocol } from './protocol-guard.js';
+import type { Violation } from './protocol-conformance.js';
+import { SubscribeSequences } from './subscribe-sequence.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
 export interface MqttServerOptions {
@@ -51,6 +54,9 @@ export interface MqttServerOptions {
   onSessionExpired?: () => void;
 }
 
+/** A client-supplied text cut to a length fit for a log line. */
+const clip = (text: string): string => (text.length > 200 ? `${text.slice(0, 200)}…` : text);
+
 /** The MQTT 3.1.1 server the devices talk to: one aedes broker carried by every listener. */
 export class MqttServer implements DevicePublisher {
   readonly broker: Aedes;
@@ -58,6 +64,8 @@ export class MqttServer implements DevicePublisher {
   private running: RunningListener[] = [];
   /** Connections open now, by listener type. */
   private readonly byListener = new Map<string, number>();
+  private readonly subscribeSequences: SubscribeSequences;
+  private readonly violationWarning: RateLimitedWarning;
 
   private constructor(
     broker: Aedes,
@@ -70,6 +78,8 @@ export class MqttServer implements DevicePublisher {
     const logger = options.logger;
     this.broker = broker;
     this.identities = identities;
+    this.subscribeSequences = new SubscribeSequences(broker);
+    this.violationWarning = new RateLimitedWarning({ logger, message: 'connection closed: the packet breaks MQTT 3.1.1 or a topic limit' });
     broker.on('client', (client: Client) => logger.debug({ clientId: client.id }, 'client connected'));
     broker.on('connackSent', (connack: { returnCode?: number }) => {
       if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
@@ -86,7 +96,7 @@ export class MqttServer implements DevicePublisher {
     const dropWarning = new RateLimitedWarning({ logger: options.logger, message: 'offline queue full: oldest message dropped' });
     const limitWarning = new RateLimitedWarning({ logger: options.logger, message: 'refused by a configured limit' });
     const refused = (limit: LimitName, client: Client | null, detail?: string) => {
-      limitWarning.warn(null, { limit, clientId: client?.id, detail: detail && detail.length > 200 ? `${detail.slice(0, 200)}…` : detail });
+      limitWarning.warn(null, { limit, clientId: client?.id, detail: detail && clip(detail) });
       options.onLimitRefused?.(limit);
     };
     const access = options.access ?? null;
@@ -186,6 +196,11 @@ export class MqttServer implements DevicePublisher {
       const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
       this.guardPacketSize(client, stream);
+      guardProtocol(client, stream, {
+        limits: this.options.config,
+        sequences: this.subscribeSequences,
+        onViolation: (violation, clientId) => this.violated(violation, clientId, address),
+      });
     };
     const wsLimit: WsMessageLimit = {
       maxPacketBytes: this.options.config.maxPacketBytes,
@@ -236,6 +251,13 @@ export class MqttServer implements DevicePublisher {
   /** Removes the persistent sessions offline for longer than `mqtt.sessionExpirySeconds` now (it also happens on a timer). */
   expireSessions(): Promise<number> {
     return this.expiry.sweep();
+  }
+
+  /** Counts and logs a connection closed for breaking the protocol or a topic limit. */
+  private violated(violation: Violation, clientId: string | undefined, address: string): void {
+    this.violationWarning.warn(null, { limit: violation.limit, clientId: clientId && clip(clientId), address, reason: clip(violation.reason) });
+    this.options.onLimitRefused?.(violation.limit);
+    if (violation.connackReturnCode !== undefined) this.options.onConnectRefused?.(violation.connackReturnCode);
   }
 
   /** Connections open now, by listener type. */

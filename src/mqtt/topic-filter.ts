@@ -62,3 +62,19 @@ export function filterCovers(outer: string, inner: string): boolean {
 export function filtersOverlap(a: string, b: string): boolean {
   return levelsOverlap(levelsOf(a), levelsOf(b));
 }
+
+/**
+ * Whether a SUBSCRIBE or UNSUBSCRIBE filter is well formed: at least one character
+ * [MQTT-4.7.3-1], `#` only as the whole last level [MQTT-4.7.1-2] and `+` only as a whole level
+ * [MQTT-4.7.1-3]. (aedes lets `a+`, `+a` and `a#` through.)
+ */
+export function isWellFormedFilter(filter: string): boolean {
+  if (filter.length === 0) return false;
+  const levels = levelsOf(filter);
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i]!;
+    if (level === '+' || (level === '#' && i === levels.length - 1)) continue;
+    if (level.includes('+') || level.includes('#')) return false;
+  }
+  return true;
+}

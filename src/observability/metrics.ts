@@ -75,7 +75,7 @@ export const METRICS = {
   limitsRefused: {
     type: 'counter',
     name: 'limits_refused_total',
-    help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic.',
+    help: 'Packets, connections, topics and subscriptions refused by a configured limit or by MQTT itself, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic (a topic or filter MQTT forbids), protocol_violation (a malformed packet or a protocol error; the connection is closed).',
     labels: ['limit'],
   },
   aclDenied: {
@@ -100,7 +100,7 @@ export const METRICS = {
   loginsRefused: {
     type: 'counter',
     name: 'logins_refused_total',
-    help: 'CONNECTs refused, by CONNACK return code (2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
+    help: 'CONNECTs refused, by CONNACK return code (1 protocol level, 2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
     labels: ['return_code'],
   },
   configReloads: { type: 'counter', name: 'config_reloads_total', help: 'Configuration reloads, by result: applied, invalid.', labels: ['result'] },

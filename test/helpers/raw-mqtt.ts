@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { waitFor } from './amqp.js';
+import { connectBytes } from './mqtt-bytes.js';
 import type { Transport } from './bridge.js';
 
 /**
@@ -63,14 +64,7 @@ export class RawMqttClient {
   async connect(clientId: string, clean = true): Promise<IConnackPacket> {
     // Encoded by hand: mqtt-packet refuses to write some CONNECTs a hostile client would send
     // (an empty client identifier with clean session 0).
-    const id = Buffer.from(clientId, 'utf8');
-    const body = Buffer.concat([
-      Buffer.from([0, 4]),
-      Buffer.from('MQTT'),
-      Buffer.from([4, clean ? 0x02 : 0x00, 0, 60, id.length >> 8, id.length & 0xff]),
-      id,
-    ]);
-    this.sendRaw(Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]));
+    this.sendRaw(connectBytes({ clientId, clean }));
     return (await this.next('connack')) as IConnackPacket;
   }
 
@@ -98,18 +92,6 @@ export class RawMqttClient {
   resumeReading(): void {
     this.stream.resume();
   }
-}
-
-/** The variable-length "remaining length" of an MQTT fixed header [MQTT-2.2.3]. */
-function remainingLength(length: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let byte = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (length > 0);
-  return Buffer.from(bytes);
 }
 
 interface OpenStream {

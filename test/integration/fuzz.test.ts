@@ -4,6 +4,8 @@ import { after, before, test } from 'node:test';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { delay, deleteExchanges, TestConsumer, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, forwardAllTo, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { connectBytes } from '../helpers/mqtt-bytes.js';
+import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import { topicToRoutingKey } from '../../src/mapping/encoding.js';
 
 // Bounded: CASES connections of random and mutated MQTT packets, at most PARALLEL at once.
@@ -41,6 +43,11 @@ function random(seed: number): () => number {
   };
 }
 
+/** Will topics of the fuzz CONNECTs: one a will may have, the rest not. */
+const WILL_TOPICS = ['fuzz/will/ok', 'fuzz/will/+', 'fuzz/#', '#', '+', 'fuzz/+/x', '', 'fuzz/a\u0000', 'a+b', 'a/#/b'];
+/** A topic no PUBLISH may carry [MQTT-3.3.2-2] [MQTT-4.7.3-1] [MQTT-1.5.3]. */
+const FORBIDDEN_IN_TOPIC = /[\u0000\ufffd+#]/;
+
 function fuzzCase(next: () => number): Buffer {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(next() * 256)));
@@ -77,6 +84,13 @@ function fuzzCase(next: () => number): Buffer {
         break;
     }
   }
+  // Sometimes a CONNECT with a will, most of them with a topic no PUBLISH may have: the socket is
+  // then dropped without DISCONNECT, so an accepted will is published.
+  if (next() < 0.1) {
+    const willTopic = pick<string | Buffer>([...WILL_TOPICS, Buffer.from([0x66, 0x2f, 0xff, 0xfe]), bytes(6)]);
+    const will = { topic: willTopic, payload: bytes(8), qos: Math.floor(next() * 4), retain: next() < 0.5 };
+    return Buffer.concat([connectBytes({ clientId: `fzw${Math.floor(next() * 1e6)}`, will }), next() < 0.3 ? body : Buffer.alloc(0)]);
+  }
   const cut = next() < 0.2 ? Math.floor(next() * mutated.length) : mutated.length;
   const tail = next() < 0.1 ? bytes(Math.floor(next() * 200)) : Buffer.alloc(0);
   // Sometimes a publish with a topic written by hand, valid framing, hostile content.
@@ -102,8 +116,13 @@ function sendCase(port: number, data: Buffer): Promise<void> {
   });
 }
 
-test(`fuzz - ${CASES} random and mutated packets: the bridge stays up, memory stays bounded, a good client keeps publishing, nothing malformed reaches RabbitMQ (seed ${SEED})`, async () => {
+test(`fuzz - ${CASES} random and mutated packets and wills: the bridge stays up, memory stays bounded, a good client keeps publishing, nothing malformed reaches RabbitMQ, a subscriber or the retained store (seed ${SEED})`, async () => {
   const port = Number(new URL(bridge.url('tcp')).port);
+  // Sees every PUBLISH the bridge delivers, wills included, exactly as written.
+  const watcher = await RawMqttClient.open('tcp', bridge.url('tcp'));
+  await watcher.connect('fuzz-watcher');
+  watcher.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 1 }] });
+  await watcher.next('suback');
   const good = await connectClient(bridge.url('tcp'));
   let acked = 0;
   let publishing = true;
@@ -135,9 +154,26 @@ test(`fuzz - ${CASES} random and mutated packets: the bridge stays up, memory st
   await after.publishAsync('steady/after', 'still here', { qos: 1 });
   await after.endAsync();
   await waitFor(() => consumer.messages.some((message) => message.fields.routingKey === 'steady.after'), 'steady/after on AMQP');
+  const delivered = (client: RawMqttClient) => client.received.filter((packet) => packet.cmd === 'publish').map((packet) => (packet as mqttPacket.IPublishPacket).topic);
+  await waitFor(() => delivered(watcher).includes('fuzz/will/ok'), 'a will with a topic name at the subscriber');
+  for (const topic of delivered(watcher)) assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed topic reached a subscriber: ${JSON.stringify(topic)}`);
+  watcher.destroy();
+  // Nothing malformed was retained either: a new subscriber gets only well-formed retained topics.
+  const sentinel = await connectClient(bridge.url('tcp'));
+  await sentinel.publishAsync('steady/retained', 'sentinel', { qos: 1, retain: true });
+  await sentinel.endAsync();
+  const late = await RawMqttClient.open('tcp', bridge.url('tcp'));
+  await late.connect('fuzz-late');
+  late.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 0 }] });
+  await late.next('suback');
+  await waitFor(() => delivered(late).includes('steady/retained'), 'the retained sentinel');
+  await delay(200);
+  for (const topic of delivered(late)) assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed retained topic: ${JSON.stringify(topic)}`);
+  late.destroy();
+  assert.ok(consumer.messages.some((message) => message.properties.headers?.['x-mqtt-topic'] === 'fuzz/will/ok'), 'a will with a topic name reached RabbitMQ');
   for (const message of consumer.messages) {
     const topic = String(message.properties.headers?.['x-mqtt-topic']);
-    assert.doesNotMatch(topic, /[\u0000\ufffd+#]/, `a well-formed topic reached RabbitMQ: ${JSON.stringify(topic)}`);
+    assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed topic reached RabbitMQ: ${JSON.stringify(topic)}`);
     assert.ok(topic.length > 0 && !topic.startsWith('$'));
     assert.equal(message.fields.routingKey, topicToRoutingKey(topic));
   }

@@ -3,7 +3,7 @@ import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { Aedes, type Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import { checkAedesInternals, clientParser, connectedClients, heldSubscriptions, pendingWill } from '../../../src/mqtt/aedes-internals.js';
+import { checkAedesInternals, clientParser, connectedClients, heldSubscriptions, pendingWill, screenPackets, withholdSuback } from '../../../src/mqtt/aedes-internals.js';
 
 /** A real aedes with one client over an in-memory duplex: `send` writes packets to it, `received` holds what it answered. */
 async function connectedBroker(onAuthenticate: (client: Client) => void = () => {}) {
@@ -25,7 +25,8 @@ async function connectedBroker(onAuthenticate: (client: Client) => void = () => 
   });
   const client = broker.handle(connection, undefined as never);
   const send = (packet: Record<string, unknown>) => connection.push(mqttPacket.generate(packet as unknown as mqttPacket.Packet));
-  return { broker, client, received, send };
+  const sendRaw = (bytes: Buffer) => connection.push(bytes);
+  return { broker, client, connection, received, send, sendRaw };
 }
 
 const until = async (condition: () => boolean) => {
@@ -53,6 +54,21 @@ test('aedes internals - a broker without them fails the check with BRIDGE_ERR_DE
   }
 });
 
+test('aedes internals - a client parser whose packets aedes no longer handles through one listener fails the check', async () => {
+  const broker = await Aedes.createBroker();
+  try {
+    const changed = Object.create(broker) as Aedes;
+    changed.handle = ((...args: Parameters<Aedes['handle']>) => {
+      const client = broker.handle(...args);
+      (clientParser(client) as unknown as { removeAllListeners(event: string): void }).removeAllListeners('packet');
+      return client;
+    }) as Aedes['handle'];
+    assert.throws(() => checkAedesInternals(changed), (error: Error & { code?: string }) => error.code === 'BRIDGE_ERR_DEPENDENCY' && /'packet' handler/.test(error.message));
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
 test('aedes internals - the will is readable during authenticate, subscriptions and clients once connected, and the parser takes raw bytes', async () => {
   let willSeen: ReturnType<typeof pendingWill> = null;
   const { broker, client, received, send } = await connectedBroker((authenticating) => {
@@ -67,6 +83,72 @@ test('aedes internals - the will is readable during authenticate, subscriptions 
     send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 1 }] });
     await until(() => received.some((packet) => packet.cmd === 'suback'));
     assert.equal(heldSubscriptions(client)['a/+']?.qos, 1);
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test('aedes internals - a screened packet reaches aedes only when the screen passes it, and malformed bytes are reported', async () => {
+  const { broker, client, connection, received, send, sendRaw } = await connectedBroker();
+  const seen: string[] = [];
+  const malformed: string[] = [];
+  let dropPings = true;
+  screenPackets(client, {
+    pass: (packet) => {
+      seen.push(packet.cmd);
+      return !(dropPings && packet.cmd === 'pingreq');
+    },
+    malformed: (error) => malformed.push(error.message),
+  });
+  try {
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'screened', keepalive: 0 });
+    await until(() => received.some((packet) => packet.cmd === 'connack'));
+    send({ cmd: 'pingreq' });
+    send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a', qos: 0 }] });
+    await until(() => received.some((packet) => packet.cmd === 'suback'));
+    assert.equal(received.filter((packet) => packet.cmd === 'pingresp').length, 0, 'the dropped PINGREQ got no answer');
+    dropPings = false;
+    send({ cmd: 'pingreq' });
+    await until(() => received.some((packet) => packet.cmd === 'pingresp'));
+    assert.deepEqual(seen, ['connect', 'pingreq', 'subscribe', 'pingreq']);
+    sendRaw(Buffer.from([0xc1, 0x00])); // a PINGREQ with a reserved flag bit set [MQTT-2.2.2-2]
+    await until(() => malformed.length === 1 && connection.destroyed);
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test('aedes internals - a SUBSCRIBE whose SUBACK is withheld is granted and held, reported in the subscribe event with what was granted, and not answered', async () => {
+  const { broker, client, received, send } = await connectedBroker();
+  const events: Array<{ ofThePacket: boolean; subscriptions: Array<{ topic: string; qos: number }> }> = [];
+  let screened: { subscriptions?: unknown } | null = null;
+  screenPackets(client, {
+    pass: (parsed) => {
+      if (parsed.cmd === 'subscribe') {
+        screened = parsed as { subscriptions?: unknown };
+        withholdSuback(parsed as never);
+      }
+      return true;
+    },
+    malformed: () => {},
+  });
+  broker.on('subscribe', (subscriptions, subscriber) => {
+    if (subscriber !== client) return;
+    // The event carries the packet's own (merged) list: how the bridge tells which SUBSCRIBE it reports.
+    events.push({ ofThePacket: subscriptions === screened?.subscriptions, subscriptions: subscriptions.map(({ topic, qos }) => ({ topic, qos })) });
+  });
+  try {
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'withheld', keepalive: 0 });
+    await until(() => received.some((answer) => answer.cmd === 'connack'));
+    send({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: 'a', qos: 1 }, { topic: 'b', qos: 0 }, { topic: 'a', qos: 2 }] });
+    await until(() => events.length === 1);
+    assert.equal(events[0]!.ofThePacket, true);
+    // aedes merges a repeated filter, keeping its last QoS: what the bridge's own SUBACK builds on.
+    assert.deepEqual(events[0]!.subscriptions, [{ topic: 'a', qos: 2 }, { topic: 'b', qos: 0 }]);
+    assert.equal(heldSubscriptions(client)['a']?.qos, 2);
+    send({ cmd: 'pingreq' });
+    await until(() => received.some((answer) => answer.cmd === 'pingresp'));
+    assert.equal(received.filter((answer) => answer.cmd === 'suback').length, 0);
   } finally {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { filterCovers, filtersOverlap, levelsMatch, levelsOf } from '../../../src/mqtt/topic-filter.js';
+import { filterCovers, filtersOverlap, isWellFormedFilter, levelsMatch, levelsOf } from '../../../src/mqtt/topic-filter.js';
 
 const filterMatches = (filter: string, topic: string): boolean => levelsMatch(levelsOf(filter), levelsOf(topic));
 
@@ -58,5 +58,14 @@ test('filtersOverlap - some topic matches both filters', () => {
   for (const [a, b, expected] of cases) {
     assert.equal(filtersOverlap(a, b), expected, `${a} overlaps ${b}`);
     assert.equal(filtersOverlap(b, a), expected, `${b} overlaps ${a}`);
+  }
+});
+
+test('isWellFormedFilter - + is a whole level, # the whole last level, and a filter is not empty [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1]', () => {
+  for (const filter of ['a', '#', '+', 'a/#', '+/+', 'a/+/c', '/', '/#', '+/#', 'a//b', '$SYS/#', 'ü/€']) {
+    assert.equal(isWellFormedFilter(filter), true, filter);
+  }
+  for (const filter of ['', 'a+', '+a', 'a#', '#a', 'a/#/b', '#/', '#/#', 'a/b+', 'a/+b/c', 'a/b#', '++', '##']) {
+    assert.equal(isWellFormedFilter(filter), false, filter);
   }
 });
