@@ -115,6 +115,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     flowWaiting: () => flow.waiting,
     connections: () => mqtt?.connectionsByListener() ?? {},
     amqpConnected: () => amqp.state === 'connected',
+    retained: () => mqtt?.retainedUsage() ?? { messages: 0, bytes: 0 },
   });
   amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
   const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });

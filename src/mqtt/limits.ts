@@ -1,5 +1,16 @@
 /** Which configured limit refused something; the label of `mqtt_amqp_bridge_limits_refused_total`. */
-export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic';
+export type LimitName =
+  | 'packet_size'
+  | 'connections'
+  | 'topic_length'
+  | 'topic_levels'
+  | 'subscriptions'
+  | 'invalid_topic'
+  | RetainedLimitName
+  | 'qos2_pending_bytes';
+
+/** The limits on retained messages (`mqtt.maxRetained*`), in total and per user. */
+export type RetainedLimitName = 'retained_messages' | 'retained_bytes' | 'retained_messages_per_user' | 'retained_bytes_per_user';
 
 export interface TopicLimits {
   readonly maxTopicBytes: number;

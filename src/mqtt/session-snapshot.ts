@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import Packet from 'aedes-packet';
+import type { RetainedOwner } from './retained-ledger.js';
 import type { SessionStore } from './session-store.js';
 
 /**
@@ -8,13 +9,21 @@ import type { SessionStore } from './session-store.js';
  * clients) and retained messages, written to a file on shutdown and read back once on start,
  * so a restart of the bridge does not forget them. A crash skips the save: what was queued in
  * memory then is lost (the AMQP deliveries it came from were already acknowledged).
+ *
+ * Version 2 records who published each retained message (`owner`), so the retained limits per
+ * user hold across a restart; a version 1 file is still read, its retained messages then
+ * counting in the totals only.
  */
 export interface SessionSnapshot {
-  version: 1;
+  version: typeof SNAPSHOT_VERSION;
   savedAt: string;
   sessions: Array<{ clientId: string; subscriptions: Array<{ topic: string; qos: number }>; queue: SavedPacket[] }>;
-  retained: SavedPacket[];
+  retained: SavedRetained[];
 }
+
+export const SNAPSHOT_VERSION = 2;
+/** The versions this bridge reads. */
+const READABLE_VERSIONS: readonly number[] = [1, SNAPSHOT_VERSION];
 
 interface SavedPacket {
   topic: string;
@@ -23,6 +32,11 @@ interface SavedPacket {
   retain: boolean;
   brokerId: string;
   brokerCounter: number;
+}
+
+interface SavedRetained extends SavedPacket {
+  /** Absent in version 1. */
+  owner?: RetainedOwner;
 }
 
 export interface SnapshotCounts {
@@ -40,9 +54,9 @@ export async function saveSessions(store: SessionStore, file: string): Promise<S
     const queue = store.queues.snapshot(clientId).filter((packet) => packet.cmd === 'publish').map(save);
     if (subscriptions.length > 0 || queue.length > 0) sessions.push({ clientId, subscriptions, queue });
   }
-  const retained: SavedPacket[] = [];
-  for await (const packet of store.persistence.createRetainedStream('#')) retained.push(save(packet));
-  const snapshot: SessionSnapshot = { version: 1, savedAt: new Date().toISOString(), sessions, retained };
+  const retained: SavedRetained[] = [];
+  for await (const packet of store.persistence.createRetainedStream('#')) retained.push({ ...save(packet), owner: store.retainedOwner(packet.topic) ?? null });
+  const snapshot: SessionSnapshot = { version: SNAPSHOT_VERSION, savedAt: new Date().toISOString(), sessions, retained };
   const partial = `${file}.${randomUUID()}.tmp`;
   await writeFile(partial, JSON.stringify(snapshot));
   await rename(partial, file); // atomic: a reader sees the old file or the new one
@@ -59,14 +73,16 @@ export async function loadSessions(store: SessionStore, file: string): Promise<S
     throw error;
   }
   const snapshot = JSON.parse(text) as SessionSnapshot;
-  if (snapshot.version !== 1) throw new Error(`session file ${file} has version ${String(snapshot.version)}; this bridge reads version 1`);
+  if (!READABLE_VERSIONS.includes(snapshot.version)) {
+    throw new Error(`session file ${file} has version ${String(snapshot.version)}; this bridge reads versions ${READABLE_VERSIONS.join(' and ')}`);
+  }
   let queued = 0;
   for (const session of snapshot.sessions) {
     if (session.subscriptions.length > 0) await store.persistence.addSubscriptions({ id: session.clientId }, session.subscriptions);
     for (const saved of session.queue) store.queues.enqueue(session.clientId, restore(saved));
     queued += session.queue.length;
   }
-  for (const saved of snapshot.retained) await store.persistence.storeRetained(restore(saved));
+  for (const saved of snapshot.retained) await store.restoreRetained(restore(saved), saved.owner ?? null);
   await rm(file, { force: true });
   return { sessions: snapshot.sessions.length, queued, retained: snapshot.retained.length };
 }
