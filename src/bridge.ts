@@ -116,6 +116,7 @@ export function createBridge(options: BridgeOptions): Bridge {
     connections: () => mqtt?.connectionsByListener() ?? {},
     amqpConnected: () => amqp.state === 'connected',
     sessions: () => mqtt?.sessionCounts() ?? { connected: 0, offline: 0 },
+    retained: () => mqtt?.retainedUsage() ?? { messages: 0, bytes: 0 },
   });
   amqp.on('blocked', (blocked) => flow.setBlocked(blocked));
   const uplink = new UplinkPipeline({ resolver: () => resolver, publisher: amqp.publisher, flow, metrics, logger: logger.child({ part: 'uplink' }) });

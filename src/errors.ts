@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISH_TOO_LARGE: 'The AMQP client refused to encode a publish (for example headers over 64 KiB).',
   BRIDGE_ERR_EXCHANGE_NOT_FOUND: 'A rule routed a publish to an exchange that does not exist on RabbitMQ.',
   BRIDGE_ERR_PUBLISHER_CLOSED: 'The bridge is shutting down and no longer publishes to AMQP.',
+  BRIDGE_ERR_RETAINED_LIMIT:
+    'A retained publish was refused: it would take the retained messages past mqtt.maxRetainedMessages, maxRetainedBytes or their per-user limits.',
   BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
@@ -94,6 +96,16 @@ export type PublishErrorCode =
 export class PublishError extends BridgeError {
   constructor(code: PublishErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/** A retained publish refused by one of the `mqtt.maxRetained*` limits (named as `limits_refused_total` labels it). */
+export class RetainedLimitError extends BridgeError {
+  readonly limit: string;
+
+  constructor(limit: string, topic: string) {
+    super('BRIDGE_ERR_RETAINED_LIMIT', `retained message on "${topic}" refused: it would pass the ${limit} limit`);
+    this.limit = limit;
   }
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isPasswordHash } from '../auth/passwords.js';
+import { PENDING_QOS2_ENTRY_BYTES } from '../mqtt/pending-qos2.js';
 
 /**
  * The configuration schema: the one source of types, defaults and documentation.
@@ -38,6 +39,11 @@ export const DEFAULT_MAX_TOPIC_LEVELS = 32;
 /** aedes' matcher cannot take more levels than this. */
 export const AEDES_MAX_TOPIC_LEVELS = 100;
 export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
+export const DEFAULT_MAX_RETAINED_MESSAGES = 100_000;
+export const DEFAULT_MAX_RETAINED_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_RETAINED_MESSAGES_PER_USER = 10_000;
+export const DEFAULT_MAX_RETAINED_BYTES_PER_USER = 32 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING_QOS2_BYTES_PER_SESSION = 64 * 1024;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HTTP_PORT = 9102;
@@ -196,6 +202,32 @@ const mqttSchema = z
     maxSubscriptionsPerClient: integer(1)
       .default(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT)
       .meta({ description: 'Most subscriptions one client holds; past this a SUBSCRIBE gets return code 0x80 for the new filter.' }),
+    maxRetainedMessages: integer(0)
+      .default(DEFAULT_MAX_RETAINED_MESSAGES)
+      .meta({
+        description:
+          'Most retained messages kept, over all users and the downlink. A retained publish that would add one past it is refused: a device\'s is not forwarded, stored or acknowledged, and its connection is closed (MQTT 3.1.1 cannot refuse one publish); a will is not published; a downlink one is dead-lettered. Clearing a retained message (empty payload) is always allowed. Counted in `limits_refused_total{limit="retained_messages"}`.',
+      }),
+    maxRetainedBytes: integer(0)
+      .default(DEFAULT_MAX_RETAINED_BYTES)
+      .meta({
+        description:
+          'Most bytes (topic and payload) of retained messages kept, over all users and the downlink; refused as for `maxRetainedMessages`. Replacing a retained message counts the difference.',
+      }),
+    maxRetainedMessagesPerUser: integer(0)
+      .default(DEFAULT_MAX_RETAINED_MESSAGES_PER_USER)
+      .meta({
+        description:
+          'Most retained messages published by one user (its username, or the certificate identity) kept; refused as for `maxRetainedMessages`. Clients without a username count as one user together. Downlink messages count in the totals only.',
+      }),
+    maxRetainedBytesPerUser: integer(0)
+      .default(DEFAULT_MAX_RETAINED_BYTES_PER_USER)
+      .meta({ description: 'Most bytes (topic and payload) of retained messages published by one user kept; refused as for `maxRetainedMessages`.' }),
+    maxPendingQos2BytesPerSession: integer(PENDING_QOS2_ENTRY_BYTES)
+      .default(DEFAULT_MAX_PENDING_QOS2_BYTES_PER_SESSION)
+      .meta({
+        description: `Bytes of QoS 2 state one session keeps for PUBLISHes awaiting PUBREL, also while its client is away (clean session = 0). The bridge keeps only the packet id of each, counted as ${PENDING_QOS2_ENTRY_BYTES} bytes (so the default is ${DEFAULT_MAX_PENDING_QOS2_BYTES_PER_SESSION / PENDING_QOS2_ENTRY_BYTES} messages); a QoS 2 PUBLISH past it is not forwarded or acknowledged and closes the connection, counted in \`limits_refused_total{limit="qos2_pending_bytes"}\`.`,
+      }),
     connectTimeoutMs: integer(100)
       .default(DEFAULT_CONNECT_TIMEOUT_MS)
       .meta({ description: 'A connection that has not sent CONNECT this long after it opened is closed (against idle sockets holding connections).' }),

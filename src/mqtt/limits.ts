@@ -3,7 +3,19 @@
  * `mqtt_amqp_bridge_limits_refused_total`. `invalid_topic` is a topic or filter MQTT forbids;
  * `protocol_violation` a packet MQTT 3.1.1 calls malformed or a protocol error.
  */
-export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic' | 'protocol_violation';
+export type LimitName =
+  | 'packet_size'
+  | 'connections'
+  | 'topic_length'
+  | 'topic_levels'
+  | 'subscriptions'
+  | 'invalid_topic'
+  | 'protocol_violation'
+  | RetainedLimitName
+  | 'qos2_pending_bytes';
+
+/** The limits on retained messages (`mqtt.maxRetained*`), in total and per user. */
+export type RetainedLimitName = 'retained_messages' | 'retained_bytes' | 'retained_messages_per_user' | 'retained_bytes_per_user';
 
 export interface TopicLimits {
   readonly maxTopicBytes: number;

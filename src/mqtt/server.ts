@@ -29,6 +29,9 @@ import { guardProtocol } from './protocol-guard.js';
 import type { Violation } from './protocol-conformance.js';
 import { SubscribeSequences } from './subscribe-sequence.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
+import { MemoryRetainedLedger, type RetainedUsage } from './retained-ledger.js';
+import { RetainedQuota } from './retained-quota.js';
+import { RetainedLimitError } from '../errors.js';
 
 export interface MqttServerOptions {
   config: BridgeConfig['mqtt'];
@@ -72,8 +75,9 @@ export class MqttServer implements DevicePublisher {
     identities: ClientIdentities,
     private readonly sessions: SessionStore,
     private readonly expiry: SessionExpiry,
+    private readonly retained: RetainedQuota,
     private readonly options: MqttServerOptions,
-    private readonly refused: (limit: LimitName, client: Client | null, detail?: string) => void,
+    private readonly refused: (limit: LimitName, client: { id: string } | null, detail?: string) => void,
   ) {
     const logger = options.logger;
     this.broker = broker;
@@ -95,18 +99,22 @@ export class MqttServer implements DevicePublisher {
     let broker: Aedes | null = null;
     const dropWarning = new RateLimitedWarning({ logger: options.logger, message: 'offline queue full: oldest message dropped' });
     const limitWarning = new RateLimitedWarning({ logger: options.logger, message: 'refused by a configured limit' });
-    const refused = (limit: LimitName, client: Client | null, detail?: string) => {
+    const refused = (limit: LimitName, client: { id: string } | null, detail?: string) => {
       limitWarning.warn(null, { limit, clientId: client?.id, detail: detail && clip(detail) });
       options.onLimitRefused?.(limit);
     };
     const access = options.access ?? null;
     const sessionWarning = new RateLimitedWarning({ logger: options.logger, message: 'CONNECT refused: client id of another user, or too many sessions' });
+    const retained = new RetainedQuota(new MemoryRetainedLedger(options.config));
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
         dropWarning.warn(null, { clientId, max: options.config.maxOfflineMessages });
         options.onOfflineDropped?.(clientId);
       },
+      maxPendingQos2BytesPerSession: options.config.maxPendingQos2BytesPerSession,
+      onQos2Refused: (clientId, held) => refused('qos2_pending_bytes', { id: clientId }, `${held} bytes of QoS 2 state awaiting PUBREL`),
+      retained,
     });
     broker = await Aedes.createBroker({
       persistence: sessions.persistence,
@@ -129,7 +137,7 @@ export class MqttServer implements DevicePublisher {
           : undefined,
       }),
       connectTimeout: options.config.connectTimeoutMs,
-      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null),
+      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null, retained),
       authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
       // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
       maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
@@ -171,7 +179,7 @@ export class MqttServer implements DevicePublisher {
       onError: (clientId, error) => options.logger.error({ clientId, err: error }, 'could not remove an expired session'),
     });
     expiry.start();
-    return new MqttServer(broker, identities, sessions, expiry, options, refused);
+    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -192,6 +200,7 @@ export class MqttServer implements DevicePublisher {
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
         const claim = this.identities.get(client)?.claim;
         if (claim !== undefined) this.sessions.registry.release(client.id, claim);
+        this.retained.connectionClosed(client);
       });
       const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
@@ -265,6 +274,11 @@ export class MqttServer implements DevicePublisher {
     return Object.fromEntries(this.byListener);
   }
 
+  /** The retained messages stored now, and their bytes (topic and payload). */
+  retainedUsage(): RetainedUsage {
+    return this.retained.usage();
+  }
+
   /** Connections open now, over all listeners. */
   private openConnections(): number {
     let open = 0;
@@ -286,13 +300,26 @@ export class MqttServer implements DevicePublisher {
   /**
    * Publishes to the subscribers (downlink). aedes calls back once the message is stored for
    * offline persistent sessions and written to online subscribers; QoS is lowered per
-   * subscription by aedes itself.
+   * subscription by aedes itself. A retained message the retained limits refuse fails with
+   * RetainedLimitError, publishing nothing.
    */
   publishToDevices(message: DevicePublishRequest, done: (error: Error | null) => void): void {
-    this.broker.publish(
-      { cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false },
-      (error?: Error | null) => done(error ?? null),
-    );
+    const packet = { cmd: 'publish' as const, topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false };
+    const admitted = (limit: LimitName | null) => {
+      if (limit) {
+        this.refused(limit, null, `downlink retained message on ${message.topic}`);
+        done(new RetainedLimitError(limit, message.topic));
+        return;
+      }
+      this.broker.publish(packet, (error?: Error | null) => {
+        if (error) this.retained.abandon(packet);
+        done(error ?? null);
+      });
+    };
+    // Downlink messages are nobody's: they count in the retained totals only.
+    const limit = this.retained.admit(packet, null, null);
+    if (limit instanceof Promise) limit.then(admitted, (error: Error) => done(error));
+    else admitted(limit);
   }
 
   /** Stops reading from every connected client, so no new publish arrives during shutdown. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import Packet from 'aedes-packet';
 import type { SessionOwner } from './session-registry.js';
+import type { RetainedOwner } from './retained-ledger.js';
 import type { SessionStore } from './session-store.js';
 
 /**
@@ -9,12 +10,16 @@ import type { SessionStore } from './session-store.js';
  * clients) and retained messages, written to a file on shutdown and read back once on start,
  * so a restart of the bridge does not forget them. A crash skips the save: what was queued in
  * memory then is lost (the AMQP deliveries it came from were already acknowledged).
+ *
+ * Version 2 records who owns each session and since when it is offline (so client ids stay
+ * their owners' and sessions expire across a restart) and who published each retained message
+ * (so the retained limits per user hold); a version 1 file is still read.
  */
 export interface SessionSnapshot {
-  version: 2;
+  version: typeof SNAPSHOT_VERSION;
   savedAt: string;
   sessions: SavedSession[];
-  retained: SavedPacket[];
+  retained: SavedRetained[];
 }
 
 interface SavedSession {
@@ -27,13 +32,15 @@ interface SavedSession {
   queue: SavedPacket[];
 }
 
-/** What a version 1 file (written before sessions had owners) holds. */
+/** What a version 1 file (written before sessions and retained messages had owners) holds. */
 interface SessionSnapshotV1 {
   version: 1;
   savedAt: string;
   sessions: Array<Omit<SavedSession, 'owner' | 'offlineSince'>>;
   retained: SavedPacket[];
 }
+
+export const SNAPSHOT_VERSION = 2;
 
 interface SavedPacket {
   topic: string;
@@ -42,6 +49,11 @@ interface SavedPacket {
   retain: boolean;
   brokerId: string;
   brokerCounter: number;
+}
+
+interface SavedRetained extends SavedPacket {
+  /** Absent in version 1. */
+  owner?: RetainedOwner;
 }
 
 export interface SnapshotCounts {
@@ -64,9 +76,9 @@ export async function saveSessions(store: SessionStore, file: string): Promise<S
       sessions.push({ clientId, owner: record?.owner ?? null, offlineSince: record?.offlineSince ?? now, subscriptions, queue });
     }
   }
-  const retained: SavedPacket[] = [];
-  for await (const packet of store.persistence.createRetainedStream('#')) retained.push(save(packet));
-  const snapshot: SessionSnapshot = { version: 2, savedAt: new Date(now).toISOString(), sessions, retained };
+  const retained: SavedRetained[] = [];
+  for await (const packet of store.persistence.createRetainedStream('#')) retained.push({ ...save(packet), owner: store.retainedOwner(packet.topic) ?? null });
+  const snapshot: SessionSnapshot = { version: SNAPSHOT_VERSION, savedAt: new Date(now).toISOString(), sessions, retained };
   const partial = `${file}.${randomUUID()}.tmp`;
   await writeFile(partial, JSON.stringify(snapshot));
   await rename(partial, file); // atomic: a reader sees the old file or the new one
@@ -90,14 +102,17 @@ export async function loadSessions(store: SessionStore, file: string): Promise<S
     for (const saved of session.queue) store.queues.enqueue(session.clientId, restore(saved));
     queued += session.queue.length;
   }
-  for (const saved of snapshot.retained) await store.persistence.storeRetained(restore(saved));
+  for (const saved of snapshot.retained) await store.restoreRetained(restore(saved), saved.owner ?? null);
   await rm(file, { force: true });
   return { sessions: snapshot.sessions.length, queued, retained: snapshot.retained.length };
 }
 
-/** A version 1 file's sessions have no owner (the first identity to connect takes each) and went offline when it was saved. */
+/**
+ * A version 1 file's sessions have no owner (the first identity to connect takes each) and went
+ * offline when it was saved; its retained messages have no owner either (they count in the totals only).
+ */
 function upgrade(snapshot: SessionSnapshot | SessionSnapshotV1, file: string): SessionSnapshot {
-  if (snapshot.version === 2) return snapshot;
+  if (snapshot.version === SNAPSHOT_VERSION) return snapshot;
   if (snapshot.version === 1) {
     const savedAt = Date.parse(snapshot.savedAt);
     return { ...snapshot, version: 2, sessions: snapshot.sessions.map((session) => ({ ...session, owner: null, offlineSince: savedAt })) };

@@ -2,6 +2,9 @@ import { Readable } from 'node:stream';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 import { MemorySessionRegistry, type SessionRegistry } from './session-registry.js';
+import { PendingQos2 } from './pending-qos2.js';
+import type { RetainedOwner } from './retained-ledger.js';
+import type { RetainedAccounting } from './retained-quota.js';
 
 /** What aedes passes to identify a client or a subscription in the outgoing-queue calls. */
 interface ClientRef {
@@ -14,6 +17,12 @@ export interface SessionStoreOptions {
   maxOfflineMessages: number;
   /** Called for each message dropped that way. */
   onDropped: (clientId: string) => void;
+  /** Bytes of QoS 2 receive state (PUBLISHes awaiting PUBREL) kept per session; unbounded when absent. */
+  maxPendingQos2BytesPerSession?: number;
+  /** Called when a QoS 2 PUBLISH is refused because its session holds that much already. */
+  onQos2Refused?: (clientId: string, heldBytes: number) => void;
+  /** Told of every retained message stored; none when absent. */
+  retained?: RetainedAccounting;
 }
 
 /**
@@ -85,33 +94,43 @@ export class OfflineQueues {
 
 /**
  * The MQTT state of one bridge: aedes' in-memory persistence (subscriptions, retained messages,
- * wills, QoS 2 receive state) with the outgoing queues replaced by bounded OfflineQueues, and
- * the registry of who owns which client id.
+ * wills) with the outgoing queues replaced by bounded OfflineQueues, the QoS 2 receive state by
+ * bounded PendingQos2, every retained message stored told to the retained-message accounting,
+ * and the registry of who owns which client id.
  */
 export interface SessionStore {
   /** What aedes is given as its persistence. */
   readonly persistence: SessionPersistence;
   readonly queues: OfflineQueues;
+  readonly pendingQos2: PendingQos2;
   readonly registry: SessionRegistry;
   /** Ids of clients that hold (or held) subscriptions of a persistent session. */
   persistentClientIds(): string[];
   /** Removes a session's subscriptions, queued messages and QoS 2 receive state. */
   removeSession(clientId: string): Promise<void>;
+  /** Who published the message retained on a topic (for snapshots). */
+  retainedOwner(topic: string): RetainedOwner | undefined;
+  /** Stores a retained message read from a snapshot, counted against its owner. */
+  restoreRetained(packet: Packet, owner: RetainedOwner): Promise<void>;
 }
 
-/** The calls of aedes' persistence the bridge itself makes (snapshots). */
+/** The calls of aedes' persistence the bridge itself makes (snapshots, session expiry). */
 export interface SessionPersistence {
   subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string; qos: number }>>;
   addSubscriptions(client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>): Promise<void>;
   createRetainedStream(pattern: string): AsyncIterable<Packet>;
   storeRetained(packet: Packet): Promise<void>;
+  /** Forgets a session's QoS 2 receive state (what aedes calls for a clean session). */
+  cleanIncoming(client: { id: string }): Promise<void>;
 }
 
 export function createSessionStore(options: SessionStoreOptions, registry: SessionRegistry = new MemorySessionRegistry()): SessionStore {
-  const persistence = new BridgePersistence(new OfflineQueues(options));
+  const pendingQos2 = new PendingQos2({ maxBytesPerSession: options.maxPendingQos2BytesPerSession ?? Number.POSITIVE_INFINITY });
+  const persistence = new BridgePersistence(new OfflineQueues(options), pendingQos2, options);
   return {
     persistence,
     queues: persistence.queues,
+    pendingQos2,
     registry,
     persistentClientIds: () => [...persistence.persistentClients],
     async removeSession(clientId) {
@@ -120,6 +139,8 @@ export function createSessionStore(options: SessionStoreOptions, registry: Sessi
       await persistence.cleanSubscriptions(client);
       await persistence.cleanIncoming(client);
     },
+    retainedOwner: (topic) => options.retained?.ownerOf(topic),
+    restoreRetained: (packet, owner) => persistence.storeRetainedOf(packet, owner),
   };
 }
 
@@ -138,8 +159,57 @@ const MemoryPersistence = AsyncMemoryPersistence as unknown as new () => MemoryP
 class BridgePersistence extends MemoryPersistence {
   readonly persistentClients = new Set<string>();
 
-  constructor(readonly queues: OfflineQueues) {
+  constructor(
+    readonly queues: OfflineQueues,
+    private readonly pendingQos2: PendingQos2,
+    private readonly options: SessionStoreOptions,
+  ) {
     super();
+  }
+
+  override storeRetained(packet: Packet): Promise<void> {
+    return this.storeRetainedOf(packet, undefined);
+  }
+
+  /** Stores (or clears) a retained message and counts it, against `owner` or its publish's. */
+  async storeRetainedOf(packet: Packet, owner: RetainedOwner | undefined): Promise<void> {
+    // Both started in one turn: the in-memory store and the count change together. The count
+    // looks the publish up by its payload Buffer, so it is given the packet as aedes passed it.
+    const storing = super.storeRetained({ ...packet, payload: ownCopy(packet.payload) } as Packet);
+    const counting = this.options.retained?.stored(packet, owner);
+    await storing;
+    await counting;
+  }
+
+  // QoS 2 receive state: aedes asks whether a packet id is stored (a resent PUBLISH, a PUBREL),
+  // stores it before forwarding a new PUBLISH, and deletes it on PUBREL. The PUBLISH itself is
+  // not kept (see PendingQos2); what aedes reads back is the packet id.
+
+  async incomingStorePacket(client: ClientRef, packet: { messageId?: number; payload?: unknown }): Promise<void> {
+    const clientId = idOf(client);
+    if (!this.pendingQos2.add(clientId, packet.messageId ?? 0)) {
+      const held = this.pendingQos2.bytesOf(clientId);
+      this.options.onQos2Refused?.(clientId, held);
+      this.options.retained?.notStored(packet);
+      // aedes closes the connection: MQTT 3.1.1 cannot refuse one PUBLISH [MQTT-4.8.0-1].
+      throw new Error(`the session holds ${held} bytes of QoS 2 messages awaiting PUBREL (mqtt.maxPendingQos2BytesPerSession)`);
+    }
+  }
+
+  async incomingGetPacket(client: ClientRef, packet: { cmd?: string; messageId?: number; payload?: unknown }): Promise<PendingQos2Packet> {
+    const messageId = packet.messageId ?? 0;
+    if (!this.pendingQos2.has(idOf(client), messageId)) throw new Error('no such packet');
+    // aedes answers a resent PUBLISH from here, without publishing (or storing) it again.
+    if (packet.cmd === 'publish') this.options.retained?.notStored(packet);
+    return { cmd: 'publish', qos: 2, messageId };
+  }
+
+  async incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void> {
+    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw new Error('no such packet');
+  }
+
+  override async cleanIncoming(client: ClientRef): Promise<void> {
+    this.pendingQos2.clear(idOf(client));
   }
 
   override addSubscriptions(client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>): Promise<void> {
@@ -171,6 +241,27 @@ class BridgePersistence extends MemoryPersistence {
   outgoingStream(client: ClientRef): Readable {
     return Readable.from(this.queues.snapshot(idOf(client)));
   }
+}
+
+/** What the store gives back for a QoS 2 packet id it holds. */
+export interface PendingQos2Packet {
+  readonly cmd: 'publish';
+  readonly qos: 2;
+  readonly messageId: number;
+}
+
+/**
+ * A payload in memory of its own, exactly its size. A parsed PUBLISH's payload is a view into the
+ * chunk the socket read (up to 64 KiB, or the whole WebSocket message), and kept as it is a
+ * retained message of a few bytes would hold that whole chunk: 300 one-byte retained messages,
+ * each sent beside 60 KB of other publishes, held 17.6 MiB while counting 2 KiB against the limits
+ * (test/integration/state-memory.test.ts).
+ */
+function ownCopy(payload: Buffer | string): Buffer | string {
+  if (typeof payload === 'string' || payload.length === 0) return payload;
+  const copy = Buffer.alloc(payload.length); // not from the shared pool, which a small slice would also hold
+  payload.copy(copy);
+  return copy;
 }
 
 function idOf(ref: ClientRef): string {

@@ -5,7 +5,7 @@ export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
 export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
-export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused';
+export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused' | 'retained_limit';
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
 export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
 
@@ -55,7 +55,7 @@ export const METRICS = {
   downlinkRejected: {
     type: 'counter',
     name: 'downlink_rejected_total',
-    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused (a topic the MQTT server never takes).',
+    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused (a topic the MQTT server never takes), retained_limit (a retained message past mqtt.maxRetainedMessages or maxRetainedBytes).',
     labels: ['rule', 'reason'],
   },
   downlinkRequeued: {
@@ -71,11 +71,13 @@ export const METRICS = {
   flowWaiting: { type: 'gauge', name: 'flow_waiting_publishes', help: 'Device publishes waiting for admission (their senders are not read meanwhile).', labels: [] },
   connections: { type: 'gauge', name: 'mqtt_connections', help: 'Open MQTT connections, by listener type (tcp, ws, tls, wss).', labels: ['listener'] },
   amqpConnected: { type: 'gauge', name: 'amqp_connected', help: '1 while the AMQP connection is up.', labels: [] },
+  retainedMessages: { type: 'gauge', name: 'retained_messages', help: 'Retained messages stored (see mqtt.maxRetainedMessages).', labels: [] },
+  retainedBytes: { type: 'gauge', name: 'retained_bytes', help: 'Bytes (topic and payload) of the retained messages stored (see mqtt.maxRetainedBytes).', labels: [] },
   amqpReconnects: { type: 'counter', name: 'amqp_reconnects_total', help: 'AMQP connections made again after one was lost.', labels: [] },
   limitsRefused: {
     type: 'counter',
     name: 'limits_refused_total',
-    help: 'Packets, connections, topics and subscriptions refused by a configured limit or by MQTT itself, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic (a topic or filter MQTT forbids), protocol_violation (a malformed packet or a protocol error; the connection is closed).',
+    help: 'Packets, connections, topics, subscriptions, retained messages and QoS 2 publishes refused by a configured limit or by MQTT itself, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, retained_messages, retained_bytes, retained_messages_per_user, retained_bytes_per_user, qos2_pending_bytes, invalid_topic (a topic or filter MQTT forbids), protocol_violation (a malformed packet or a protocol error; the connection is closed).',
     labels: ['limit'],
   },
   aclDenied: {
@@ -115,6 +117,7 @@ export interface GaugeReadings {
   connections(): Readonly<Record<string, number>>;
   amqpConnected(): boolean;
   sessions(): { readonly connected: number; readonly offline: number };
+  retained(): { readonly messages: number; readonly bytes: number };
 }
 
 export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
@@ -195,6 +198,12 @@ export class BridgeMetrics {
       const { connected, offline } = r.sessions();
       this.set({ state: 'connected' }, connected);
       this.set({ state: 'offline' }, offline);
+    });
+    gauge(METRICS.retainedMessages, function (r) {
+      this.set(r.retained().messages);
+    });
+    gauge(METRICS.retainedBytes, function (r) {
+      this.set(r.retained().bytes);
     });
   }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { RenderError } from '../errors.js';
+import { RenderError, RetainedLimitError } from '../errors.js';
 import type { DownlinkRoute, DownlinkRuleResolver } from '../mapping/downlink.js';
 import type { BridgeMetrics, DownlinkRejectReason } from '../observability/metrics.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
@@ -24,8 +24,9 @@ export interface DownlinkPipelineOptions {
 /**
  * AMQP -> MQTT: renders each delivery's topic from its rule and publishes it to the MQTT
  * subscribers. The delivery is acknowledged only once the MQTT side has taken it; one that can
- * never become an MQTT publish is dead-lettered (never requeued, so it cannot block the queue);
- * one the MQTT side could not take now (a session store failing, the server stopping) is requeued.
+ * never become an MQTT publish is dead-lettered (never requeued, so it cannot block the queue),
+ * as is a retained one past the retained limits; one the MQTT side could not take now (a
+ * session store failing, the server stopping) is requeued.
  */
 export class DownlinkPipeline implements DeliveryHandler {
   private readonly rejections: RateLimitedWarning;
@@ -57,6 +58,13 @@ export class DownlinkPipeline implements DeliveryHandler {
     }
     const qos = String(route.qos);
     this.options.devices.publishToDevices({ topic: route.topic, payload: delivery.content, qos: route.qos, retain: route.retain }, (error) => {
+      if (error instanceof RetainedLimitError) {
+        // A lasting refusal, not a passing failure: requeued, it would come straight back and
+        // hold the queue up until something clears a retained message. Dead-lettered, it is
+        // kept (with a dead-letter exchange) for whoever raises the limit or clears room.
+        this.reject(rule, delivery, 'retained_limit', error.message, settle);
+        return;
+      }
       if (error) {
         this.requeue(rule, delivery, error, settle);
         return;

@@ -3,6 +3,7 @@ import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js
 import { DENIED_TOPIC, type AccessPolicy, type PublishRate } from '../access.js';
 import type { ClientIdentities } from '../client-identity.js';
 import type { Qos2Forwards } from '../qos2-forwards.js';
+import type { RetainedQuota } from '../retained-quota.js';
 import type { DevicePublish, PublishHandler } from '../types.js';
 import { toDevicePublish } from './device-publish.js';
 
@@ -15,6 +16,8 @@ export const SYS_PREFIX = '$SYS/';
  * Where QoS 0 and 1 publishes (and QoS 0/1 wills) go onward: aedes writes the PUBACK only
  * after this hook calls back, so calling back after RabbitMQ's confirm is what makes a
  * PUBACK mean "RabbitMQ has it". QoS 2 is forwarded from `published` instead (see there).
+ * aedes also stores a retained publish only after this hook, so the retained limits are
+ * checked here, last, before anything is forwarded.
  */
 export function createAuthorizePublish(
   handler: PublishHandler,
@@ -24,9 +27,38 @@ export function createAuthorizePublish(
   refused: (limit: LimitName, client: Client | null, topic: string) => void,
   access: AccessPolicy | null = null,
   rate: PublishRate | null = null,
+  retained: RetainedQuota | null = null,
 ): AuthorizePublish {
-  /** Takes a publish onward; `publish` when the ACL check already built it. */
-  const forward = (client: Client | null, packet: PublishPacket, publish: DevicePublish | null, callback: Callback) => {
+  /**
+   * Takes a publish onward, a retained one once the retained limits admit it; `publish` when the
+   * ACL check already built it; `connection` the open connection it arrived on (null for a will).
+   */
+  const forward = (client: Client | null, connection: Client | null, packet: PublishPacket, publish: DevicePublish | null, callback: Callback) => {
+    if (!retained || !packet.retain) {
+      send(client, packet, publish, callback);
+      return;
+    }
+    if (!Buffer.isBuffer(packet.payload)) packet.payload = Buffer.from(packet.payload);
+    // A will from another broker instance comes without its client: it counts in the totals only.
+    const owner = client ? { username: (publish ? publish.username : identities.get(client)?.username) ?? null } : null;
+    const admitted = (limit: LimitName | null) => {
+      if (limit) {
+        // Not forwarded, stored or acknowledged; MQTT 3.1.1 cannot refuse one PUBLISH, so aedes
+        // closes the connection [MQTT-4.8.0-1] (a will is not published).
+        refused(limit, client, packet.topic);
+        callback(new Error(`retained message refused: over the ${limit} limit`));
+        return;
+      }
+      send(client, packet, publish, (error) => {
+        if (error) retained.abandon(packet);
+        callback(error);
+      });
+    };
+    const limit = retained.admit(packet as PublishPacket & { payload: Buffer }, owner, connection);
+    if (limit instanceof Promise) limit.then(admitted, (error: Error) => callback(error));
+    else admitted(limit);
+  };
+  const send = (client: Client | null, packet: PublishPacket, publish: DevicePublish | null, callback: Callback) => {
     if (packet.qos === 2) {
       if (client && typeof packet.messageId === 'number') qos2.afterPending(client.id, packet.messageId, () => callback(null));
       else callback(null);
@@ -35,6 +67,8 @@ export function createAuthorizePublish(
     handler.onPublish(publish ?? toDevicePublish(client, packet, identities), callback);
   };
   return (client, packet, callback) => {
+    // aedes authorizes a will after it has closed the connection, and no packet of it then.
+    const connection = client && !client.closed ? client : null;
     if (packet.topic.startsWith(SYS_PREFIX)) {
       callback(new Error(`${SYS_PREFIX} topics are reserved for the server`));
       return;
@@ -63,12 +97,12 @@ export function createAuthorizePublish(
       }
     }
     if (!rate || !client) {
-      forward(client, packet, publish, callback);
+      forward(client, connection, packet, publish, callback);
       return;
     }
     if (packet.qos === 0) {
       if (rate.tryTake(client.id)) {
-        forward(client, packet, publish, callback);
+        forward(client, connection, packet, publish, callback);
       } else {
         rate.dropped(client.id);
         packet.topic = DENIED_TOPIC; // dropped: not forwarded, not delivered to anyone
@@ -79,11 +113,11 @@ export function createAuthorizePublish(
     }
     const wait = rate.take(client.id);
     if (wait === 0) {
-      forward(client, packet, publish, callback);
+      forward(client, connection, packet, publish, callback);
       return;
     }
     // Delayed, not refused: holding the callback also stops aedes reading this client meanwhile.
     rate.delayed(client.id);
-    setTimeout(() => forward(client, packet, publish, callback), wait);
+    setTimeout(() => forward(client, connection, packet, publish, callback), wait);
   };
 }

@@ -25,6 +25,13 @@ test('restartRequiredChanges - a changed listener and budget are reported; amqp.
   assert.deepEqual(reloadedSections(before, after), ['amqp.exchanges']);
 });
 
+test('restartRequiredChanges - the retained and QoS 2 state limits need a restart (the ledger counts against the limits it started with)', () => {
+  const before = load('mqtt: { maxRetainedMessages: 10 }\n');
+  const after = load('mqtt: { maxRetainedMessages: 20, maxRetainedBytesPerUser: 5, maxPendingQos2BytesPerSession: 320 }\n');
+  assert.deepEqual(restartRequiredChanges(before, after), ['mqtt.maxRetainedMessages', 'mqtt.maxRetainedBytesPerUser', 'mqtt.maxPendingQos2BytesPerSession']);
+  assert.deepEqual(reloadedSections(before, after), []);
+});
+
 test('reloadedSections - names each reloadable section that changed, and nothing for an unchanged file', () => {
   const before = load('uplink: [{ name: a, topic: "#", exchange: e, routingKey: "{#}" }]\nlog: { level: info }\n');
   const after = load(

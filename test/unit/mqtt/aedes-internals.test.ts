@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import { Aedes, type Client } from 'aedes';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 import { checkAedesInternals, clientParser, connectedClients, heldSubscriptions, pendingWill, screenPackets, withholdSuback } from '../../../src/mqtt/aedes-internals.js';
+import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
 /** A real aedes with one client over an in-memory duplex: `send` writes packets to it, `received` holds what it answered. */
-async function connectedBroker(onAuthenticate: (client: Client) => void = () => {}) {
+async function connectedBroker(onAuthenticate: (client: Client) => void = () => {}, options: Partial<AedesOptions> = {}) {
   const broker = await Aedes.createBroker({
     authenticate: (client, _username, _password, done) => {
       onAuthenticate(client);
       done(null, true);
     },
+    ...options,
   });
   const received: mqttPacket.Packet[] = [];
   const parser = mqttPacket.parser();
@@ -149,6 +151,44 @@ test('aedes internals - a SUBSCRIBE whose SUBACK is withheld is granted and held
     send({ cmd: 'pingreq' });
     await until(() => received.some((answer) => answer.cmd === 'pingresp'));
     assert.equal(received.filter((answer) => answer.cmd === 'suback').length, 0);
+  } finally {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test("aedes internals - what the retained and QoS 2 accounting relies on: the stored packet keeps the PUBLISH's payload Buffer, a resend is looked up with its own PUBLISH and stored nowhere, and a packet id is all aedes reads back", async () => {
+  const authorized: Buffer[] = [];
+  const stored: Buffer[] = [];
+  const notStored: unknown[] = [];
+  const sessions = createSessionStore({
+    maxOfflineMessages: 10,
+    onDropped: () => {},
+    retained: { stored: async (packet) => void stored.push(packet.payload), notStored: (packet) => notStored.push(packet.payload), ownerOf: () => undefined },
+  });
+  const { broker, received, send } = await connectedBroker(() => {}, {
+    persistence: sessions.persistence as unknown as AedesOptions['persistence'],
+    authorizePublish: (_client, packet, done) => {
+      authorized.push(packet.payload as Buffer);
+      done(null);
+    },
+  });
+  try {
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'probe', keepalive: 0 });
+    await until(() => received.some((packet) => packet.cmd === 'connack'));
+    send({ cmd: 'publish', topic: 'a/1', payload: Buffer.from('q1'), qos: 1, messageId: 1, retain: true });
+    await until(() => stored.length === 1);
+    assert.equal(stored[0], authorized[0], 'the very Buffer authorizePublish saw');
+    send({ cmd: 'publish', topic: 'a/2', payload: Buffer.from('q2'), qos: 2, messageId: 2, retain: true });
+    await until(() => received.some((packet) => packet.cmd === 'pubrec' && packet.messageId === 2));
+    assert.equal(stored[1], authorized[1]);
+    assert.equal(sessions.pendingQos2.bytesOf('probe') > 0, true, 'kept until PUBREL');
+    send({ cmd: 'publish', topic: 'a/2', payload: Buffer.from('q2'), qos: 2, messageId: 2, retain: true, dup: true });
+    await until(() => received.filter((packet) => packet.cmd === 'pubrec').length === 2);
+    assert.equal(stored.length, 2, 'the resend is not stored again');
+    assert.deepEqual(notStored, [authorized[2]], 'looked up with the resent PUBLISH itself');
+    send({ cmd: 'pubrel', messageId: 2 });
+    await until(() => received.some((packet) => packet.cmd === 'pubcomp' && packet.messageId === 2));
+    assert.equal(sessions.pendingQos2.bytesOf('probe'), 0);
   } finally {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
   }

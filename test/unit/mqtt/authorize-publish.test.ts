@@ -5,6 +5,8 @@ import { DENIED_TOPIC, type AccessPolicy } from '../../../src/mqtt/access.js';
 import { ClientIdentities } from '../../../src/mqtt/client-identity.js';
 import { createAuthorizePublish } from '../../../src/mqtt/hooks/authorize-publish.js';
 import { Qos2Forwards } from '../../../src/mqtt/qos2-forwards.js';
+import { MemoryRetainedLedger } from '../../../src/mqtt/retained-ledger.js';
+import { RetainedQuota } from '../../../src/mqtt/retained-quota.js';
 import type { DevicePublish } from '../../../src/mqtt/types.js';
 
 function setup(acl: { enforced: boolean; allowed: (clientId: string, username: string | undefined, topic: string) => boolean; onDeniedPublish?: 'disconnect' | 'drop' }) {
@@ -84,4 +86,67 @@ test('authorizePublish - a publish the ACL denies goes nowhere: refused (disconn
   assert.equal(packet.topic, DENIED_TOPIC);
   assert.equal(packet.retain, false);
   assert.deepEqual(drop.forwarded, []);
+});
+
+/** authorizePublish with the retained limits of `quota`, a handler that answers with `answer`, and what it forwarded and refused. */
+function retainedSetup(limits: { maxRetainedMessagesPerUser: number }, answer: Error | null = null) {
+  const ledger = new MemoryRetainedLedger({ maxRetainedMessages: 100, maxRetainedBytes: 100_000, maxRetainedBytesPerUser: 100_000, ...limits });
+  const quota = new RetainedQuota(ledger);
+  const forwarded: string[] = [];
+  const refusals: string[] = [];
+  const identities = new ClientIdentities();
+  const client = { id: 'dev-1', closed: false } as unknown as Client;
+  identities.set(client, { username: 'alice', listener: 'tcp' });
+  const authorize = createAuthorizePublish(
+    {
+      onPublish(publish, done) {
+        forwarded.push(publish.topic);
+        done(answer);
+      },
+    },
+    identities,
+    new Qos2Forwards(),
+    { maxTopicBytes: 100, maxTopicLevels: 8 },
+    (limit, _client, topic) => refusals.push(`${limit}:${topic}`),
+    null,
+    null,
+    quota,
+  );
+  const send = (topic: string, from: Client = client) => {
+    const packet = { cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, retain: true, dup: false, messageId: 7 } as PublishPacket;
+    let outcome: Error | null | undefined;
+    authorize(from, packet, (error) => {
+      outcome = error ?? null;
+    });
+    return { outcome, packet };
+  };
+  return { send, forwarded, refusals, ledger, quota, client };
+}
+
+test('authorizePublish - a retained publish past a retained limit is refused before it is forwarded, and counted with the limit', () => {
+  const { send, forwarded, refusals, ledger } = retainedSetup({ maxRetainedMessagesPerUser: 1 });
+  assert.equal(send('a/1').outcome, null);
+  assert.match(String(send('a/2').outcome), /retained message refused: over the retained_messages_per_user limit/);
+  assert.deepEqual(forwarded, ['a/1'], 'the refused one never reaches the handler (AMQP)');
+  assert.deepEqual(refusals, ['retained_messages_per_user:a/2']);
+  assert.deepEqual(ledger.reserved('alice'), { messages: 1, bytes: 4 }, 'the first holds its room until aedes stores it');
+});
+
+test('authorizePublish - a retained publish that fails onward (nacked) gives back its room', () => {
+  const { send, ledger } = retainedSetup({ maxRetainedMessagesPerUser: 1 }, new Error('nacked'));
+  assert.match(String(send('a/1').outcome), /nacked/);
+  assert.deepEqual(ledger.reserved(), { messages: 0, bytes: 0 });
+});
+
+test('authorizePublish - a will (authorized after its connection closed) is checked too, and its room is not tied to the closed connection', async () => {
+  const { send, forwarded, ledger, quota, client } = retainedSetup({ maxRetainedMessagesPerUser: 1 });
+  (client as unknown as { closed: boolean }).closed = true;
+  const will = send('will/topic');
+  assert.equal(will.outcome, null);
+  quota.connectionClosed(client);
+  assert.deepEqual(ledger.reserved('alice'), { messages: 1, bytes: 11 }, 'held until aedes stores the will');
+  await quota.stored(will.packet as { topic: string; payload: Buffer });
+  assert.deepEqual(ledger.usageOf('alice'), { messages: 1, bytes: 11 });
+  assert.match(String(send('will/other').outcome), /retained_messages_per_user/);
+  assert.deepEqual(forwarded, ['will/topic']);
 });

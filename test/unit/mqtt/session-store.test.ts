@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Packet from 'aedes-packet';
+import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/mqtt/pending-qos2.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
 /** The calls aedes makes on its persistence that these tests exercise. */
@@ -33,9 +34,9 @@ test("session store - aedes' own persistence state works through it (subscriptio
     [{ clientId: 'dev-1', topic: 'cmd/#', qos: 1 }],
   );
   assert.deepEqual(sessions.persistentClientIds(), ['dev-1']);
-  // As aedes passes it: the PUBLISH as parsed, with its packet id.
+  // As aedes passes it: the PUBLISH as parsed, with its packet id; what it reads back is the id.
   await aedes.incomingStorePacket({ id: 'dev-1' }, { cmd: 'publish', topic: 't', payload: Buffer.from('p'), qos: 2, messageId: 3 } as Packet);
-  assert.equal((await aedes.incomingGetPacket({ id: 'dev-1' }, { messageId: 3 })).topic, 't');
+  assert.equal((await aedes.incomingGetPacket({ id: 'dev-1' }, { messageId: 3 })).messageId, 3);
   await aedes.cleanSubscriptions({ id: 'dev-1' });
   assert.deepEqual(sessions.persistentClientIds(), []);
   assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
@@ -57,4 +58,71 @@ test('session store - outgoing messages go to the bounded queues: oldest unsent 
   assert.deepEqual(streamed, ['b', 'c']);
   assert.deepEqual(sessions.queues.clientIds(), ['dev-1']);
   assert.equal(await aedes.outgoingClearMessageId({ id: 'dev-1' }, { messageId: 9 }), undefined, 'no message was sent with id 9');
+});
+
+/** The QoS 2 calls aedes makes, with the PUBLISH it parsed (packet id and payload). */
+interface Qos2Calls {
+  incomingStorePacket(client: { id: string }, packet: { cmd: string; messageId: number; payload: Buffer }): Promise<void>;
+  incomingGetPacket(client: { id: string }, packet: { cmd: string; messageId: number; payload?: Buffer }): Promise<{ messageId: number }>;
+  incomingDelPacket(client: { id: string }, packet: { messageId: number }): Promise<void>;
+  cleanIncoming(client: { id: string }): Promise<void>;
+}
+
+function qos2Store(maxPendingQos2BytesPerSession: number) {
+  const refusals: Array<[string, number]> = [];
+  const notStored: unknown[] = [];
+  const sessions = createSessionStore({
+    maxOfflineMessages: 10,
+    onDropped: () => {},
+    maxPendingQos2BytesPerSession,
+    onQos2Refused: (clientId, held) => refusals.push([clientId, held]),
+    retained: { stored: async () => {}, notStored: (packet) => notStored.push(packet), ownerOf: () => undefined },
+  });
+  return { sessions, aedes: sessions.persistence as unknown as Qos2Calls, refusals, notStored };
+}
+
+const qos2Publish = (messageId: number) => ({ cmd: 'publish', messageId, payload: Buffer.alloc(60_000) });
+
+test('session store - QoS 2 state keeps the packet id only, bounded in bytes per session; PUBREL and cleanIncoming free it', async () => {
+  const { sessions, aedes, refusals, notStored } = qos2Store(3 * PENDING_QOS2_ENTRY_BYTES);
+  for (const id of [1, 2, 3]) await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(id));
+  assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES);
+  const fourth = qos2Publish(4);
+  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), /holds 96 bytes of QoS 2 messages awaiting PUBREL/);
+  assert.deepEqual(refusals, [['dev-1', 96]]);
+  assert.deepEqual(notStored, [fourth], 'a retained publish refused here gives back its room');
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), /no such packet/);
+  await aedes.incomingStorePacket({ id: 'dev-2' }, qos2Publish(4)); // another session has its own bound
+  // A resent PUBLISH is recognised by its id (and is not stored again); a PUBREL deletes it.
+  const resent = qos2Publish(2);
+  assert.equal((await aedes.incomingGetPacket({ id: 'dev-1' }, resent)).messageId, 2);
+  assert.deepEqual(notStored.at(-1), resent);
+  await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(2));
+  assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES, 'the same id stored again counts once');
+  await aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 });
+  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), /no such packet/);
+  await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(5));
+  await aedes.cleanIncoming({ id: 'dev-1' });
+  assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 0);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), /no such packet/);
+  assert.equal(sessions.pendingQos2.sessions, 1, 'only dev-2 holds QoS 2 state');
+});
+
+test('session store - every retained message stored is told to the accounting, a restored one with its owner', async () => {
+  const told: Array<[string, string, unknown]> = [];
+  const sessions = createSessionStore({
+    maxOfflineMessages: 10,
+    onDropped: () => {},
+    retained: { stored: async (packet, owner) => void told.push([packet.topic, packet.payload.toString(), owner]), notStored: () => {}, ownerOf: () => ({ username: 'alice' }) },
+  });
+  await sessions.persistence.storeRetained(new Packet({ cmd: 'publish', topic: 'a', payload: Buffer.from('1'), qos: 0, retain: true }));
+  await sessions.restoreRetained(new Packet({ cmd: 'publish', topic: 'b', payload: Buffer.from('2'), qos: 0, retain: true }), { username: 'bob' });
+  assert.deepEqual(told, [
+    ['a', '1', undefined],
+    ['b', '2', { username: 'bob' }],
+  ]);
+  const stored: string[] = [];
+  for await (const packet of sessions.persistence.createRetainedStream('#')) stored.push(packet.topic);
+  assert.deepEqual(stored.sort(), ['a', 'b']);
+  assert.deepEqual(sessions.retainedOwner('a'), { username: 'alice' });
 });

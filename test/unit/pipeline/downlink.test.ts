@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileDownlinkRule, DownlinkRuleResolver } from '../../../src/mapping/downlink.js';
+import { RetainedLimitError } from '../../../src/errors.js';
 import { BridgeMetrics } from '../../../src/observability/metrics.js';
 import { DownlinkPipeline } from '../../../src/pipeline/downlink.js';
 import type { DeliveryOutcome, DevicePublishRequest, InboundDelivery } from '../../../src/ports.js';
@@ -89,4 +90,17 @@ test('DownlinkPipeline - a routing key the rule does not match, or a topic it ca
   assert.deepEqual(outcomes, ['dead-letter', 'dead-letter']);
   assert.equal(await metrics.value('mqtt_amqp_bridge_downlink_rejected_total', { rule: 'by-header', reason: 'unmatched' }), 1);
   assert.equal(await metrics.value('mqtt_amqp_bridge_downlink_rejected_total', { rule: 'by-header', reason: 'render_failed' }), 1);
+});
+
+test('DownlinkPipeline - a retained message the retained limits refuse is dead-lettered at once (never requeued), and counted', async () => {
+  const { metrics, published, lines, deliver } = pipeline((request) => (request.retain ? new RetainedLimitError('retained_messages', request.topic) : null));
+  const { outcome, afterMs } = await deliver(delivery('d1.config', { 'x-mqtt-retain': true }));
+  assert.equal(outcome, 'dead-letter');
+  assert.ok(afterMs < REQUEUE_DELAY_MS, 'not held as a requeue is');
+  assert.equal(published.length, 1);
+  assert.equal(await metrics.value('mqtt_amqp_bridge_downlink_rejected_total', { rule: 'commands', reason: 'retained_limit' }), 1);
+  assert.equal(await metrics.value('mqtt_amqp_bridge_downlink_requeued_total', { rule: 'commands' }), 0);
+  assert.equal(await metrics.value('mqtt_amqp_bridge_downlink_messages_total', { rule: 'commands', qos: '1' }), 0);
+  assert.match(String(lines[0]!.err), /retained message on "devices\/d1\/commands\/config" refused: it would pass the retained_messages limit/);
+  assert.equal((await deliver(delivery('d1.reboot'))).outcome, 'ack', 'a message that is not retained still goes');
 });
