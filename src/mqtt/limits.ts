@@ -1,5 +1,17 @@
 /** Which configured limit refused something; the label of `mqtt_amqp_bridge_limits_refused_total`. */
-export type LimitName = 'packet_size' | 'connections' | 'topic_length' | 'topic_levels' | 'subscriptions' | 'invalid_topic';
+export type LimitName =
+  | 'packet_size'
+  | 'connections'
+  | 'topic_length'
+  | 'topic_levels'
+  | 'subscriptions'
+  | 'invalid_topic'
+  | 'connect_size'
+  | 'unauthenticated_bytes'
+  | 'buffered_bytes'
+  | 'buffered_bytes_per_address'
+  | 'connections_per_address'
+  | 'packet_timeout';
 
 export interface TopicLimits {
   readonly maxTopicBytes: number;

@@ -16,12 +16,12 @@ import { loadSessions, saveSessions } from './session-snapshot.js';
 import { createSessionStore, type SessionStore } from './session-store.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
-import type { Duplex } from 'node:stream';
 import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
 import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
 import type { LimitName } from './limits.js';
 import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
+import { IngressBudget, type IngressConnection } from './ingress-budget.js';
 import { checkAedesInternals, clientParser, connectedClients, dropWill, pauseClient } from './aedes-internals.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 
@@ -52,6 +52,9 @@ export class MqttServer implements DevicePublisher {
   private running: RunningListener[] = [];
   /** Connections open now, by listener type. */
   private readonly byListener = new Map<string, number>();
+  /** What connections hold of bytes not yet taken by aedes, and the limits on it. */
+  readonly ingress: IngressBudget;
+  private readonly ingressOf = new WeakMap<Client, IngressConnection>();
 
   private constructor(
     broker: Aedes,
@@ -63,9 +66,21 @@ export class MqttServer implements DevicePublisher {
     const logger = options.logger;
     this.broker = broker;
     this.identities = identities;
+    const config = options.config;
+    this.ingress = new IngressBudget({
+      limits: {
+        maxConnectBytes: config.maxConnectBytes,
+        maxUnauthenticatedBytes: config.maxUnauthenticatedBytes,
+        maxBufferedBytes: config.maxBufferedBytes,
+        maxBufferedBytesPerAddress: config.maxBufferedBytesPerAddress,
+        maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+        packetTimeoutMs: config.packetTimeoutMs,
+      },
+    });
     broker.on('client', (client: Client) => logger.debug({ clientId: client.id }, 'client connected'));
-    broker.on('connackSent', (connack: { returnCode?: number }) => {
+    broker.on('connackSent', (connack: { returnCode?: number }, client: Client) => {
       if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
+      else this.ingressOf.get(client)?.authenticate();
     });
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
     broker.on('clientError', (client: Client, error: Error) => logger.debug({ clientId: client.id, err: error.message }, 'client error'));
@@ -145,21 +160,31 @@ export class MqttServer implements DevicePublisher {
       if (this.openConnections() >= this.options.config.maxConnections) {
         this.refused('connections', null, `${listener} listener`);
         stream.destroy();
-        return;
+        return null;
+      }
+      const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
+      let client: Client | null = null;
+      const ingress = this.ingress.admit(address, (limit, detail) => {
+        this.refused(limit, client, detail);
+        stream.destroy();
+      });
+      if (typeof ingress === 'string') {
+        this.refused(ingress, null, `${address}, ${listener} listener`);
+        stream.destroy();
+        return null;
       }
       this.byListener.set(listener, (this.byListener.get(listener) ?? 0) + 1);
       stream.once('close', () => {
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
+        ingress.close();
       });
-      const client = this.broker.handle(stream, request);
-      const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
+      client = this.broker.handle(stream, request);
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
-      this.guardPacketSize(client, stream);
+      this.ingressOf.set(client, ingress);
+      this.guardPackets(client, ingress);
+      return ingress;
     };
-    const wsLimit: WsMessageLimit = {
-      maxPacketBytes: this.options.config.maxPacketBytes,
-      onMessageTooBig: () => this.refused('packet_size', null, 'WebSocket message over the limit'),
-    };
+    const wsLimit: WsMessageLimit = { maxPacketBytes: this.options.config.maxPacketBytes };
     try {
       for (const listener of listeners) {
         const running =
@@ -182,17 +207,18 @@ export class MqttServer implements DevicePublisher {
   /**
    * aedes has no packet size limit over TCP and buffers a whole packet before parsing it: check
    * each packet's announced length as bytes arrive and close the connection before the payload
-   * of an oversized one is read.
+   * of an oversized one is read; and charge what an incomplete packet (before login: everything
+   * the connection sent) holds to the ingress budgets before the parser buffers it.
    */
-  private guardPacketSize(client: Client, stream: Duplex): void {
+  private guardPackets(client: Client, ingress: IngressConnection): void {
     const guard = new PacketSizeGuard(this.options.config.maxPacketBytes);
     const parser = clientParser(client);
     const parse = parser.parse.bind(parser);
     parser.parse = (chunk: Buffer) => {
+      if (ingress.closed) return 0;
       const broken = guard.check(chunk);
-      if (broken === null) return parse(chunk);
-      this.refused('packet_size', client, broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
-      stream.destroy();
+      if (broken === null && ingress.follow(ingress.packets, guard)) return parse(chunk);
+      if (broken !== null) ingress.refuse('packet_size', broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
       return 0;
     };
   }
@@ -242,6 +268,7 @@ export class MqttServer implements DevicePublisher {
     // A server shutting down is none of the cases that publish a will [MQTT-3.1.2-8]: the
     // devices are fine and reconnect (to another instance, perhaps). aedes would send them all.
     for (const client of connectedClients(this.broker)) dropWill(client);
+    this.ingress.stop();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
     if (!sessionFile) return;

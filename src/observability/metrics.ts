@@ -75,7 +75,7 @@ export const METRICS = {
   limitsRefused: {
     type: 'counter',
     name: 'limits_refused_total',
-    help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic.',
+    help: 'Packets, connections, topics and subscriptions refused by a configured limit, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, invalid_topic, connect_size, unauthenticated_bytes, buffered_bytes, buffered_bytes_per_address, connections_per_address, packet_timeout.',
     labels: ['limit'],
   },
   aclDenied: { type: 'counter', name: 'acl_denied_total', help: 'Publishes, subscriptions and wills the ACL denied, by action.', labels: ['action'] },

@@ -19,6 +19,12 @@ const MQTT_LIMIT_DEFAULTS = {
   maxSubscriptionsPerClient: 100,
   connectTimeoutMs: 10_000,
   drainTimeoutMs: 60_000,
+  maxConnectBytes: 64 * 1024,
+  maxUnauthenticatedBytes: 64 * 1024 * 1024,
+  maxBufferedBytes: 256 * 1024 * 1024,
+  maxBufferedBytesPerAddress: 64 * 1024 * 1024,
+  maxConnectionsPerAddress: 10_000,
+  packetTimeoutMs: 60_000,
   maxClientIdLength: 128,
 };
 
