@@ -105,10 +105,10 @@ export class IngressConnection {
     return this.authenticated ? this.packets.incomplete + this.frames.incomplete : Math.max(this.packets.beforeLogin, this.frames.beforeLogin);
   }
 
-  /** After CONNACK 0: from now on only incomplete packets and messages are charged. */
+  /** Logged in: from now on only incomplete packets and messages are charged. */
   authenticate(): void {
     if (this.authenticated || this.closed) return;
-    this.budget.authenticated(this);
+    this.budget.chargeAsAuthenticated(this);
   }
 
   /** The connection closed: its share is released. */
@@ -136,6 +136,8 @@ export class IngressBudget {
   readonly now: () => number;
   private readonly addresses = new Map<string, AddressUsage>();
   private readonly open = new Set<IngressConnection>();
+  /** The connection of each client (an aedes client, say), for loggedIn(). */
+  private readonly byOwner = new WeakMap<object, IngressConnection>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private totalBytes = 0;
   private unauthenticatedBytes = 0;
@@ -160,6 +162,16 @@ export class IngressBudget {
     this.open.add(connection);
     this.startSweeping();
     return connection;
+  }
+
+  /** Remembers whose connection this is, so that loggedIn(owner) finds it. */
+  bind(owner: object, connection: IngressConnection): void {
+    this.byOwner.set(owner, connection);
+  }
+
+  /** The owner's login succeeded: its connection is charged as authenticated from now on. */
+  loggedIn(owner: object): void {
+    this.byOwner.get(owner)?.authenticate();
   }
 
   /** Charges what `connection` holds now; refuses it (and returns false) if that breaks a budget. */
@@ -203,7 +215,7 @@ export class IngressBudget {
     return null;
   }
 
-  authenticated(connection: IngressConnection): void {
+  chargeAsAuthenticated(connection: IngressConnection): void {
     const usage = connection.usage;
     usage.unauthenticatedBytes -= connection.charged;
     this.unauthenticatedBytes -= connection.charged;

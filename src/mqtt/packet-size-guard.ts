@@ -32,8 +32,12 @@ export class PacketSizeGuard implements FramingProgress {
     return this.startedInChunk;
   }
 
-  /** The remaining length of the packet that broke the limit, -1 for a malformed length, or null if all is well. */
-  check(chunk: Buffer): number | null {
+  /**
+   * The remaining length of the packet that broke the limit, -1 for a malformed length, or null
+   * if all is well. `maxRemainingLength` replaces the guard's own limit for the packets whose
+   * header is in this chunk (a lower one applies before login).
+   */
+  check(chunk: Buffer, maxRemainingLength = this.maxRemainingLength): number | null {
     this.consumed += chunk.length;
     this.startedInChunk = false;
     let i = 0;
@@ -62,7 +66,7 @@ export class PacketSizeGuard implements FramingProgress {
         if (this.lengthBytes === 4) return -1; // a fifth length byte is malformed
         continue;
       }
-      if (this.length > this.maxRemainingLength) return this.length;
+      if (this.length > maxRemainingLength) return this.length;
       this.bodyLeft = this.length;
       this.phase = this.length === 0 ? 'type' : 'body';
     }

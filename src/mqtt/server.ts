@@ -1,5 +1,5 @@
 import { rename } from 'node:fs/promises';
-import { Aedes, type Client } from 'aedes';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
@@ -52,9 +52,6 @@ export class MqttServer implements DevicePublisher {
   private running: RunningListener[] = [];
   /** Connections open now, by listener type. */
   private readonly byListener = new Map<string, number>();
-  /** What connections hold of bytes not yet taken by aedes, and the limits on it. */
-  readonly ingress: IngressBudget;
-  private readonly ingressOf = new WeakMap<Client, IngressConnection>();
 
   private constructor(
     broker: Aedes,
@@ -62,25 +59,15 @@ export class MqttServer implements DevicePublisher {
     private readonly sessions: SessionStore,
     private readonly options: MqttServerOptions,
     private readonly refused: (limit: LimitName, client: Client | null, detail?: string) => void,
+    /** What connections hold of bytes not yet taken by aedes, and the limits on it. */
+    readonly ingress: IngressBudget,
   ) {
     const logger = options.logger;
     this.broker = broker;
     this.identities = identities;
-    const config = options.config;
-    this.ingress = new IngressBudget({
-      limits: {
-        maxConnectBytes: config.maxConnectBytes,
-        maxUnauthenticatedBytes: config.maxUnauthenticatedBytes,
-        maxBufferedBytes: config.maxBufferedBytes,
-        maxBufferedBytesPerAddress: config.maxBufferedBytesPerAddress,
-        maxConnectionsPerAddress: config.maxConnectionsPerAddress,
-        packetTimeoutMs: config.packetTimeoutMs,
-      },
-    });
     broker.on('client', (client: Client) => logger.debug({ clientId: client.id }, 'client connected'));
-    broker.on('connackSent', (connack: { returnCode?: number }, client: Client) => {
+    broker.on('connackSent', (connack: { returnCode?: number }) => {
       if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
-      else this.ingressOf.get(client)?.authenticate();
     });
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
     broker.on('clientError', (client: Client, error: Error) => logger.debug({ clientId: client.id, err: error.message }, 'client error'));
@@ -98,6 +85,7 @@ export class MqttServer implements DevicePublisher {
       options.onLimitRefused?.(limit);
     };
     const access = options.access ?? null;
+    const ingress = new IngressBudget({ limits: options.config });
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
@@ -109,7 +97,7 @@ export class MqttServer implements DevicePublisher {
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       preConnect: createPreConnect(identities, options.config.maxClientIdLength),
-      authenticate: createAuthenticate(identities, {
+      authenticate: afterLogin((client) => ingress.loggedIn(client), createAuthenticate(identities, {
         refusal: options.connectionRefusal ?? (() => null),
         logins: options.logins ?? null,
         willAllowed: access
@@ -119,7 +107,7 @@ export class MqttServer implements DevicePublisher {
               return allowed;
             }
           : undefined,
-      }),
+      })),
       connectTimeout: options.config.connectTimeoutMs,
       authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null),
       authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
@@ -147,7 +135,7 @@ export class MqttServer implements DevicePublisher {
         options.logger.error({ file: sessionFile, movedTo: aside, err: error }, 'could not restore persistent sessions; starting without them');
       }
     }
-    return new MqttServer(broker, identities, sessions, options, refused);
+    return new MqttServer(broker, identities, sessions, options, refused, ingress);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -180,7 +168,7 @@ export class MqttServer implements DevicePublisher {
       });
       client = this.broker.handle(stream, request);
       this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
-      this.ingressOf.set(client, ingress);
+      this.ingress.bind(client, ingress);
       this.guardPackets(client, ingress);
       return ingress;
     };
@@ -211,14 +199,19 @@ export class MqttServer implements DevicePublisher {
    * the connection sent) holds to the ingress budgets before the parser buffers it.
    */
   private guardPackets(client: Client, ingress: IngressConnection): void {
-    const guard = new PacketSizeGuard(this.options.config.maxPacketBytes);
+    const { maxPacketBytes, maxConnectBytes } = this.options.config;
+    const maxBeforeLogin = Math.min(maxPacketBytes, maxConnectBytes);
+    const guard = new PacketSizeGuard(maxPacketBytes);
     const parser = clientParser(client);
     const parse = parser.parse.bind(parser);
     parser.parse = (chunk: Buffer) => {
       if (ingress.closed) return 0;
-      const broken = guard.check(chunk);
+      // Before login a packet is the CONNECT or was sent before its CONNACK: none may be bigger than a CONNECT.
+      const broken = ingress.authenticated ? guard.check(chunk) : guard.check(chunk, maxBeforeLogin);
       if (broken === null && ingress.follow(ingress.packets, guard)) return parse(chunk);
-      if (broken !== null) ingress.refuse('packet_size', broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
+      if (broken === null) return 0;
+      const limit = broken < 0 || broken > maxPacketBytes ? 'packet_size' : 'connect_size';
+      ingress.refuse(limit, broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
       return 0;
     };
   }
@@ -279,4 +272,19 @@ export class MqttServer implements DevicePublisher {
       this.options.logger.error({ file: sessionFile, err: error }, 'could not save persistent sessions');
     }
   }
+}
+
+type Authenticate = NonNullable<AedesOptions['authenticate']>;
+
+/**
+ * Calls `onSuccess` for a client whose login succeeded, before aedes goes on to send the CONNACK
+ * (aedes' own 'connackSent' comes a turn of the event loop after the CONNACK is written, by when
+ * the client may already have sent more).
+ */
+function afterLogin(onSuccess: (client: Client) => void, authenticate: Authenticate): Authenticate {
+  return (client, username, password, done) =>
+    authenticate(client, username, password, (error, success) => {
+      if (!error && success) onSuccess(client);
+      done(error, success);
+    });
 }

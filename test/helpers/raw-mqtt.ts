@@ -101,7 +101,7 @@ export class RawMqttClient {
 }
 
 /** The variable-length "remaining length" of an MQTT fixed header [MQTT-2.2.3]. */
-function remainingLength(length: number): Buffer {
+export function remainingLength(length: number): Buffer {
   const bytes: number[] = [];
   do {
     let byte = length % 128;

@@ -249,3 +249,13 @@ test('PacketSizeGuard - inside a fixed header, what is read of it is incomplete;
   assert.equal(guard.pendingEnd, 20_004);
   assert.equal(guard.incompleteStartedInLastChunk, false);
 });
+
+test('PacketSizeGuard - a limit given with a chunk applies to the packets whose header is in it', () => {
+  const guard = new PacketSizeGuard(1_000);
+  assert.equal(guard.check(publish(500), 600), null);
+  assert.equal(guard.check(publish(601).subarray(0, 3), 600), 601);
+  const other = new PacketSizeGuard(1_000);
+  assert.equal(other.check(publish(900).subarray(0, 10), 1_000), null);
+  assert.equal(other.check(publish(900).subarray(10), 100), null, 'the rest of a packet already announced');
+  assert.equal(other.check(publish(900)), null, 'the guard\'s own limit again');
+});
