@@ -262,7 +262,7 @@ export class IngressBudget {
     this.sweepTimer = null;
   }
 
-  /** The bytes held now: in all, before login, and for one address. */
+  /** The bytes held now: in all, by connections not yet logged in, and for one address. */
   usage(address?: string): { total: number; unauthenticated: number; address: { connections: number; bytes: number } | null } {
     const entry = address === undefined ? undefined : this.addresses.get(addressKey(address));
     return {

@@ -70,6 +70,12 @@ export const METRICS = {
   flowPendingBytes: { type: 'gauge', name: 'flow_pending_bytes', help: 'Payload bytes handed to AMQP and not yet confirmed.', labels: [] },
   flowWaiting: { type: 'gauge', name: 'flow_waiting_publishes', help: 'Device publishes waiting for admission (their senders are not read meanwhile).', labels: [] },
   connections: { type: 'gauge', name: 'mqtt_connections', help: 'Open MQTT connections, by listener type (tcp, ws, tls, wss).', labels: ['listener'] },
+  bufferedBytes: {
+    type: 'gauge',
+    name: 'mqtt_buffered_bytes',
+    help: 'Bytes held for packets and WebSocket messages not complete yet (announced sizes), and all that connections not yet logged in sent, by login state: unauthenticated, authenticated. mqtt.maxBufferedBytes bounds the sum.',
+    labels: ['login'],
+  },
   amqpConnected: { type: 'gauge', name: 'amqp_connected', help: '1 while the AMQP connection is up.', labels: [] },
   amqpReconnects: { type: 'counter', name: 'amqp_reconnects_total', help: 'AMQP connections made again after one was lost.', labels: [] },
   limitsRefused: {
@@ -95,6 +101,7 @@ export interface GaugeReadings {
   flowPendingBytes(): number;
   flowWaiting(): number;
   connections(): Readonly<Record<string, number>>;
+  bufferedBytes(): { readonly unauthenticated: number; readonly authenticated: number };
   amqpConnected(): boolean;
 }
 
@@ -166,6 +173,11 @@ export class BridgeMetrics {
     gauge(METRICS.connections, function (r) {
       const counts = r.connections();
       for (const listener of LISTENER_LABELS) this.set({ listener }, counts[listener] ?? 0);
+    });
+    gauge(METRICS.bufferedBytes, function (r) {
+      const held = r.bufferedBytes();
+      this.set({ login: 'unauthenticated' }, held.unauthenticated);
+      this.set({ login: 'authenticated' }, held.authenticated);
     });
     gauge(METRICS.amqpConnected, function (r) {
       this.set(r.amqpConnected() ? 1 : 0);

@@ -33,8 +33,9 @@ before(async () => {
 
 afterEach(async () => {
   for (const connection of open.splice(0)) connection.destroy();
-  // Each test starts with the budgets empty: every connection of the last one is gone.
+  // Each test starts with the budgets empty: every connection of the last one is gone, and all it held released.
   await waitFor(async () => (await connections('tcp')) + (await connections('ws')) === 0, 'the connections of the last test to be closed');
+  assert.deepEqual([await buffered('unauthenticated'), await buffered('authenticated')], [0, 0], 'nothing left held');
 });
 
 after(async () => {
@@ -44,6 +45,7 @@ after(async () => {
 });
 
 const refused = (limit: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_limits_refused_total', { limit });
+const buffered = (login: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_buffered_bytes', { login });
 const connections = (listener: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_connections', { listener });
 
 async function bare(transport: Transport, localAddress: string): Promise<BareConnection> {
@@ -159,7 +161,7 @@ for (const transport of TRANSPORTS) {
       const before = await refused('unauthenticated_bytes');
       // 17 partial CONNECTs fit in all: four from each of four addresses, one from a fifth.
       for (let i = 0; i < 17; i++) partialConnect(await bare(transport, at(10 + Math.floor(i / 4))));
-      await delay(200);
+      await waitFor(async () => (await buffered('unauthenticated')) === 17 * PARTIAL_CONNECT_BYTES, 'all 17 to be held');
       assert.equal(await refused('unauthenticated_bytes'), before, 'all 17 fit');
       const late = await bare(transport, at(20));
       partialConnect(late);
@@ -186,6 +188,7 @@ for (const transport of TRANSPORTS) {
       await waitFor(() => fourth.closed, 'the fourth partial PUBLISH of the address to be refused', 2_000);
       assert.equal(await refused('buffered_bytes_per_address'), before + 1);
       for (const connection of held) assert.equal(await stillOpen(connection), true);
+      assert.equal(await buffered('authenticated'), 3 * PARTIAL_PUBLISH_BYTES, 'each held as its announced size');
       // A device at the same address publishing ordinary messages goes on.
       const start = consumer.messages.length;
       const device = await bare(transport, at(30));
