@@ -228,7 +228,7 @@ const mqttSchema = z
       .default(DEFAULT_MAX_UNAUTHENTICATED_BYTES)
       .meta({
         description:
-          'Most bytes held, over all connections, for connections not yet logged in (no CONNACK 0 yet): their CONNECTs, complete or not, and anything sent after them. One source address may hold a quarter of it, so one host cannot fill it. An ordinary CONNECT is a few hundred bytes, so 64 MiB holds some 200,000 logins in progress; a connection that would pass it is closed (one holding at most 4 KiB never is) and counted.',
+          'Most bytes held, over all connections, for connections not yet logged in (their login not yet accepted): their CONNECTs, complete or not, and anything sent after them. One source address may hold a quarter of it, so one host cannot fill it. An ordinary CONNECT is a few hundred bytes, so 64 MiB holds some 200,000 logins in progress; a connection that would pass it is closed (one holding at most 4 KiB never is) and counted.',
       }),
     maxBufferedBytes: integer(1_024)
       .default(DEFAULT_MAX_BUFFERED_BYTES)

@@ -4,14 +4,14 @@ import type { LimitName } from './limits.js';
 /**
  * The bytes the bridge holds for what connections sent but the MQTT side has not taken yet: a
  * packet (or, over WebSocket, a message) whose header has arrived and its body not all of it,
- * and everything a connection sent before its CONNACK 0. aedes and ws buffer such bytes until
+ * and everything a connection sent before its login succeeded. aedes and ws buffer such bytes until
  * the packet or message is complete, so a client that announces a big one and never finishes
  * it holds memory; these budgets bound that memory per connection, per source address, before
  * login and in all. They are fed by the framing guards (PacketSizeGuard, WebSocketFrameGuard)
  * once per chunk read, never per packet.
  */
 export interface IngressLimits {
-  /** The largest CONNECT (remaining length); everything sent before CONNACK must fit in one. */
+  /** The largest CONNECT (remaining length); everything sent before the login succeeds must fit in one. */
   readonly maxConnectBytes: number;
   /** Bytes held by all connections not yet authenticated; one address may hold a quarter of it. */
   readonly maxUnauthenticatedBytes: number;
@@ -89,7 +89,7 @@ export class IngressConnection {
     } else {
       const bound = this.budget.limits.maxConnectBytes + MQTT_MAX_FIXED_HEADER_BYTES;
       if (progress.pendingEnd > bound) {
-        this.refuse('connect_size', `${progress.pendingEnd} bytes before CONNACK (at most a CONNECT of ${this.budget.limits.maxConnectBytes})`);
+        this.refuse('connect_size', `${progress.pendingEnd} bytes before login (at most a CONNECT of ${this.budget.limits.maxConnectBytes})`);
         return false;
       }
       layer.beforeLogin = progress.pendingEnd;

@@ -92,7 +92,7 @@ test('IngressBudget - before login everything sent is held; past maxConnectBytes
   assert.equal(refusals.length, 0);
   assert.equal(connection.follow(connection.packets, progress(64 * KiB + 6, 64 * KiB + 6 - 30)), false);
   assert.equal(refusals[0]!.limit, 'connect_size');
-  assert.match(refusals[0]!.detail, /65542 bytes before CONNACK/);
+  assert.match(refusals[0]!.detail, /65542 bytes before login/);
 });
 
 test('IngressBudget - a CONNECT header announcing 16,000,000 bytes is refused at once', () => {
