@@ -114,6 +114,10 @@ export function createBridge(options: BridgeOptions): Bridge {
     flowPendingBytes: () => flow.pendingBytes,
     flowWaiting: () => flow.waiting,
     connections: () => mqtt?.connectionsByListener() ?? {},
+    bufferedBytes: () => {
+      const { total, unauthenticated } = mqtt?.ingress.usage() ?? { total: 0, unauthenticated: 0 };
+      return { unauthenticated, authenticated: total - unauthenticated };
+    },
     amqpConnected: () => amqp.state === 'connected',
     sessions: () => mqtt?.sessionCounts() ?? { connected: 0, offline: 0 },
     retained: () => mqtt?.retainedUsage() ?? { messages: 0, bytes: 0 },

@@ -46,6 +46,23 @@ export const DEFAULT_MAX_RETAINED_BYTES_PER_USER = 32 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_QOS2_BYTES_PER_SESSION = 64 * 1024;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONNECT_BYTES = 64 * 1024;
+export const DEFAULT_MAX_UNAUTHENTICATED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFERED_BYTES_PER_ADDRESS = 64 * 1024 * 1024;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 10_000;
+export const DEFAULT_PACKET_TIMEOUT_MS = 60_000;
+/** A packet's fixed header: the type byte and at most four bytes of remaining length [MQTT-2.2.3]. */
+export const MQTT_MAX_FIXED_HEADER_BYTES = 5;
+/** One source address may hold at most 1/this of `maxUnauthenticatedBytes`, so no single host fills it. */
+export const UNAUTHENTICATED_SHARES_PER_ADDRESS = 4;
+/**
+ * A connection holding no more than this is never refused by a shared byte budget (only by its
+ * own bounds): an ordinary small packet that straddles two reads, or a login, goes through even
+ * while an attack has filled the budgets. What that lets through is bounded by the number of
+ * connections, and is less than an idle connection costs anyway (about 10 KiB).
+ */
+export const SMALL_HOLD_BYTES = 4 * 1024;
 export const DEFAULT_HTTP_PORT = 9102;
 /** As RabbitMQ's MQTT plugin: an offline persistent session is kept for one day. */
 export const DEFAULT_SESSION_EXPIRY_SECONDS = 86_400;
@@ -250,12 +267,60 @@ const mqttSchema = z
         description:
           'Most persistent sessions (clean session = false, connected or not) one user may hold, so that one set of credentials cannot fill the bridge with sessions; a CONNECT that would create one more gets CONNACK return code 5 and is counted. Anonymous clients count as one user. Raise it where many devices share one username.',
       }),
+    maxConnectBytes: integer(1_024, MQTT_MAX_REMAINING_LENGTH)
+      .default(DEFAULT_MAX_CONNECT_BYTES)
+      .meta({
+        description:
+          'Largest CONNECT accepted (its remaining length), refused from its fixed header like `maxPacketBytes`. It also bounds everything a connection may send before its CONNACK: the bridge holds those bytes while it checks the login, and MQTT clients wait for the CONNACK before sending more. A CONNECT carries a client id, a will, a username and a password; 64 KiB leaves room for a will payload of some 60 KiB.',
+      }),
+    maxUnauthenticatedBytes: integer(64 * 1024)
+      .default(DEFAULT_MAX_UNAUTHENTICATED_BYTES)
+      .meta({
+        description:
+          'Most bytes held, over all connections, for connections not yet logged in (their login not yet accepted): their CONNECTs, complete or not, and anything sent after them. One source address may hold a quarter of it, so one host cannot fill it. An ordinary CONNECT is a few hundred bytes, so 64 MiB holds some 200,000 logins in progress; a connection that would pass it is closed (one holding at most 4 KiB never is) and counted.',
+      }),
+    maxBufferedBytes: integer(1_024)
+      .default(DEFAULT_MAX_BUFFERED_BYTES)
+      .meta({
+        description:
+          'Most bytes held, over all connections, for packets (and WebSocket messages) whose header has arrived but not yet all of their body, and for connections not yet logged in. A packet that completes within one read costs nothing here; a big one sent slowly holds its announced size until it completes. A connection whose packet would pass it is closed (one holding at most 4 KiB never is) and counted. This bounds the memory slow or hostile senders can take, whatever their number of addresses.',
+      }),
+    maxBufferedBytesPerAddress: integer(0)
+      .default(DEFAULT_MAX_BUFFERED_BYTES_PER_ADDRESS)
+      .meta({
+        description:
+          'As `maxBufferedBytes`, for the connections of one source address (an IPv4 address, or the /64 prefix of an IPv6 one); 0: no limit. Devices behind one NAT or load balancer share an address, so this is several of the largest packets (or WebSocket messages, up to twice `maxPacketBytes`) at once; it must hold at least one packet of `maxPacketBytes`.',
+      }),
+    maxConnectionsPerAddress: integer(0)
+      .default(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+      .meta({
+        description:
+          'Most connections open at once from one source address (an IPv4 address, or the /64 prefix of an IPv6 one), so one host cannot take every connection of `maxConnections`; past it new ones are closed at once and counted. 0: no limit. Devices behind a NAT share an address, hence the high default; behind a load balancer that hides client addresses (no client IP preservation) every connection shares a few addresses: raise it or set 0.',
+      }),
+    packetTimeoutMs: integer(100)
+      .default(DEFAULT_PACKET_TIMEOUT_MS)
+      .meta({
+        description:
+          'A packet (or WebSocket message) not complete this long after its first byte arrived closes the connection, whatever the keep-alive (a keep-alive of 0 would otherwise let a partial packet hold its memory for ever). Large payloads over slow links take time: in one minute 2 Mbit/s carries 15 MB, 100 kbit/s 750 KB; raise it for devices that send more than that over such links.',
+      }),
     maxClientIdLength: integer(1, 65_535)
       .default(DEFAULT_MAX_CLIENT_ID_LENGTH)
       .meta({
         description:
           'Longest client identifier accepted; longer ones get CONNACK return code 2 (so does an empty one with clean session = 0 [MQTT-3.1.3-8]). MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
       }),
+  })
+  .refine((mqtt) => mqtt.maxBufferedBytesPerAddress === 0 || mqtt.maxBufferedBytesPerAddress >= mqtt.maxPacketBytes + MQTT_MAX_FIXED_HEADER_BYTES, {
+    message: 'maxBufferedBytesPerAddress must hold a packet of maxPacketBytes (plus its 5-byte header), or be 0',
+    path: ['maxBufferedBytesPerAddress'],
+  })
+  .refine((mqtt) => mqtt.maxBufferedBytes >= mqtt.maxPacketBytes + MQTT_MAX_FIXED_HEADER_BYTES, {
+    message: 'maxBufferedBytes must hold a packet of maxPacketBytes (plus its 5-byte header)',
+    path: ['maxBufferedBytes'],
+  })
+  .refine((mqtt) => mqtt.maxUnauthenticatedBytes >= UNAUTHENTICATED_SHARES_PER_ADDRESS * (mqtt.maxConnectBytes + MQTT_MAX_FIXED_HEADER_BYTES), {
+    message: `maxUnauthenticatedBytes must be at least ${UNAUTHENTICATED_SHARES_PER_ADDRESS} times maxConnectBytes (plus 5): one address may hold a quarter of it, and that must fit a CONNECT of maxConnectBytes`,
+    path: ['maxUnauthenticatedBytes'],
   })
   .meta({ description: 'The MQTT server the devices talk to.' });
 

@@ -11,6 +11,12 @@ export type LimitName =
   | 'subscriptions'
   | 'invalid_topic'
   | 'protocol_violation'
+  | 'connect_size'
+  | 'unauthenticated_bytes'
+  | 'buffered_bytes'
+  | 'buffered_bytes_per_address'
+  | 'connections_per_address'
+  | 'packet_timeout'
   | RetainedLimitName
   | 'qos2_pending_bytes';
 

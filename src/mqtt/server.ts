@@ -1,5 +1,5 @@
 import { rename } from 'node:fs/promises';
-import { Aedes, type Client } from 'aedes';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BridgeConfig, ListenerConfig } from '../config/schema.js';
 import { ClientIdentities } from './client-identity.js';
@@ -18,12 +18,12 @@ import { loadSessions, saveSessions } from './session-snapshot.js';
 import { createSessionStore, type SessionStore } from './session-store.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
-import type { Duplex } from 'node:stream';
 import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
 import { createAuthorizeSubscribe } from './hooks/authorize-subscribe.js';
 import type { LimitName } from './limits.js';
 import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
+import { IngressBudget, type IngressConnection } from './ingress-budget.js';
 import { checkAedesInternals, clientParser, connectedClients, dropWill, pauseClient } from './aedes-internals.js';
 import { guardProtocol } from './protocol-guard.js';
 import type { Violation } from './protocol-conformance.js';
@@ -78,6 +78,8 @@ export class MqttServer implements DevicePublisher {
     private readonly retained: RetainedQuota,
     private readonly options: MqttServerOptions,
     private readonly refused: (limit: LimitName, client: { id: string } | null, detail?: string) => void,
+    /** What connections hold of bytes not yet taken by aedes, and the limits on it. */
+    readonly ingress: IngressBudget,
   ) {
     const logger = options.logger;
     this.broker = broker;
@@ -106,6 +108,7 @@ export class MqttServer implements DevicePublisher {
     const access = options.access ?? null;
     const sessionWarning = new RateLimitedWarning({ logger: options.logger, message: 'CONNECT refused: client id of another user, or too many sessions' });
     const retained = new RetainedQuota(new MemoryRetainedLedger(options.config));
+    const ingress = new IngressBudget({ limits: options.config });
     const sessions = createSessionStore({
       maxOfflineMessages: options.config.maxOfflineMessages,
       onDropped: (clientId) => {
@@ -120,7 +123,7 @@ export class MqttServer implements DevicePublisher {
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       preConnect: createPreConnect(identities, options.config.maxClientIdLength),
-      authenticate: createAuthenticate(identities, {
+      authenticate: afterLogin((client) => ingress.loggedIn(client), createAuthenticate(identities, {
         refusal: options.connectionRefusal ?? (() => null),
         logins: options.logins ?? null,
         sessions: { registry: sessions.registry, maxPersistentSessions: options.config.maxSessionsPerUser },
@@ -135,7 +138,7 @@ export class MqttServer implements DevicePublisher {
               return allowed;
             }
           : undefined,
-      }),
+      })),
       connectTimeout: options.config.connectTimeoutMs,
       authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null, retained),
       authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
@@ -179,7 +182,7 @@ export class MqttServer implements DevicePublisher {
       onError: (clientId, error) => options.logger.error({ clientId, err: error }, 'could not remove an expired session'),
     });
     expiry.start();
-    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused);
+    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused, ingress);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -192,29 +195,40 @@ export class MqttServer implements DevicePublisher {
       if (this.openConnections() >= this.options.config.maxConnections) {
         this.refused('connections', null, `${listener} listener`);
         stream.destroy();
-        return;
+        return null;
+      }
+      const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
+      let client: Client | null = null;
+      const ingress = this.ingress.admit(address, (limit, detail) => {
+        this.refused(limit, client, detail);
+        stream.destroy();
+      });
+      if (typeof ingress === 'string') {
+        this.refused(ingress, null, `${address}, ${listener} listener`);
+        stream.destroy();
+        return null;
       }
       this.byListener.set(listener, (this.byListener.get(listener) ?? 0) + 1);
-      const client = this.broker.handle(stream, request);
+      const handled = this.broker.handle(stream, request);
+      client = handled;
       stream.once('close', () => {
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
-        const claim = this.identities.get(client)?.claim;
-        if (claim !== undefined) this.sessions.registry.release(client.id, claim);
-        this.retained.connectionClosed(client);
+        const claim = this.identities.get(handled)?.claim;
+        if (claim !== undefined) this.sessions.registry.release(handled.id, claim);
+        this.retained.connectionClosed(handled);
+        ingress.close();
       });
-      const address = peer?.address ?? (stream as { remoteAddress?: string }).remoteAddress ?? request?.socket.remoteAddress ?? 'unknown';
-      this.identities.set(client, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
-      this.guardPacketSize(client, stream);
-      guardProtocol(client, stream, {
+      this.identities.set(handled, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
+      this.ingress.bind(handled, ingress);
+      this.guardPackets(handled, ingress);
+      guardProtocol(handled, stream, {
         limits: this.options.config,
         sequences: this.subscribeSequences,
         onViolation: (violation, clientId) => this.violated(violation, clientId, address),
       });
+      return ingress;
     };
-    const wsLimit: WsMessageLimit = {
-      maxPacketBytes: this.options.config.maxPacketBytes,
-      onMessageTooBig: () => this.refused('packet_size', null, 'WebSocket message over the limit'),
-    };
+    const wsLimit: WsMessageLimit = { maxPacketBytes: this.options.config.maxPacketBytes };
     try {
       for (const listener of listeners) {
         const running =
@@ -237,17 +251,23 @@ export class MqttServer implements DevicePublisher {
   /**
    * aedes has no packet size limit over TCP and buffers a whole packet before parsing it: check
    * each packet's announced length as bytes arrive and close the connection before the payload
-   * of an oversized one is read.
+   * of an oversized one is read; and charge what an incomplete packet (before login: everything
+   * the connection sent) holds to the ingress budgets before the parser buffers it.
    */
-  private guardPacketSize(client: Client, stream: Duplex): void {
-    const guard = new PacketSizeGuard(this.options.config.maxPacketBytes);
+  private guardPackets(client: Client, ingress: IngressConnection): void {
+    const { maxPacketBytes, maxConnectBytes } = this.options.config;
+    const maxBeforeLogin = Math.min(maxPacketBytes, maxConnectBytes);
+    const guard = new PacketSizeGuard(maxPacketBytes);
     const parser = clientParser(client);
     const parse = parser.parse.bind(parser);
     parser.parse = (chunk: Buffer) => {
-      const broken = guard.check(chunk);
-      if (broken === null) return parse(chunk);
-      this.refused('packet_size', client, broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
-      stream.destroy();
+      if (ingress.closed) return 0;
+      // Before login a packet is the CONNECT or was sent before its CONNACK: none may be bigger than a CONNECT.
+      const broken = ingress.authenticated ? guard.check(chunk) : guard.check(chunk, maxBeforeLogin);
+      if (broken === null && ingress.follow(ingress.packets, guard)) return parse(chunk);
+      if (broken === null) return 0;
+      const limit = broken < 0 || broken > maxPacketBytes ? 'packet_size' : 'connect_size';
+      ingress.refuse(limit, broken < 0 ? 'malformed remaining length' : `${broken} bytes announced`);
       return 0;
     };
   }
@@ -333,6 +353,7 @@ export class MqttServer implements DevicePublisher {
     // devices are fine and reconnect (to another instance, perhaps). aedes would send them all.
     for (const client of connectedClients(this.broker)) dropWill(client);
     await this.expiry.stop();
+    this.ingress.stop();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
     if (!sessionFile) return;
@@ -343,4 +364,19 @@ export class MqttServer implements DevicePublisher {
       this.options.logger.error({ file: sessionFile, err: error }, 'could not save persistent sessions');
     }
   }
+}
+
+type Authenticate = NonNullable<AedesOptions['authenticate']>;
+
+/**
+ * Calls `onSuccess` for a client whose login succeeded, before aedes goes on to send the CONNACK
+ * (aedes' own 'connackSent' comes a turn of the event loop after the CONNACK is written, by when
+ * the client may already have sent more).
+ */
+function afterLogin(onSuccess: (client: Client) => void, authenticate: Authenticate): Authenticate {
+  return (client, username, password, done) =>
+    authenticate(client, username, password, (error, success) => {
+      if (!error && success) onSuccess(client);
+      done(error, success);
+    });
 }

@@ -70,6 +70,12 @@ export const METRICS = {
   flowPendingBytes: { type: 'gauge', name: 'flow_pending_bytes', help: 'Payload bytes handed to AMQP and not yet confirmed.', labels: [] },
   flowWaiting: { type: 'gauge', name: 'flow_waiting_publishes', help: 'Device publishes waiting for admission (their senders are not read meanwhile).', labels: [] },
   connections: { type: 'gauge', name: 'mqtt_connections', help: 'Open MQTT connections, by listener type (tcp, ws, tls, wss).', labels: ['listener'] },
+  bufferedBytes: {
+    type: 'gauge',
+    name: 'mqtt_buffered_bytes',
+    help: 'Bytes held for packets and WebSocket messages not complete yet (announced sizes), and all that connections not yet logged in sent, by login state: unauthenticated, authenticated. mqtt.maxBufferedBytes bounds the sum.',
+    labels: ['login'],
+  },
   amqpConnected: { type: 'gauge', name: 'amqp_connected', help: '1 while the AMQP connection is up.', labels: [] },
   retainedMessages: { type: 'gauge', name: 'retained_messages', help: 'Retained messages stored (see mqtt.maxRetainedMessages).', labels: [] },
   retainedBytes: { type: 'gauge', name: 'retained_bytes', help: 'Bytes (topic and payload) of the retained messages stored (see mqtt.maxRetainedBytes).', labels: [] },
@@ -77,7 +83,7 @@ export const METRICS = {
   limitsRefused: {
     type: 'counter',
     name: 'limits_refused_total',
-    help: 'Packets, connections, topics, subscriptions, retained messages and QoS 2 publishes refused by a configured limit or by MQTT itself, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, retained_messages, retained_bytes, retained_messages_per_user, retained_bytes_per_user, qos2_pending_bytes, invalid_topic (a topic or filter MQTT forbids), protocol_violation (a malformed packet or a protocol error; the connection is closed).',
+    help: 'Packets, connections, topics, subscriptions, retained messages and QoS 2 publishes refused by a configured limit or by MQTT itself, by limit: packet_size, connections, topic_length, topic_levels, subscriptions, connect_size, unauthenticated_bytes, buffered_bytes, buffered_bytes_per_address, connections_per_address, packet_timeout, retained_messages, retained_bytes, retained_messages_per_user, retained_bytes_per_user, qos2_pending_bytes, invalid_topic (a topic or filter MQTT forbids), protocol_violation (a malformed packet or a protocol error; the connection is closed).',
     labels: ['limit'],
   },
   aclDenied: {
@@ -115,6 +121,7 @@ export interface GaugeReadings {
   flowPendingBytes(): number;
   flowWaiting(): number;
   connections(): Readonly<Record<string, number>>;
+  bufferedBytes(): { readonly unauthenticated: number; readonly authenticated: number };
   amqpConnected(): boolean;
   sessions(): { readonly connected: number; readonly offline: number };
   retained(): { readonly messages: number; readonly bytes: number };
@@ -190,6 +197,11 @@ export class BridgeMetrics {
     gauge(METRICS.connections, function (r) {
       const counts = r.connections();
       for (const listener of LISTENER_LABELS) this.set({ listener }, counts[listener] ?? 0);
+    });
+    gauge(METRICS.bufferedBytes, function (r) {
+      const held = r.bufferedBytes();
+      this.set({ login: 'unauthenticated' }, held.unauthenticated);
+      this.set({ login: 'authenticated' }, held.authenticated);
     });
     gauge(METRICS.amqpConnected, function (r) {
       this.set(r.amqpConnected() ? 1 : 0);

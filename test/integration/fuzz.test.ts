@@ -8,9 +8,13 @@ import { connectBytes } from '../helpers/mqtt-bytes.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import { topicToRoutingKey } from '../../src/mapping/encoding.js';
 
-// Bounded: CASES connections of random and mutated MQTT packets, at most PARALLEL at once.
+// Bounded: CASES connections of random and mutated MQTT packets, at most PARALLEL at once; then
+// PARTIAL_CASES connections that announce a packet (often oversized) and send only part of it.
 const CASES = 1_500;
+const PARTIAL_CASES = 300;
 const PARALLEL = 50;
+const MAX_PACKET_BYTES = 64 * 1024;
+const PACKET_TIMEOUT_MS = 500;
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
 
 const exchange = uniqueName('fuzz');
@@ -19,7 +23,7 @@ let consumer: TestConsumer;
 
 before(async () => {
   bridge = await startTestBridge({
-    mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], connectTimeoutMs: 1_000, maxPacketBytes: 64 * 1024 },
+    mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], connectTimeoutMs: 1_000, maxPacketBytes: MAX_PACKET_BYTES, packetTimeoutMs: PACKET_TIMEOUT_MS },
     ...forwardAllTo(exchange),
   });
   consumer = await TestConsumer.create([{ exchange, key: '#' }]);
@@ -103,6 +107,62 @@ function fuzzCase(next: () => number): Buffer {
   return Buffer.concat([mutated.subarray(0, cut), tail]);
 }
 
+/** A packet announced and never finished: after a CONNECT (whose CONNACK it may wait for) or instead of one. */
+interface PartialCase {
+  connect: 'none' | 'pipelined' | 'after-connack';
+  header: Buffer;
+  /** Bytes of the body sent (of what the header announces). */
+  sent: number;
+  /** How long the socket stays open, unless the bridge closes it: some past packetTimeoutMs. */
+  holdMs: number;
+}
+
+function partialCase(next: () => number): PartialCase {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+  const announced = pick([
+    Math.floor(next() * MAX_PACKET_BYTES), // within maxPacketBytes
+    MAX_PACKET_BYTES,
+    MAX_PACKET_BYTES + 1 + Math.floor(next() * 16_000_000), // oversized
+    16_000_000,
+    268_435_455, // the largest remaining length MQTT can write
+  ]);
+  const typeByte = pick([0x10, 0x30, 0x32, 0x34, 0x82, Math.floor(next() * 256)]);
+  const lengthBytes: number[] = [];
+  let rest = announced;
+  do {
+    let byte = rest % 128;
+    rest = Math.floor(rest / 128);
+    if (rest > 0) byte |= 0x80;
+    lengthBytes.push(byte);
+  } while (rest > 0);
+  // Sometimes the header itself is cut.
+  const header = Buffer.from([typeByte, ...lengthBytes]).subarray(0, next() < 0.1 ? 1 + Math.floor(next() * lengthBytes.length) : undefined);
+  return {
+    connect: pick(['none', 'pipelined', 'after-connack', 'after-connack'] as const),
+    header,
+    sent: Math.min(announced, Math.floor(next() * 200_000)),
+    holdMs: 50 + Math.floor(next() * 2 * PACKET_TIMEOUT_MS),
+  };
+}
+
+function sendPartialCase(port: number, partial: PartialCase, index: number): Promise<void> {
+  const connectPacket = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `fzp${index}`, keepalive: 0 } as Packet);
+  const body = Buffer.alloc(partial.sent, 0x61);
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      if (partial.connect === 'after-connack') {
+        socket.write(connectPacket);
+        socket.once('data', () => socket.write(Buffer.concat([partial.header, body])));
+      } else {
+        socket.write(Buffer.concat([partial.connect === 'pipelined' ? connectPacket : Buffer.alloc(0), partial.header, body]));
+      }
+      setTimeout(() => socket.destroy(), partial.holdMs);
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve());
+  });
+}
+
 function sendCase(port: number, data: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => {
@@ -116,7 +176,7 @@ function sendCase(port: number, data: Buffer): Promise<void> {
   });
 }
 
-test(`fuzz - ${CASES} random and mutated packets and wills: the bridge stays up, memory stays bounded, a good client keeps publishing, nothing malformed reaches RabbitMQ, a subscriber or the retained store (seed ${SEED})`, async () => {
+test(`fuzz - ${CASES} random and mutated packets and wills, ${PARTIAL_CASES} partial and oversized ones: the bridge stays up, memory stays bounded, a good client keeps publishing, nothing malformed reaches RabbitMQ, a subscriber or the retained store (seed ${SEED})`, async () => {
   const port = Number(new URL(bridge.url('tcp')).port);
   // Sees every PUBLISH the bridge delivers, wills included, exactly as written.
   const watcher = await RawMqttClient.open('tcp', bridge.url('tcp'));
@@ -142,11 +202,22 @@ test(`fuzz - ${CASES} random and mutated packets and wills: the bridge stays up,
     await Promise.all(cases.slice(i, i + PARALLEL).map((data) => sendCase(port, data)));
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   }
+  const partials = Array.from({ length: PARTIAL_CASES }, () => partialCase(next));
+  for (let i = 0; i < partials.length; i += PARALLEL) {
+    await Promise.all(partials.slice(i, i + PARALLEL).map((partial, j) => sendPartialCase(port, partial, i + j)));
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }
   const ackedDuringFuzz = acked;
   publishing = false;
   await steady;
   await good.endAsync();
-  console.log(`# fuzz: ${CASES} cases in ${Date.now() - started} ms, good client acked ${ackedDuringFuzz}, RSS ${Math.round(rssBefore / 2 ** 20)} -> peak ${Math.round(peakRss / 2 ** 20)} MiB`);
+  // Everything the partial packets held is released once their connections are gone.
+  await waitFor(async () => (await bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_buffered_bytes')) === 0, 'the buffered bytes to be released');
+  const refusals = (await bridge.bridge.metrics.totals())['limits_refused'];
+  console.log(
+    `# fuzz: ${CASES} cases and ${PARTIAL_CASES} partial packets in ${Date.now() - started} ms, good client acked ${ackedDuringFuzz}, ` +
+      `RSS ${Math.round(rssBefore / 2 ** 20)} -> peak ${Math.round(peakRss / 2 ** 20)} MiB, limits refused ${JSON.stringify(refusals)}`,
+  );
   assert.ok(ackedDuringFuzz > 20, `the good client kept publishing (${ackedDuringFuzz} acknowledged)`);
   assert.ok(peakRss - rssBefore < 256 * 2 ** 20, 'memory stayed bounded');
   // The bridge still serves a new client.

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { IngressConnection } from '../ingress-budget.js';
 
 /** What a TLS listener learned of the client: the common name of a certificate it verified. */
 export interface PeerIdentity {
@@ -8,8 +9,11 @@ export interface PeerIdentity {
   readonly address?: string | undefined;
 }
 
-/** Hands a new connection's byte stream to the MQTT server. */
-export type AcceptConnection = (stream: Duplex, request: IncomingMessage | undefined, listener: string, peer?: PeerIdentity) => void;
+/**
+ * Hands a new connection's byte stream to the MQTT server; returns the connection's share of the
+ * ingress budgets (for a transport that buffers bytes of its own to charge), or null if refused.
+ */
+export type AcceptConnection = (stream: Duplex, request: IncomingMessage | undefined, listener: string, peer?: PeerIdentity) => IngressConnection | null;
 
 export interface RunningListener {
   readonly type: 'tcp' | 'ws' | 'tls' | 'wss';

@@ -26,6 +26,12 @@ const MQTT_LIMIT_DEFAULTS = {
   drainTimeoutMs: 60_000,
   sessionExpirySeconds: 86_400,
   maxSessionsPerUser: 10_000,
+  maxConnectBytes: 64 * 1024,
+  maxUnauthenticatedBytes: 64 * 1024 * 1024,
+  maxBufferedBytes: 256 * 1024 * 1024,
+  maxBufferedBytesPerAddress: 64 * 1024 * 1024,
+  maxConnectionsPerAddress: 10_000,
+  packetTimeoutMs: 60_000,
   maxClientIdLength: 128,
 };
 

@@ -206,3 +206,56 @@ test('PacketSizeGuard - the largest valid remaining length (4 bytes, 268,435,455
   assert.equal(new PacketSizeGuard(1_000).check(header), 268_435_455);
   assert.equal(new PacketSizeGuard(268_435_455).check(header), null);
 });
+
+test('PacketSizeGuard - between packets nothing is incomplete, and pendingEnd is every byte read', () => {
+  const guard = new PacketSizeGuard(1_000);
+  const stream = Buffer.concat([connect, publish(100), pingreq]);
+  assert.equal(guard.check(stream), null);
+  assert.equal(guard.incompleteBytes, 0);
+  assert.equal(guard.pendingEnd, stream.length);
+  assert.equal(guard.check(pingreq), null);
+  assert.equal(guard.pendingEnd, stream.length + 2);
+});
+
+test('PacketSizeGuard - a packet cut by the end of a chunk: its announced size, where it ends, and whether it began in that chunk', () => {
+  const guard = new PacketSizeGuard(100_000);
+  const big = publish(20_000); // header of 4 bytes
+  assert.equal(guard.check(Buffer.concat([connect, big.subarray(0, 100)])), null);
+  assert.equal(guard.incompleteBytes, 20_004);
+  assert.equal(guard.pendingEnd, connect.length + 20_004);
+  assert.equal(guard.incompleteStartedInLastChunk, true);
+  assert.equal(guard.check(big.subarray(100, 5_000)), null);
+  assert.equal(guard.incompleteBytes, 20_004, 'the same packet, still incomplete');
+  assert.equal(guard.incompleteStartedInLastChunk, false);
+  assert.equal(guard.pendingEnd, connect.length + 20_004);
+  // Its end and the start of the next, in one chunk.
+  assert.equal(guard.check(Buffer.concat([big.subarray(5_000), publish(50).subarray(0, 10)])), null);
+  assert.equal(guard.incompleteBytes, 52);
+  assert.equal(guard.incompleteStartedInLastChunk, true);
+  assert.equal(guard.check(publish(50).subarray(10)), null);
+  assert.equal(guard.incompleteBytes, 0);
+  assert.equal(guard.pendingEnd, connect.length + 20_004 + 52);
+});
+
+test('PacketSizeGuard - inside a fixed header, what is read of it is incomplete; the full size once the length is known', () => {
+  const guard = new PacketSizeGuard(100_000);
+  const big = publish(20_000);
+  assert.equal(guard.check(big.subarray(0, 2)), null);
+  assert.equal(guard.incompleteBytes, 2);
+  assert.equal(guard.pendingEnd, 2, 'the length is not known yet');
+  assert.equal(guard.incompleteStartedInLastChunk, true);
+  assert.equal(guard.check(big.subarray(2, 4)), null);
+  assert.equal(guard.incompleteBytes, 20_004);
+  assert.equal(guard.pendingEnd, 20_004);
+  assert.equal(guard.incompleteStartedInLastChunk, false);
+});
+
+test('PacketSizeGuard - a limit given with a chunk applies to the packets whose header is in it', () => {
+  const guard = new PacketSizeGuard(1_000);
+  assert.equal(guard.check(publish(500), 600), null);
+  assert.equal(guard.check(publish(601).subarray(0, 3), 600), 601);
+  const other = new PacketSizeGuard(1_000);
+  assert.equal(other.check(publish(900).subarray(0, 10), 1_000), null);
+  assert.equal(other.check(publish(900).subarray(10), 100), null, 'the rest of a packet already announced');
+  assert.equal(other.check(publish(900)), null, 'the guard\'s own limit again');
+});
