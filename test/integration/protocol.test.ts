@@ -166,12 +166,15 @@ for (const transport of TRANSPORTS) {
       const before = await counted('protocol_violation');
       const hidden = `devices/alice/hidden-${transport}`;
       const smuggled = mqttPacket.generate({ cmd: 'publish', topic: hidden, payload: Buffer.from('smuggled'), qos: 0, retain: false, dup: false });
-      for (const trailing of [Buffer.from([0]), Buffer.concat([smuggled, Buffer.alloc(1 << 20)])]) {
+      const tooBigBefore = await counted('connect_size');
+      // 1 MB after the fields makes the CONNECT larger than mqtt.maxConnectBytes: refused from its header first.
+      for (const trailing of [Buffer.from([0]), Buffer.concat([smuggled, Buffer.alloc(10_000)]), Buffer.concat([smuggled, Buffer.alloc(1 << 20)])]) {
         const { returnCode, client } = await connackOrClose(transport, connectBytes({ clientId: uniqueName('long'), ...credentials('alice'), trailing }));
         assert.equal(returnCode, null, `${trailing.length} bytes after the fields`);
         assert.equal(client.count('puback') + client.count('publish'), 0);
       }
       assert.equal(await counted('protocol_violation'), before + 2);
+      assert.equal(await counted('connect_size'), tooBigBefore + 1);
       const good = await loggedIn(transport, 'alice');
       good.send({ cmd: 'publish', topic: `devices/alice/after-${transport}`, payload: Buffer.from('ok'), qos: 1, messageId: 1, retain: false, dup: false });
       await waitFor(() => uplinkedTopics().includes(`devices/alice/after-${transport}`), 'a later publish on RabbitMQ');
