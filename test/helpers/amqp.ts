@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import amqplib, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import amqplib, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -73,4 +73,16 @@ export async function deleteExchanges(...names: string[]): Promise<void> {
   await withChannel(async (channel) => {
     for (const name of names) await channel.deleteExchange(name);
   }).catch(() => {});
+}
+
+/** Publishes one message as an enterprise system would, waiting for RabbitMQ's confirm (it is routed by then). */
+export async function publishConfirmed(exchange: string, routingKey: string, content: Buffer | string, options: Options.Publish = {}): Promise<void> {
+  const connection = await amqplib.connect(AMQP_URL);
+  try {
+    const channel = await connection.createConfirmChannel();
+    channel.publish(exchange, routingKey, Buffer.from(content), options);
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
 }

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { delay, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge, transientExchange, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
-import amqplib from 'amqplib';
 
 const prefix = uniqueName('dl');
 const commands = uniqueName('dl-commands');
@@ -64,16 +63,7 @@ after(async () => {
 });
 
 /** Publishes on AMQP as an enterprise system would, waiting for RabbitMQ's confirm. */
-async function command(routingKey: string, payload: Buffer | string, headers?: Record<string, unknown>): Promise<void> {
-  const connection = await amqplib.connect(AMQP_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    channel.publish(commands, routingKey, Buffer.from(payload), { headers, persistent: true });
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
-  }
-}
+const command = (routingKey: string, payload: Buffer | string, headers?: Record<string, unknown>) => publishConfirmed(commands, routingKey, payload, { headers, persistent: true });
 
 const delivered = (rule: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_downlink_messages_total', { rule });
 

@@ -7,6 +7,7 @@ import { connectClient, forwardAllTo, startTestBridge, type TestBridge } from '.
 import { connectBytes } from '../helpers/mqtt-bytes.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 import { topicToRoutingKey } from '../../src/mapping/encoding.js';
+import { encodeRemainingLength } from '../../src/mqtt/packet-encoding.js';
 
 // Bounded: CASES connections of random and mutated MQTT packets, at most PARALLEL at once; then
 // PARTIAL_CASES connections that announce a packet (often oversized) and send only part of it.
@@ -127,14 +128,7 @@ function partialCase(next: () => number): PartialCase {
     268_435_455, // the largest remaining length MQTT can write
   ]);
   const typeByte = pick([0x10, 0x30, 0x32, 0x34, 0x82, Math.floor(next() * 256)]);
-  const lengthBytes: number[] = [];
-  let rest = announced;
-  do {
-    let byte = rest % 128;
-    rest = Math.floor(rest / 128);
-    if (rest > 0) byte |= 0x80;
-    lengthBytes.push(byte);
-  } while (rest > 0);
+  const lengthBytes = [...encodeRemainingLength(announced)];
   // Sometimes the header itself is cut.
   const header = Buffer.from([typeByte, ...lengthBytes]).subarray(0, next() < 0.1 ? 1 + Math.floor(next() * lengthBytes.length) : undefined);
   return {

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import amqplib from 'amqplib';
 import mqttPacket from 'mqtt-packet';
 import { hashPassword } from '../../src/auth/passwords.js';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { delay, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { startTestBridge, transientExchange, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { connectBytes, mqttString, packetBytes, type ConnectBytesOptions } from '../helpers/mqtt-bytes.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
@@ -74,16 +73,7 @@ async function subscribe(client: RawMqttClient, messageId: number, filters: Arra
 }
 
 /** Publishes a command on AMQP, as an enterprise system would. */
-async function command(routingKey: string, payload: string): Promise<void> {
-  const connection = await amqplib.connect(AMQP_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    channel.publish(commands, routingKey, Buffer.from(payload), { persistent: true });
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
-  }
-}
+const command = (routingKey: string, payload: string) => publishConfirmed(commands, routingKey, payload, { persistent: true });
 
 for (const transport of TRANSPORTS) {
   describe(`protocol conformance over ${transport}`, () => {

@@ -7,7 +7,7 @@ import amqplib from 'amqplib';
 import type { MqttClient } from 'mqtt';
 import { hashPassword } from '../../src/auth/passwords.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
-import { AMQP_URL, delay, deleteExchanges, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { AMQP_URL, delay, deleteExchanges, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, transientExchange } from '../helpers/bridge.js';
 import { runBridgeProcess, waitForAmqp } from '../helpers/bridge-process.js';
 import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
@@ -229,16 +229,7 @@ test('reload - through the CLI: a broken file changes nothing and every problem 
 });
 
 /** Publishes one message on AMQP, waiting for RabbitMQ's confirm (it is routed by then). */
-async function publishCommand(to: string, routingKey: string): Promise<void> {
-  const connection = await amqplib.connect(AMQP_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    channel.publish(to, routingKey, Buffer.from(routingKey));
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
-  }
-}
+const publishCommand = (to: string, routingKey: string) => publishConfirmed(to, routingKey, routingKey);
 
 test('reload - an added exchange RabbitMQ refuses (it exists with another type) fails the reload and changes nothing; the bridge still reconnects and forwards', async () => {
   const clash = uniqueName('reload-clash');

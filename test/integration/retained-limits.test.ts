@@ -3,11 +3,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import amqplib from 'amqplib';
 import type { MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { hashPassword } from '../../src/auth/passwords.js';
-import { AMQP_URL, delay, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { delay, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, transientExchange, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
@@ -274,16 +273,7 @@ for (const transport of TRANSPORTS) {
 }
 
 /** Publishes on AMQP as an enterprise system would, waiting for RabbitMQ's confirm. */
-async function command(routingKey: string, payload: string): Promise<void> {
-  const connection = await amqplib.connect(AMQP_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    channel.publish(commands, routingKey, Buffer.from(payload), { persistent: true });
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
-  }
-}
+const command = (routingKey: string, payload: string) => publishConfirmed(commands, routingKey, payload, { persistent: true });
 
 test('retained limits - a downlink retained message past the total is dead-lettered (not requeued), counted, and not stored; with room it is stored', async () => {
   const fillers = Array.from({ length: MAX_TOTAL }, (_, i) => `devices/${i % 2 === 0 ? 'alice' : 'bob'}/downlink/f${i}`);

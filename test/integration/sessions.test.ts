@@ -3,8 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { hashPassword } from '../../src/auth/passwords.js';
 import type { BridgeConfig } from '../../src/config/schema.js';
-import amqplib from 'amqplib';
-import { AMQP_URL, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { publishConfirmed, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { startTestBridge, transientExchange, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
@@ -53,14 +52,7 @@ after(async () => {
 /** Publishes a command on the downlink exchange and waits until the bridge has taken it. */
 async function sendCommand(on: TestBridge, routingKey: string, payload: string): Promise<void> {
   const before = await delivered(on);
-  const connection = await amqplib.connect(AMQP_URL);
-  try {
-    const channel = await connection.createConfirmChannel();
-    channel.publish(commands, routingKey, Buffer.from(payload));
-    await channel.waitForConfirms();
-  } finally {
-    await connection.close();
-  }
+  await publishConfirmed(commands, routingKey, payload);
   await waitFor(async () => (await delivered(on)) > before, `the bridge to take command ${routingKey}`);
 }
 
