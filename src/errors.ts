@@ -22,6 +22,7 @@ export const ERROR_CODES = {
     'A retained publish was refused: it would take the retained messages past mqtt.maxRetainedMessages, maxRetainedBytes or their per-user limits.',
   BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
+  BRIDGE_ERR_STATE: 'The bridge cannot do what was asked in the state it is in (start it twice, reload it while it stops).',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
 } as const;
 

@@ -1,6 +1,6 @@
 import { createBridge } from '../bridge.js';
 import { loadConfigFile } from '../config/load.js';
-import { ConfigError, ListenError, UsageError } from '../errors.js';
+import { ConfigError, UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { parseArgs } from './args.js';
 import { createReloader, watchFile } from './reload.js';
@@ -30,8 +30,8 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   try {
     await bridge.start();
   } catch (error) {
-    if (!(error instanceof ListenError)) throw error;
-    logger.fatal({ code: error.code }, error.message);
+    // The bridge has undone what it started; the process ends with the reason logged.
+    logger.fatal({ code: (error as { code?: unknown }).code, err: error }, `the bridge could not start: ${(error as Error).message}`);
     logger.flush();
     return 1;
   }

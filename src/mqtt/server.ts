@@ -299,6 +299,12 @@ export class MqttServer implements DevicePublisher {
     return this.retained.usage();
   }
 
+  /** Bytes held for incomplete packets and for connections not yet logged in, by login state. */
+  bufferedBytes(): { unauthenticated: number; authenticated: number } {
+    const { total, unauthenticated } = this.ingress.usage();
+    return { unauthenticated, authenticated: total - unauthenticated };
+  }
+
   /** Connections open now, over all listeners. */
   private openConnections(): number {
     let open = 0;

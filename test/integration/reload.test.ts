@@ -133,7 +133,7 @@ test('reload - users and ACL change at once; connected devices stay; restart-onl
       }),
     );
     assert.deepEqual(result.applied, ['auth', 'acl']);
-    assert.deepEqual(result.restartRequired, ['mqtt.listeners', 'flow']);
+    assert.deepEqual(result.restartRequired, ['mqtt.listeners', 'flow.maxPendingMessages']);
     assert.equal(bridge.bridge.listeners.length, 2, 'the listeners kept their ports');
     await assert.rejects(connectClient(bridge.url('tcp'), { username: 'old-user', password: 'pw' }), /Bad username or password/);
     const fresh = await connectClient(bridge.url('tcp'), { username: 'new-user', password: 'pw2' });
