@@ -1,4 +1,4 @@
-export { createBridge, type Bridge, type BridgeOptions } from './bridge.js';
+export { Bridge, createBridge, type BridgeOptions, type BridgeState, type ReloadResult } from './bridge.js';
 export { loadConfigFile, loadConfigText, type LoadOptions } from './config/load.js';
 export { configSchema, type BridgeConfig, type BridgeConfigInput } from './config/schema.js';
 export * from './errors.js';
