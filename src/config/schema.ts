@@ -353,6 +353,9 @@ const amqpSchema = z
     url: z
       .string()
       .regex(/^amqps?:\/\//, 'an AMQP URL starts with amqp:// or amqps://')
+      // Checked here, and the URL never quoted: an unparsable URL, password and all, would otherwise
+      // reach the error that the URL parser throws (as its `input`), and from there the output.
+      .refine((url) => URL.canParse(url), 'is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)')
       .default(DEFAULT_AMQP_URL)
       .meta({ description: 'RabbitMQ to connect to; the password never appears in logs.', examples: [DEFAULT_AMQP_URL] }),
     connectionName: z
