@@ -88,10 +88,10 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   for (const id of [1, 2, 3]) await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(id));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES);
   const fourth = qos2Publish(4);
-  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), /holds 96 bytes of QoS 2 messages awaiting PUBREL/);
+  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), { code: 'BRIDGE_ERR_QOS2_LIMIT', message: /holds 96 bytes of QoS 2 messages awaiting PUBREL/ });
   assert.deepEqual(refusals, [['dev-1', 96]]);
   assert.deepEqual(notStored, [fourth], 'a retained publish refused here gives back its room');
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-2' }, qos2Publish(4)); // another session has its own bound
   // A resent PUBLISH is recognised by its id (and is not stored again); a PUBREL deletes it.
   const resent = qos2Publish(2);
@@ -100,11 +100,11 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(2));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES, 'the same id stored again counts once');
   await aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 });
-  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), /no such packet/);
+  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(5));
   await aedes.cleanIncoming({ id: 'dev-1' });
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 0);
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   assert.equal(sessions.pendingQos2.sessions, 1, 'only dev-2 holds QoS 2 state');
 });
 
