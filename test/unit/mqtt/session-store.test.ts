@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Packet from 'aedes-packet';
+import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/mqtt/pending-qos2.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
@@ -42,11 +43,25 @@ test("session store - aedes' own persistence state works through it (subscriptio
   assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
 });
 
-test('session store - reading a method gives the same function every time (no allocation per call aedes makes)', () => {
-  const { aedes } = store();
-  assert.equal(aedes.subscriptionsByTopic, aedes.subscriptionsByTopic);
-  assert.equal(aedes.incomingStorePacket, aedes.incomingStorePacket);
-  assert.equal(aedes.outgoingEnqueueCombi, aedes.outgoingEnqueueCombi);
+/** The function a class on `object`'s prototype chain defines for `name`: what a plain method read gives. */
+function methodOfClass(object: object, name: string): unknown {
+  for (let prototype = Object.getPrototypeOf(object) as object | null; prototype; prototype = Object.getPrototypeOf(prototype) as object | null) {
+    const descriptor = Object.getOwnPropertyDescriptor(prototype, name);
+    if (descriptor) return descriptor.value;
+  }
+  return undefined;
+}
+
+test("session store - aedes reads the classes' own methods, not copies bound per read or per instance (no allocation per call)", () => {
+  const { sessions } = store();
+  const persistence = sessions.persistence as unknown as Record<string, unknown>;
+  // aedes' own method, inherited as it is; and the store's overrides, from its class.
+  assert.equal(persistence.subscriptionsByTopic, (AsyncMemoryPersistence.prototype as unknown as Record<string, unknown>).subscriptionsByTopic);
+  for (const name of ['subscriptionsByTopic', 'incomingStorePacket', 'incomingGetPacket', 'outgoingEnqueueCombi', 'outgoingUpdate', 'outgoingStream']) {
+    assert.equal(typeof persistence[name], 'function', name);
+    assert.equal(persistence[name], methodOfClass(persistence, name), `${name} is the class's own function`);
+    assert.equal(Object.hasOwn(persistence, name), false, `${name} is not a per-instance copy`);
+  }
 });
 
 test('session store - outgoing messages go to the bounded queues: oldest unsent dropped, cleared by packet id', async () => {
