@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { BridgeError, ERROR_CODES } from '../../src/errors.js';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { REPOSITORY_ROOT as ROOT, sourceFiles } from '../helpers/source-files.js';
 
 /** The rows of docs/errors.md's table: code and the text of each of its columns. */
 function documentedRows(): Map<string, string[]> {
@@ -40,13 +38,6 @@ test("errors - each documented code's row says where, what happened and what to 
  * once its file is merged with coded errors.
  */
 const PLAIN_ERRORS_ALLOWED = ['src/bridge.ts', 'src/amqp/'];
-
-function sourceFiles(folder: string): string[] {
-  return readdirSync(folder).flatMap((name) => {
-    const path = join(folder, name);
-    return statSync(path).isDirectory() ? sourceFiles(path) : path.endsWith('.ts') ? [path] : [];
-  });
-}
 
 test('errors - nothing under src/ throws or passes on a plain Error: every error the bridge raises has a code', () => {
   const plain: string[] = [];
