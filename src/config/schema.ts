@@ -353,6 +353,9 @@ const amqpSchema = z
     url: z
       .string()
       .regex(/^amqps?:\/\//, 'an AMQP URL starts with amqp:// or amqps://')
+      // Checked here, and the URL never quoted: an unparsable URL, password and all, would otherwise
+      // reach the error that the URL parser throws (as its `input`), and from there the output.
+      .refine((url) => URL.canParse(url), 'is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)')
       .default(DEFAULT_AMQP_URL)
       .meta({ description: 'RabbitMQ to connect to; the password never appears in logs.', examples: [DEFAULT_AMQP_URL] }),
     connectionName: z
@@ -707,8 +710,6 @@ export type BridgeConfigInput = z.input<typeof configSchema>;
 type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
-export type TlsListenerConfig = Extract<ListenerConfig, { type: 'tls' | 'wss' }>;
-export type UplinkRuleSettings = BridgeConfig['uplink'][number];
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
 export type UserSettings = z.output<typeof userSchema>;
 export type AuthSettings = NonNullable<BridgeConfig['auth']>;

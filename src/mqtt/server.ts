@@ -91,7 +91,7 @@ export class MqttServer implements DevicePublisher {
       if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
     });
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
-    broker.on('clientError', (client: Client, error: Error) => logger.debug({ clientId: client.id, err: error.message }, 'client error'));
+    broker.on('clientError', (client: Client, error: Error & { code?: unknown }) => logger.debug({ clientId: client.id, code: error.code, err: error.message }, 'client error'));
     broker.on('connectionError', (_client: Client, error: Error) => logger.debug({ err: error.message }, 'connection error before CONNECT'));
   }
 

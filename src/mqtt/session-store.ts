@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { BridgeError } from '../errors.js';
 import { MemorySessionRegistry, type SessionRegistry } from './session-registry.js';
 import { PendingQos2 } from './pending-qos2.js';
 import type { RetainedOwner } from './retained-ledger.js';
@@ -65,7 +66,7 @@ export class OfflineQueues {
         return;
       }
     }
-    throw new Error('no such packet');
+    throw noSuchPacket();
   }
 
   clear(clientId: string, messageId: number | undefined): Packet | undefined {
@@ -192,20 +193,20 @@ class BridgePersistence extends MemoryPersistence {
       this.options.onQos2Refused?.(clientId, held);
       this.options.retained?.notStored(packet);
       // aedes closes the connection: MQTT 3.1.1 cannot refuse one PUBLISH [MQTT-4.8.0-1].
-      throw new Error(`the session holds ${held} bytes of QoS 2 messages awaiting PUBREL (mqtt.maxPendingQos2BytesPerSession)`);
+      throw new BridgeError('BRIDGE_ERR_QOS2_LIMIT', `the session holds ${held} bytes of QoS 2 messages awaiting PUBREL (mqtt.maxPendingQos2BytesPerSession)`);
     }
   }
 
   async incomingGetPacket(client: ClientRef, packet: { cmd?: string; messageId?: number; payload?: unknown }): Promise<PendingQos2Packet> {
     const messageId = packet.messageId ?? 0;
-    if (!this.pendingQos2.has(idOf(client), messageId)) throw new Error('no such packet');
+    if (!this.pendingQos2.has(idOf(client), messageId)) throw noSuchPacket();
     // aedes answers a resent PUBLISH from here, without publishing (or storing) it again.
     if (packet.cmd === 'publish') this.options.retained?.notStored(packet);
     return { cmd: 'publish', qos: 2, messageId };
   }
 
   async incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void> {
-    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw new Error('no such packet');
+    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw noSuchPacket();
   }
 
   override async cleanIncoming(client: ClientRef): Promise<void> {
@@ -262,6 +263,11 @@ function ownCopy(payload: Buffer | string): Buffer | string {
   const copy = Buffer.alloc(payload.length); // not from the shared pool, which a small slice would also hold
   payload.copy(copy);
   return copy;
+}
+
+/** What aedes' own persistence throws for a packet id it does not hold (aedes reads only that it failed). */
+function noSuchPacket(): BridgeError {
+  return new BridgeError('BRIDGE_ERR_PACKET_NOT_FOUND', 'no such packet');
 }
 
 function idOf(ref: ClientRef): string {

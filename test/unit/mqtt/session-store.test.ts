@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Packet from 'aedes-packet';
+import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/mqtt/pending-qos2.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
@@ -42,11 +43,25 @@ test("session store - aedes' own persistence state works through it (subscriptio
   assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
 });
 
-test('session store - reading a method gives the same function every time (no allocation per call aedes makes)', () => {
-  const { aedes } = store();
-  assert.equal(aedes.subscriptionsByTopic, aedes.subscriptionsByTopic);
-  assert.equal(aedes.incomingStorePacket, aedes.incomingStorePacket);
-  assert.equal(aedes.outgoingEnqueueCombi, aedes.outgoingEnqueueCombi);
+/** The function a class on `object`'s prototype chain defines for `name`: what a plain method read gives. */
+function methodOfClass(object: object, name: string): unknown {
+  for (let prototype = Object.getPrototypeOf(object) as object | null; prototype; prototype = Object.getPrototypeOf(prototype) as object | null) {
+    const descriptor = Object.getOwnPropertyDescriptor(prototype, name);
+    if (descriptor) return descriptor.value;
+  }
+  return undefined;
+}
+
+test("session store - aedes reads the classes' own methods, not copies bound per read or per instance (no allocation per call)", () => {
+  const { sessions } = store();
+  const persistence = sessions.persistence as unknown as Record<string, unknown>;
+  // aedes' own method, inherited as it is; and the store's overrides, from its class.
+  assert.equal(persistence.subscriptionsByTopic, (AsyncMemoryPersistence.prototype as unknown as Record<string, unknown>).subscriptionsByTopic);
+  for (const name of ['subscriptionsByTopic', 'incomingStorePacket', 'incomingGetPacket', 'outgoingEnqueueCombi', 'outgoingUpdate', 'outgoingStream']) {
+    assert.equal(typeof persistence[name], 'function', name);
+    assert.equal(persistence[name], methodOfClass(persistence, name), `${name} is the class's own function`);
+    assert.equal(Object.hasOwn(persistence, name), false, `${name} is not a per-instance copy`);
+  }
 });
 
 test('session store - outgoing messages go to the bounded queues: oldest unsent dropped, cleared by packet id', async () => {
@@ -88,10 +103,10 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   for (const id of [1, 2, 3]) await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(id));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES);
   const fourth = qos2Publish(4);
-  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), /holds 96 bytes of QoS 2 messages awaiting PUBREL/);
+  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), { code: 'BRIDGE_ERR_QOS2_LIMIT', message: /holds 96 bytes of QoS 2 messages awaiting PUBREL/ });
   assert.deepEqual(refusals, [['dev-1', 96]]);
   assert.deepEqual(notStored, [fourth], 'a retained publish refused here gives back its room');
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-2' }, qos2Publish(4)); // another session has its own bound
   // A resent PUBLISH is recognised by its id (and is not stored again); a PUBREL deletes it.
   const resent = qos2Publish(2);
@@ -100,11 +115,11 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(2));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES, 'the same id stored again counts once');
   await aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 });
-  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), /no such packet/);
+  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(5));
   await aedes.cleanIncoming({ id: 'dev-1' });
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 0);
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   assert.equal(sessions.pendingQos2.sessions, 1, 'only dev-2 holds QoS 2 state');
 });
 
