@@ -608,9 +608,13 @@ const aclActions = z.union([aclAction, z.array(aclAction).min(1)]);
 
 const aclEntrySchema = z
   .strictObject({
-    allow: aclActions.optional().meta({ description: 'What the entry allows: `publish`, `subscribe` or both. A subscription is allowed when the entry\'s topic covers its whole filter.' }),
+    allow: aclActions.optional().meta({
+      description:
+        'What the entry allows: `publish`, `subscribe` or both. Entries are tried in order; the first that applies decides. An entry applies when its topic covers the whole request: the topic of a PUBLISH or will, the topic of a message delivered to the client, or every topic a SUBSCRIBE filter matches (`devices/+/commands/#` is not covered by `devices/{username}/commands/#`).',
+    }),
     deny: aclActions.optional().meta({
-      description: 'What the entry denies (instead of `allow`). A subscription is denied when its filter overlaps the entry\'s topic: `devices/#` is refused under a deny of `devices/+/secrets/#`.',
+      description:
+        'What the entry denies (instead of `allow`); it applies as an allow does, when its topic covers the whole request. A SUBSCRIBE filter wholly inside it gets 0x80 (`devices/d1/secrets/#` under a deny of `devices/+/secrets/#`); a broader filter that only overlaps it (`devices/#`) is not decided by it, a later entry may grant it, and each message on a topic it denies is then not delivered to that client.',
     }),
     topic: z
       .string()
@@ -627,7 +631,7 @@ const aclSchema = z
   .union([
     aclRulesSchema,
     z.strictObject({
-      rules: aclRulesSchema.meta({ description: 'The entries, first match wins.' }),
+      rules: aclRulesSchema.meta({ description: 'The entries, tried in order: the first whose topic covers the request decides.' }),
       onDeniedPublish: z
         .enum(['disconnect', 'drop'])
         .default('disconnect')
@@ -637,7 +641,7 @@ const aclSchema = z
   .transform((acl) => (Array.isArray(acl) ? { rules: acl, onDeniedPublish: 'disconnect' as const } : acl))
   .meta({
     description:
-      'Per-client topic access: a list of entries (first match wins; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`.',
+      'Per-client topic access: a list of entries (the first that covers the request decides; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`. See docs/security.md.',
   });
 
 const limitsSchema = z

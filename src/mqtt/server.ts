@@ -6,7 +6,7 @@ import { ClientIdentities } from './client-identity.js';
 import { createAuthenticate, type LoginCheck, type SessionRefusal } from './hooks/authenticate.js';
 import { SessionExpiry } from './session-expiry.js';
 import type { SessionCounts } from './session-registry.js';
-import { createAuthorizeForward } from './hooks/authorize-forward.js';
+import { createAuthorizeForward, createQueueCheck } from './hooks/authorize-forward.js';
 import { createPreConnect } from './hooks/pre-connect.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
@@ -118,6 +118,7 @@ export class MqttServer implements DevicePublisher {
       maxPendingQos2BytesPerSession: options.config.maxPendingQos2BytesPerSession,
       onQos2Refused: (clientId, held) => refused('qos2_pending_bytes', { id: clientId }, `${held} bytes of QoS 2 state awaiting PUBREL`),
       retained,
+      mayQueue: access ? createQueueCheck(access, (clientId) => sessions.registry.holder(clientId)) : undefined,
     });
     broker = await Aedes.createBroker({
       persistence: sessions.persistence,

@@ -12,7 +12,7 @@ interface AedesCalls {
   cleanSubscriptions(client: { id: string }): Promise<void>;
   incomingStorePacket(client: { id: string }, packet: Packet): Promise<void>;
   incomingGetPacket(client: { id: string }, packet: { messageId: number }): Promise<Packet>;
-  outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: Packet): Promise<void>;
+  outgoingEnqueueCombi(subs: Array<{ clientId: string; topic?: string }>, packet: Packet): Promise<void>;
   outgoingClearMessageId(client: { id: string }, packet: { messageId: number }): Promise<Packet | undefined>;
   outgoingStream(client: { id: string }): AsyncIterable<Packet>;
 }
@@ -140,4 +140,49 @@ test('session store - every retained message stored is told to the accounting, a
   for await (const packet of sessions.persistence.createRetainedStream('#')) stored.push(packet.topic);
   assert.deepEqual(stored.sort(), ['a', 'b']);
   assert.deepEqual(sessions.retainedOwner('a'), { username: 'alice' });
+});
+
+test('session store - a message the client may not receive is not queued for it, refused once however many of its filters match; a "$" topic is not queued for "#" or "+/..." [MQTT-4.7.2-1]', async () => {
+  const asked: string[] = [];
+  const sessions = createSessionStore({
+    maxOfflineMessages: 2,
+    onDropped: () => assert.fail('nothing denied takes the place of an allowed message'),
+    mayQueue: (clientId, topic) => {
+      asked.push(`${clientId} ${topic}`);
+      return !topic.includes('secret');
+    },
+  });
+  const aedes = sessions.persistence as unknown as AedesCalls;
+  // aedes passes one subscription per matching filter: dev-1 holds two that match.
+  const subs = [
+    { clientId: 'dev-1', topic: '#' },
+    { clientId: 'dev-1', topic: 'a/+' },
+    { clientId: 'dev-2', topic: 'a/#' },
+  ];
+  for (let i = 0; i < 4; i++) await aedes.outgoingEnqueueCombi(subs, publish('a/secret', i));
+  await aedes.outgoingEnqueueCombi(subs, publish('a/open', 10));
+  await aedes.outgoingEnqueueCombi([{ clientId: 'dev-1', topic: '#' }, { clientId: 'dev-2', topic: '+/x' }, { clientId: 'dev-3', topic: '$status/#' }], publish('$status/x', 11));
+  assert.deepEqual(asked.filter((line) => line.startsWith('dev-1 a/secret')).length, 4, 'refused once per message for dev-1, whose two filters match it');
+  assert.deepEqual(asked.slice(-1), ['dev-3 $status/x'], 'only the subscription that names "$status" is asked for the "$" topic');
+  const queued = async (clientId: string) => {
+    const topics: string[] = [];
+    for await (const packet of aedes.outgoingStream({ id: clientId })) topics.push(packet.topic);
+    return topics;
+  };
+  assert.deepEqual(await queued('dev-1'), ['a/open', 'a/open'], 'two matching filters: queued twice, as aedes does');
+  assert.deepEqual(await queued('dev-2'), ['a/open']);
+  assert.deepEqual(await queued('dev-3'), ['$status/x']);
+});
+
+test('session store - a message not sent yet is cleared by its broker id, not by the absent packet id', async () => {
+  // aedes clears a message authorizeForward refused with the packet it was given, which has no
+  // packet id: matching on that removed the first unsent message, and sending that one then failed.
+  const { aedes } = store();
+  for (const [index, topic] of ['allowed-1', 'denied', 'allowed-2'].entries()) await aedes.outgoingEnqueueCombi([{ clientId: 'dev-1' }], publish(topic, index));
+  const cleared = await aedes.outgoingClearMessageId({ id: 'dev-1' }, { brokerId: 'b', brokerCounter: 1 } as unknown as { messageId: number });
+  assert.equal(cleared?.topic, 'denied');
+  assert.equal(await aedes.outgoingClearMessageId({ id: 'dev-1' }, { brokerId: 'b', brokerCounter: 1 } as unknown as { messageId: number }), undefined, 'gone');
+  const left: string[] = [];
+  for await (const packet of aedes.outgoingStream({ id: 'dev-1' })) left.push(packet.topic);
+  assert.deepEqual(left, ['allowed-1', 'allowed-2']);
 });
