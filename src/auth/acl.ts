@@ -32,8 +32,8 @@ interface CompiledEntry {
   readonly hasPlaceholder: boolean;
 }
 
-/** A placeholder value that would widen or break a filter: absent, empty, or holding a level separator or wildcard. */
-const UNSAFE_VALUE = /[/+#\u0000]/;
+/** Characters that would widen or break a filter if a placeholder's value held them: a level separator, the wildcards, U+0000. */
+const UNSAFE_CHARACTERS = ['/', '+', '#', '\u0000'];
 
 /**
  * Per-client topic access. An entry applies to a request when it lists the action, names the
@@ -87,7 +87,7 @@ export class Acl {
 }
 
 function safeValue(value: string | undefined): string | null {
-  return value === undefined || value === '' || UNSAFE_VALUE.test(value) ? null : value;
+  return value === undefined || value === '' || UNSAFE_CHARACTERS.some((character) => value.includes(character)) ? null : value;
 }
 
 /** The entry's levels for this identity, or null when a placeholder it names has no safe value. */

@@ -158,7 +158,7 @@ export class MqttServer implements DevicePublisher {
     try {
       checkAedesInternals(broker);
     } catch (error) {
-      await new Promise<void>((resolve) => broker!.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
       throw error;
     }
     const sessionFile = options.config.sessionFile;
@@ -315,9 +315,13 @@ export class MqttServer implements DevicePublisher {
 
   /** Re-reads the certificates of every TLS listener; throws (changing nothing more) if one cannot be read. */
   reloadCertificates(): number {
-    const tlsListeners = this.running.filter((listener) => listener.reloadCertificates);
-    for (const listener of tlsListeners) listener.reloadCertificates!();
-    return tlsListeners.length;
+    let count = 0;
+    for (const listener of this.running) {
+      if (!listener.reloadCertificates) continue;
+      listener.reloadCertificates();
+      count++;
+    }
+    return count;
   }
 
   async stopAccepting(): Promise<void> {

@@ -176,7 +176,7 @@ class UplinkForwarder {
   }
 
   private dropped(publish: DevicePublish, rule: string, error: BridgeError, fallback: UplinkDropReason): void {
-    const reason = PERMANENT_FAILURES[error.code as PublishError['code']] ?? fallback;
+    const reason = PERMANENT_FAILURES[error.code] ?? fallback;
     this.metrics.uplinkDropped.inc({ reason });
     this.failures.warn(null, { rule, topic: publish.topic, clientId: publish.clientId, code: error.code, err: error.message });
   }

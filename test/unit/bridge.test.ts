@@ -19,7 +19,7 @@ function deferred<T = void>() {
   return { promise, resolve, reject };
 }
 
-type Step = () => Promise<unknown> | unknown;
+type Step = () => unknown;
 
 /**
  * Fakes of the MQTT server, the broker back end and the HTTP endpoint that write what is done to

@@ -37,7 +37,7 @@ export function createAuthorizeForward(delivery: DeliveryCheck | null = null): A
     }
     if (packet.qos === 0) return packet;
     const subscriptions = heldSubscriptions(client);
-    let lowest = packet.qos;
+    let lowest: number = packet.qos;
     for (const filter in subscriptions) lowest = Math.min(lowest, subscriptions[filter]!.qos ?? 0);
     if (lowest === packet.qos) return packet; // no subscription could lower it
     const topic = levelsOf(packet.topic);

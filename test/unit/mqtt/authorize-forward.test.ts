@@ -7,7 +7,7 @@ import { createAuthorizeForward, createQueueCheck } from '../../../src/mqtt/hook
 import { ownerOf, type SessionHolder } from '../../../src/mqtt/session-registry.js';
 
 function clientWith(subscriptions: Record<string, number>): Client {
-  const held: Record<string, { qos: number }> = Object.create(null);
+  const held = Object.create(null) as Record<string, { qos: number }>;
   for (const [filter, qos] of Object.entries(subscriptions)) held[filter] = { qos };
   return { id: 'c', subscriptions: held } as unknown as Client;
 }
@@ -65,7 +65,7 @@ test('authorizeForward - with aedes, one QoS 2 message reaches each wildcard sub
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     server.close();
   });
-  const [low, high, zero, publisher] = clients as [mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient];
+  const [low, high, zero, publisher] = clients;
   // The lowest grant subscribes first: were the packet shared, lowering it would reach the others.
   await low.subscribeAsync('plant/#', { qos: 1 });
   await high.subscribeAsync('plant/+/temp', { qos: 2 });

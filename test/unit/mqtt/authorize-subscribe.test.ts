@@ -14,7 +14,7 @@ interface FakeClient {
 
 function fakeClient(id: string, existing: string[] = []): FakeClient {
   // aedes keeps a client's subscriptions in an object without a prototype.
-  const subscriptions: Record<string, unknown> = Object.create(null);
+  const subscriptions = Object.create(null) as Record<string, unknown>;
   for (const filter of existing) subscriptions[filter] = { qos: 1 };
   return { id, subscriptions };
 }
