@@ -18,9 +18,37 @@ export interface LoadOptions {
 
 type Path = ReadonlyArray<string | number>;
 
+/**
+ * Where an entry of a loaded configuration is written, as `FILE:LINE:COL`, by its path as
+ * problems name it (`amqp.exchanges[1].durable`); an entry the file leaves to its default is
+ * placed at the nearest one that is written.
+ */
+export type ConfigLocator = (path: string) => string;
+
+/** A configuration and where each of its entries is in its file. */
+export interface LocatedConfig {
+  config: BridgeConfig;
+  locate: ConfigLocator;
+}
+
 /** Reads, substitutes, parses, validates and freezes a configuration file. Throws ConfigError. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeConfig {
   return loadConfigText(readConfigFile(file), file, options);
+}
+
+/**
+ * As loadConfigFile, with a locator of its entries, so that the running bridge can name the
+ * line of what RabbitMQ refuses.
+ */
+export function loadLocatedConfigFile(file: string, options: LoadOptions = {}): LocatedConfig {
+  const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
+  return {
+    config,
+    locate: (path) => {
+      const { line, col } = problemAt(parsePath(path), '');
+      return `${file}:${line}:${col}`;
+    },
+  };
 }
 
 /** As loadConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
@@ -322,6 +350,11 @@ function keyOffsetOf(doc: Document, path: Path, key: string): number {
     if (keyNode?.range) return keyNode.range[0];
   }
   return offsetOf(doc, path);
+}
+
+/** `amqp.exchanges[1].durable` as `['amqp', 'exchanges', 1, 'durable']` (formatPath's reverse). */
+function parsePath(path: string): Path {
+  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map(([, key, index]) => (index === undefined ? key! : Number(index)));
 }
 
 export function formatPath(path: Path): string {

@@ -155,6 +155,11 @@ export class UplinkResolver {
     return [...new Set(this.rules.flatMap((rule) => (rule.exchange.constant === null ? [] : [rule.exchange.constant])))];
   }
 
+  /** Each rule's exchange, in the rules' order: its name when the rule gives it literally, null when a placeholder renders it. */
+  exchangesOfRules(): Array<{ rule: string; exchange: string | null }> {
+    return this.rules.map((rule) => ({ rule: rule.name, exchange: rule.exchange.constant }));
+  }
+
   /** The name of the rule that takes this topic, or null. */
   match(topic: string): string | null {
     const index = this.trie.match(topic.split('/'));

@@ -103,7 +103,7 @@ class FakeChannel extends EventEmitter {
 
 function subscription(rule: string, queue: string, routingKey: string, topic: string, deadLetterExchange?: string): DownlinkSubscription {
   const resolver = new DownlinkRuleResolver(compileDownlinkRule({ name: rule, exchange: 'commands', routingKey, topic, qos: 1 }));
-  return { rule, queue, binding: { exchange: 'commands', key: resolver.rule.bindingKey!, deadLetterExchange }, prefetch: 10, resolver };
+  return { rule, queue, binding: { exchange: 'commands', key: resolver.rule.bindingKey!, deadLetterExchange }, prefetch: 10, resolver, configPath: 'downlink[0]' };
 }
 
 /** A handler that records the topic each delivery resolves to and keeps its settle for the test. */
