@@ -177,6 +177,9 @@ export class ConfirmPublisher implements MessagePublisher {
 
   async close(timeoutMs: number): Promise<void> {
     this.closed = true;
+    // Those held for a refused exchange will not be confirmed meanwhile: failed at once.
+    const refused = new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge shut down while RabbitMQ refused the exchange of this publish');
+    for (const held of [...this.held.values()]) for (const entry of [...held].sort((a, b) => a.sequence - b.sequence)) this.settle(entry, refused);
     if (this.messages > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);

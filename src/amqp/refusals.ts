@@ -87,7 +87,8 @@ export class Refusals {
 
   private report(refusal: Refusal): string {
     const { resource, error, held } = refusal;
-    const heldNow = held.length > 0 ? `${held.join(', ')} wait${held.length === 1 ? 's' : ''} until it is fixed; everything else flows` : 'no rule needs it now';
+    const heldNow =
+      held.length > 0 ? `${held.join(', ')} wait${held.length === 1 ? 's' : ''} until it is fixed; everything else flows` : 'no rule names it; only what is routed to it waits';
     return `RabbitMQ refused ${resource.kind} "${resource.name}" (${error.code} ${error.text}): ${advice(refusal, (path) => this.where(path))}. ${capitalized(heldNow)}. Retried every ${this.options.retryMs / 1000} s and on reload`;
   }
 

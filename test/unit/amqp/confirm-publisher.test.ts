@@ -285,6 +285,21 @@ test('ConfirmPublisher - RabbitMQ closing the channel over a publish to a missin
   assert.equal(results.size, 0, 'nothing settled: a and b await their confirm, g waits for its exchange');
 });
 
+test('ConfirmPublisher - close fails the publishes held for a refused exchange at once, and waits only for those in flight', async () => {
+  const { publisher, results, publish, exchanges } = setup();
+  exchanges.refuse('clash', { kind: 'configuration', code: 406, text: 'PRECONDITION_FAILED' });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('held', 'clash');
+  publish('sent', 'x');
+  const closing = publisher.close(60_000);
+  assert.equal(results.get('held')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
+  assert.equal(results.has('sent'), false, 'still waiting for its confirm');
+  channel.confirm(0);
+  await closing;
+  assert.equal(results.get('sent'), null);
+});
+
 test('ConfirmPublisher - close waits for pending confirms, then fails what is left', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { publisher, results, publish } = setup();
