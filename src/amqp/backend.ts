@@ -6,13 +6,13 @@ import type { BridgeConfig } from '../config/schema.js';
 import { BridgeError } from '../errors.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { BrokerRefusal, BrokerState, DeliveryHandler } from '../ports.js';
-import { classifyAmqpError, refusedResource, type ClassifiedAmqpError } from './amqp-errors.js';
+import { classifyAmqpError, type ClassifiedAmqpError } from './amqp-errors.js';
 import { batchWrites, checkAmqplibInternals } from './amqplib-internals.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { connectOptions } from './connect-options.js';
 import { DownlinkConsumers, type DownlinkSubscription } from './downlink-consumers.js';
 import { ExchangeDirectory } from './exchange-directory.js';
-import { Refusals, type Refusal } from './refusals.js';
+import { downlinkRefusal, Refusals, type Refusal } from './refusals.js';
 import { declareExchanges, type DeclaredExchanges, type ExchangeSettings } from './topology.js';
 import { redactUrl, withHeartbeat } from './url.js';
 
@@ -100,7 +100,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
     this.consumers = new DownlinkConsumers(options.downlink.subscriptions, options.downlink.handler, this.logger, {
       refusedRetryMs: config.refusedRetryMs,
       onRefused: (subscription, error) => this.downlinkRefused(subscription, error),
-      onCleared: (rule) => this.refusals.accept(downlinkKey(rule)),
+      onCleared: (rule, why) => this.refusals.accept(downlinkKey(rule), why === 'started' ? undefined : 'the rule that needed it was changed or removed'),
     });
   }
 
@@ -294,11 +294,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
   }
 
   private downlinkRefused(subscription: DownlinkSubscription, error: ClassifiedAmqpError): void {
-    const resource = refusedResource(error.text) ?? { kind: 'queue' as const, name: subscription.queue };
-    const { configPath, binding, rule } = subscription;
-    const [operation, entry]: [Refusal['operation'], string] =
-      resource.kind === 'exchange' ? ['bind', `${configPath}.exchange`] : binding ? [error.code === 406 ? 'declare' : 'consume', configPath] : ['consume', `${configPath}.queue`];
-    this.refusals.refuse(downlinkKey(rule), { resource, error, operation, entry, held: [`downlink rule ${rule}`] });
+    this.refusals.refuse(downlinkKey(subscription.rule), downlinkRefusal(subscription, error));
   }
 
   /** The configuration entry that asks for an exchange and the uplink rules that wait for it; null when only templates may name it. */

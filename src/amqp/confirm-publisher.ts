@@ -143,7 +143,7 @@ export class ConfirmPublisher implements MessagePublisher {
       }
     });
     this.requeueOrphans();
-    this.pump();
+    this.releaseAvailable(); // a new connection may accept what the last one refused
   }
 
   /** The channel is gone: keep unconfirmed publishes, in order, for the next one. */

@@ -4,6 +4,7 @@ import { DEFAULT_REFUSED_RETRY_MS } from '../config/schema.js';
 import type { DownlinkRuleResolver } from '../mapping/downlink.js';
 import type { DeliveryHandler, DeliveryOutcome } from '../ports.js';
 import { classifyAmqpError, type ClassifiedAmqpError } from './amqp-errors.js';
+import { ownQueueOptions } from './topology.js';
 
 /** Delay before a downlink consumer is set up again after its channel closed on a live connection. */
 export const CONSUMER_RETRY_DELAY_MS = 1_000;
@@ -36,8 +37,8 @@ export interface DownlinkConsumersOptions {
   refusedRetryMs?: number;
   /** RabbitMQ refused what a rule needs (its queue is missing, say); called on every failed attempt, the caller reports it once. */
   onRefused?(subscription: DownlinkSubscription, error: ClassifiedAmqpError): void;
-  /** The rule's consumer started, or the rule is gone: what was refused for it is over. */
-  onCleared?(rule: string): void;
+  /** The rule's consumer started, or the rule was removed or changed: what was refused for it is over. */
+  onCleared?(rule: string, why: 'started' | 'retired'): void;
 }
 
 interface Consumer {
@@ -161,7 +162,7 @@ export class DownlinkConsumers {
       await consumer.channel.close().catch(() => {});
     }
     await this.dropBindingIfUnwanted(old);
-    this.options.onCleared?.(old.rule);
+    this.options.onCleared?.(old.rule, 'retired');
     this.logger.info({ rule: old.rule, queue: old.queue, replaced: this.subscriptions.has(old.rule) }, 'downlink consumer retired');
   }
 
@@ -243,10 +244,7 @@ export class DownlinkConsumers {
     await channel.prefetch(subscription.prefetch);
     if (subscription.binding) {
       const { exchange, key, deadLetterExchange } = subscription.binding;
-      await channel.assertQueue(subscription.queue, {
-        durable: true,
-        arguments: deadLetterExchange === undefined ? {} : { 'x-dead-letter-exchange': deadLetterExchange },
-      });
+      await channel.assertQueue(subscription.queue, ownQueueOptions(deadLetterExchange));
       await channel.bindQueue(subscription.queue, exchange, key);
     }
     const { consumerTag } = await channel.consume(subscription.queue, (message) => this.onMessage(consumer, message), { noAck: false });
@@ -261,7 +259,7 @@ export class DownlinkConsumers {
     consumer.subscription = current;
     this.consumers.set(subscription.rule, consumer);
     this.cancelRetry(subscription.rule);
-    this.options.onCleared?.(subscription.rule);
+    this.options.onCleared?.(subscription.rule, 'started');
     this.logger.info({ rule: subscription.rule, queue: subscription.queue, binding: subscription.binding }, 'downlink consumer started');
   }
 

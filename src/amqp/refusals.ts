@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { ConfigLocator } from '../config/load.js';
 import type { BrokerRefusal } from '../ports.js';
-import { inequivalentArgument, type BrokerResource, type ClassifiedAmqpError } from './amqp-errors.js';
+import { inequivalentArgument, refusedResource, type BrokerResource, type ClassifiedAmqpError } from './amqp-errors.js';
+import type { DownlinkSubscription } from './downlink-consumers.js';
 
 /** What RabbitMQ refused, what the bridge was asking, and which part of the configuration asked. */
 export interface Refusal {
@@ -86,17 +87,39 @@ export class Refusals {
   }
 
   private report(refusal: Refusal): string {
-    const { resource, error, held } = refusal;
+    const { held } = refusal;
     const heldNow =
       held.length > 0 ? `${held.join(', ')} wait${held.length === 1 ? 's' : ''} until it is fixed; everything else flows` : 'no rule names it; only what is routed to it waits';
-    return `RabbitMQ refused ${resource.kind} "${resource.name}" (${error.code} ${error.text}): ${advice(refusal, (path) => this.where(path))}. ${capitalized(heldNow)}. Retried every ${this.options.retryMs / 1000} s and on reload`;
+    return `${refusalMessage(refusal, this.options.locate())}. ${capitalized(heldNow)}. Retried every ${this.options.retryMs / 1000} s and on reload`;
   }
 
-  /** `FILE:LINE:COL (path)`, or the path alone without a locator. */
   private where(path: string): string {
-    const locate = this.options.locate();
-    return locate ? `${locate(path)} (${path})` : path;
+    return placed(path, this.options.locate());
   }
+}
+
+/** What RabbitMQ refused and what to change: `RabbitMQ refused exchange "x" (406 ...): set durable: false at FILE:LINE:COL (path), ...`. */
+export function refusalMessage(refusal: Refusal, locate: ConfigLocator | null): string {
+  const { resource, error } = refusal;
+  return `RabbitMQ refused ${resource.kind} "${resource.name}" (${error.code} ${error.text}): ${advice(refusal, (path) => placed(path, locate))}`;
+}
+
+/** What RabbitMQ refused for a downlink rule: its queue (declared, consumed) or the exchange it binds to, and the entry that asks. */
+export function downlinkRefusal(subscription: Pick<DownlinkSubscription, 'rule' | 'queue' | 'binding' | 'configPath'>, error: ClassifiedAmqpError): Refusal {
+  const resource = refusedResource(error.text) ?? { kind: 'queue' as const, name: subscription.queue };
+  const { configPath, binding, rule } = subscription;
+  const [operation, entry]: [Refusal['operation'], string] =
+    resource.kind === 'exchange'
+      ? ['bind', `${configPath}.exchange`]
+      : binding
+        ? [error.code === 406 ? 'declare' : 'consume', configPath]
+        : ['consume', `${configPath}.queue`];
+  return { resource, error, operation, entry, held: [`downlink rule ${rule}`] };
+}
+
+/** `FILE:LINE:COL (path)`, or the path alone without a locator. */
+function placed(path: string, locate: ConfigLocator | null): string {
+  return locate ? `${locate(path)} (${path})` : path;
 }
 
 /** The configuration keys that set the arguments RabbitMQ compares, by RabbitMQ's name for them. */

@@ -1,4 +1,4 @@
-import type { Channel, ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel, Options } from 'amqplib';
 import type { BridgeConfig } from '../config/schema.js';
 import { classifyAmqpError, type ClassifiedAmqpError } from './amqp-errors.js';
 
@@ -23,7 +23,7 @@ export async function declareExchanges(model: ChannelModel, exchanges: readonly 
     for (const exchange of exchanges) {
       channel ??= await quietChannel(model);
       try {
-        await channel.assertExchange(exchange.name, exchange.type, { durable: exchange.durable, autoDelete: exchange.autoDelete });
+        await declareExchange(channel, exchange);
         outcome.declared.push(exchange.name);
       } catch (error) {
         const classified = classifyAmqpError(error);
@@ -38,7 +38,18 @@ export async function declareExchanges(model: ChannelModel, exchanges: readonly 
   return outcome;
 }
 
-async function quietChannel(model: ChannelModel): Promise<Channel> {
+/** Declares one exchange as the configuration says; RabbitMQ changes nothing when it exists so already. */
+export async function declareExchange(channel: Channel, exchange: ExchangeSettings): Promise<void> {
+  await channel.assertExchange(exchange.name, exchange.type, { durable: exchange.durable, autoDelete: exchange.autoDelete });
+}
+
+/** How the bridge declares the queue of its own for a downlink `exchange` rule. */
+export function ownQueueOptions(deadLetterExchange: string | undefined): Options.AssertQueue {
+  return { durable: true, arguments: deadLetterExchange === undefined ? {} : { 'x-dead-letter-exchange': deadLetterExchange } };
+}
+
+/** A channel whose error events are left to the operation that failed (its promise rejects with the same error). */
+export async function quietChannel(model: ChannelModel): Promise<Channel> {
   const channel = await model.createChannel();
   channel.on('error', () => {}); // a refused declaration rejects assertExchange, which says why
   return channel;

@@ -42,19 +42,20 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeC
  */
 export function loadLocatedConfigFile(file: string, options: LoadOptions = {}): LocatedConfig {
   const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
-  return {
-    config,
-    locate: (path) => {
-      const { line, col } = problemAt(parsePath(path), '');
-      return `${file}:${line}:${col}`;
-    },
+  return { config, locate: locator(file, problemAt) };
+}
+
+function locator(file: string, problemAt: (path: Path, message: string) => ConfigProblem): ConfigLocator {
+  return (path) => {
+    const { line, col } = problemAt(parsePath(path), '');
+    return `${file}:${line}:${col}`;
   };
 }
 
-/** As loadConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
-export function validateConfigFile(file: string, options: LoadOptions = {}): { config: BridgeConfig; warnings: ConfigProblem[] } {
+/** As loadLocatedConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
+export function validateConfigFile(file: string, options: LoadOptions = {}): LocatedConfig & { warnings: ConfigProblem[] } {
   const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
-  return { config, warnings: sortProblems(lintConfig(config).map((warning) => problemAt(warning.path, warning.message))) };
+  return { config, locate: locator(file, problemAt), warnings: sortProblems(lintConfig(config).map((warning) => problemAt(warning.path, warning.message))) };
 }
 
 /** As loadConfigFile, for text already read; `file` only names it in messages. */

@@ -7,6 +7,7 @@ import { createBridge, type Bridge } from '../../src/bridge.js';
 import { loadLocatedConfigFile } from '../../src/config/load.js';
 import { AMQP_URL, delay, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, TRANSPORTS, type Transport } from '../helpers/bridge.js';
+import { runCli } from '../helpers/cli.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
 
@@ -381,5 +382,57 @@ uplink:
     await device.endAsync();
     await bridge.bridge.stop();
     await withChannel((channel) => channel.deleteExchange(clash)).catch(() => {});
+  }
+});
+
+test('broker conflicts - validate --amqp reports what RabbitMQ would refuse at each entry, and changes nothing on RabbitMQ', async () => {
+  const durableClash = uniqueName('bcv-transient');
+  const created = uniqueName('bcv-not-yet'); // the bridge would declare it: not a problem, and not created by validate
+  const ruleExchange = uniqueName('bcv-nowhere');
+  const missingQueue = uniqueName('bcv-missing');
+  const ownQueue = uniqueName('bcv-own');
+  const otherDlx = uniqueName('bcv-dlx');
+  await withChannel(async (channel) => {
+    await channel.assertExchange(durableClash, 'topic', { durable: false, autoDelete: false });
+    await channel.assertQueue(ownQueue, { durable: true }); // without the dead-letter exchange the rule asks for
+  });
+  const config = new ConfiguredBridge(`${LISTENERS}amqp:
+  exchanges:
+    - { name: ${durableClash}, type: topic }
+    - { name: ${created}, type: topic, durable: false }
+uplink:
+  - { name: clash, topic: "clash/#", exchange: ${durableClash} }
+  - { name: typo, topic: "typo/#", exchange: ${ruleExchange} }
+downlink:
+  - { name: missing, queue: ${missingQueue}, topic: "m/{routingKey}", qos: 1 }
+  - { name: own, exchange: ${created}, routingKey: "c.{id}", topic: "c/{id}", qos: 1, queueName: ${ownQueue}, deadLetterExchange: ${otherDlx} }
+`);
+  try {
+    const result = await runCli(['validate', config.file, '--amqp', AMQP_URL]);
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, '');
+    const lines = result.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 4, result.stdout);
+    assert.ok(lines[0]!.startsWith(`${config.at(`{ name: ${durableClash}`)}: RabbitMQ refused exchange "${durableClash}" (406 PRECONDITION_FAILED - inequivalent arg 'durable'`), lines[0]);
+    assert.ok(lines[0]!.includes('set durable: false at amqp.exchanges[0].durable'), lines[0]);
+    assert.ok(lines[1]!.startsWith(`${config.at(ruleExchange)}: RabbitMQ refused exchange "${ruleExchange}" (404 NOT_FOUND`), lines[1]);
+    assert.ok(lines[2]!.startsWith(`${config.at(missingQueue)}: RabbitMQ refused queue "${missingQueue}" (404 NOT_FOUND`), lines[2]);
+    assert.ok(lines[3]!.startsWith(`${config.at(`{ name: own`)}: RabbitMQ refused queue "${ownQueue}" (406 PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange'`), lines[3]);
+    assert.ok(lines[3]!.includes('set deadLetterExchange at downlink[1].deadLetterExchange to match'), lines[3]);
+    const missing = await withChannel(async (channel) => {
+      const absent: string[] = [];
+      await channel.checkExchange(created).catch(() => absent.push(created));
+      return absent;
+    });
+    assert.deepEqual(missing, [created], 'validate declared nothing that was missing');
+    const unreachable = await runCli(['validate', config.file, '--amqp', 'amqp://guest:secret@127.0.0.1:1']);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stdout, /^amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1: cannot connect to RabbitMQ: /);
+  } finally {
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(ownQueue);
+      await channel.deleteExchange(durableClash);
+      await channel.deleteExchange(created);
+    }).catch(() => {});
   }
 });
