@@ -145,6 +145,7 @@ function advice(refusal: Refusal, where: (path: string) => string): string {
       return `${differs}: ${change}, or delete the queue on RabbitMQ (what it holds is lost) so that the bridge declares it as the rule says`;
     }
     case 404:
+      if (resource.kind === 'exchange' && entry.startsWith('amqp.exchanges[')) return `it was deleted on RabbitMQ after the bridge declared it (${where(entry)}): the bridge declares it again at the next retry or reload`;
       return resource.kind === 'queue'
         ? `create the queue on RabbitMQ (the bridge consumes a rule's queue but does not declare it), or name an existing one at ${where(entry)}`
         : `declare it under amqp.exchanges or create it on RabbitMQ, or name an existing exchange at ${where(entry)}`;

@@ -70,6 +70,7 @@ test('refusalMessage - without a locator the entries are named by their paths; e
   assert.match(message({ ...durableClash, error: { kind: 'configuration', code: 406, text: alternate } }), /with alternate-exchange ae, the configuration declares none: remove the entry at amqp\.exchanges\[1\] to use the exchange as it is/);
   const missing = { kind: 'configuration' as const, code: 404, text: "NOT_FOUND - no exchange 'telemetry' in vhost '/'" };
   assert.match(message({ ...durableClash, error: missing, operation: 'check', entry: 'uplink[0].exchange' }), /declare it under amqp\.exchanges or create it on RabbitMQ, or name an existing exchange at uplink\[0\]\.exchange/);
+  assert.match(message({ ...durableClash, error: missing, operation: 'publish' }), /it was deleted on RabbitMQ after the bridge declared it \(amqp\.exchanges\[1\]\): the bridge declares it again at the next retry or reload/);
   const dlx = "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange' for queue 'bridge.downlink.cmd' in vhost '/': received the value 'dlx' of type 'longstr' but current is none";
   const ownQueue = downlinkRefusal({ rule: 'cmd', queue: 'bridge.downlink.cmd', binding: { exchange: 'commands', key: '*', deadLetterExchange: 'dlx' }, configPath: 'downlink[3]' }, { kind: 'configuration', code: 406, text: dlx });
   assert.deepEqual([ownQueue.operation, ownQueue.entry], ['declare', 'downlink[3]']);
