@@ -6,7 +6,7 @@ import { accessPolicy, downlinkSubscriptions, publishRate, type AclInForce } fro
 import type { ConfigLocator } from './config/load.js';
 import { planReload } from './config/reload-plan.js';
 import { AEDES_MAX_TOPIC_LEVELS, type BridgeConfig } from './config/schema.js';
-import { BridgeError, ListenError } from './errors.js';
+import { BridgeError } from './errors.js';
 import { FlowController } from './flow/flow-controller.js';
 import { compileDownlinkRules } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
@@ -261,13 +261,9 @@ export class Bridge {
     if (this.stopRequested) throw new BridgeError('BRIDGE_ERR_STATE', 'the bridge was stopped while it was starting');
   }
 
-  private async startHttp(): Promise<RunningHttpServer> {
+  private startHttp(): Promise<RunningHttpServer> {
     const { host, port } = this.config.http;
-    try {
-      return await this.parts.startHttp({ host, port, registry: this.metrics.registry, readiness: () => this.readiness() });
-    } catch (error) {
-      throw new ListenError(`http endpoint cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
-    }
+    return this.parts.startHttp({ host, port, registry: this.metrics.registry, readiness: () => this.readiness() });
   }
 
   /**

@@ -23,6 +23,16 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISHER_CLOSED: 'The bridge is shutting down and no longer publishes to AMQP.',
   BRIDGE_ERR_RETAINED_LIMIT:
     'A retained publish was refused: it would take the retained messages past mqtt.maxRetainedMessages, maxRetainedBytes or their per-user limits.',
+  BRIDGE_ERR_LOGIN_REFUSED:
+    'A CONNECT was refused (CONNACK 2 to 5): identifier rejected, RabbitMQ unreachable, bad credentials, or not authorized.',
+  BRIDGE_ERR_PUBLISH_REFUSED:
+    "A device's PUBLISH was refused before it was forwarded: a $SYS/ topic, a topic over a limit, or one the ACL denies.",
+  BRIDGE_ERR_QOS2_LIMIT: 'A QoS 2 PUBLISH was refused: its session holds mqtt.maxPendingQos2BytesPerSession of QoS 2 state already.',
+  BRIDGE_ERR_PACKET_NOT_FOUND: 'aedes asked the session store for a packet id it does not hold (answered as MQTT says; never shown to users).',
+  BRIDGE_ERR_SESSION_FILE: 'The session file (mqtt.sessionFile) is of a version this bridge cannot read.',
+  BRIDGE_ERR_TLS_FILE: "A TLS listener's certificate, key or CA file could not be read or used.",
+  BRIDGE_ERR_HTTP_LISTEN: 'The metrics and health endpoint could not bind http.host:http.port.',
+  BRIDGE_ERR_INTERNAL: "A check of the bridge's own consistency failed: a bug.",
   BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
   BRIDGE_ERR_STATE: 'The bridge cannot do what was asked in the state it is in (start it twice, reload it while it stops).',
@@ -110,6 +120,30 @@ export class RetainedLimitError extends BridgeError {
   constructor(limit: string, topic: string) {
     super('BRIDGE_ERR_RETAINED_LIMIT', `retained message on "${topic}" refused: it would pass the ${limit} limit`);
     this.limit = limit;
+  }
+}
+
+/** A CONNECT refused with `returnCode` (2 to 5); aedes sends that CONNACK and closes the connection. */
+export class LoginRefusedError extends BridgeError {
+  readonly returnCode: number;
+
+  constructor(returnCode: number, message: string) {
+    super('BRIDGE_ERR_LOGIN_REFUSED', message);
+    this.returnCode = returnCode;
+  }
+}
+
+/** A TLS listener's certificate, key or CA file that could not be read or used. */
+export class TlsFileError extends BridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BRIDGE_ERR_TLS_FILE', message, options);
+  }
+}
+
+/** The HTTP endpoint (metrics and health) could not listen. */
+export class HttpListenError extends BridgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BRIDGE_ERR_HTTP_LISTEN', message, options);
   }
 }
 

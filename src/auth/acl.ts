@@ -1,5 +1,5 @@
 import { ACL_PLACEHOLDER } from '../config/schema.js';
-import { levelsCover, levelsMatch, levelsOf, levelsOverlap, type Levels } from '../mqtt/topic-filter.js';
+import { levelsCover, levelsOf, type Levels } from '../mqtt/topic-filter.js';
 
 export type AclAction = 'publish' | 'subscribe';
 
@@ -32,18 +32,24 @@ interface CompiledEntry {
   readonly hasPlaceholder: boolean;
 }
 
-/** A placeholder value that would widen or break a filter: absent, empty, or holding a level separator or wildcard. */
-const UNSAFE_VALUE = /[/+#\u0000]/;
+/** Characters that would widen or break a filter if a placeholder's value held them: a level separator, the wildcards, U+0000. */
+const UNSAFE_CHARACTERS = ['/', '+', '#', '\u0000'];
 
 /**
- * Per-client topic access: entries are tried in order and the first whose action, users and
- * topic match decides (allow or deny); with an ACL, what no entry allows is denied. `{username}`
- * and `{clientId}` in a topic stand for the client's own; an identity that is absent or holds a
- * `/`, `+`, `#` or U+0000 never matches a placeholder, so it cannot widen a filter.
+ * Per-client topic access. An entry applies to a request when it lists the action, names the
+ * client's username in `users` (if it has `users`), and its topic covers the whole filter asked
+ * for: every topic the filter matches, the entry's topic matches too. For a topic name (a PUBLISH,
+ * a will, a delivery) covering is matching. Entries are tried in order and the first that applies
+ * decides, allow or deny; when none applies the request is denied. A topic that starts with `+`
+ * or `#` covers no topic or filter that starts with `$` [MQTT-4.7.2-1].
  *
- * For a SUBSCRIBE, an allow entry must cover the whole requested filter, and a deny entry
- * refuses every filter that overlaps it (some topic matches both): `devices/#` is refused under
- * a deny of `devices/+/secrets/#`, since it would receive those topics.
+ * An entry whose topic only overlaps a SUBSCRIBE filter (some topics of the filter are in it,
+ * others not) does not apply to that SUBSCRIBE: under a deny of `devices/+/secrets/#`, a later
+ * allow of `#` grants `devices/#`, and each message is then checked by its topic name when it is
+ * delivered (`canSubscribe` with the topic), where the deny applies to `devices/d1/secrets/key`.
+ *
+ * `{username}` and `{clientId}` in a topic stand for the client's own; an identity that is absent
+ * or holds a `/`, `+`, `#` or U+0000 never matches a placeholder, so it cannot widen a filter.
  */
 export class Acl {
   private readonly entries: readonly CompiledEntry[];
@@ -74,16 +80,14 @@ export class Acl {
       } else {
         levels = entry.levels as readonly string[];
       }
-      const applies =
-        action === 'publish' ? levelsMatch(levels, requested) : entry.allow ? levelsCover(levels, requested) : levelsOverlap(levels, requested);
-      if (applies) return entry.allow;
+      if (levelsCover(levels, requested)) return entry.allow;
     }
     return false;
   }
 }
 
 function safeValue(value: string | undefined): string | null {
-  return value === undefined || value === '' || UNSAFE_VALUE.test(value) ? null : value;
+  return value === undefined || value === '' || UNSAFE_CHARACTERS.some((character) => value.includes(character)) ? null : value;
 }
 
 /** The entry's levels for this identity, or null when a placeholder it names has no safe value. */

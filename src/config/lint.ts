@@ -17,7 +17,7 @@ export interface LintWarning {
  * - an uplink rule shadowed by an earlier one that matches every topic it matches;
  * - routing keys that collide: different topics of one rule, or of two rules on the same
  *   exchange with the same routing key, that become the same routing key;
- * - with an ACL, a downlink rule whose topics no ACL entry lets anyone subscribe to;
+ * - with an ACL, a downlink rule whose topics the ACL lets no client receive;
  * - ACL entries on `{clientId}` while `auth.clientIds` lets anyone claim any client id.
  */
 export function lintConfig(config: BridgeConfig): LintWarning[] {
@@ -88,21 +88,45 @@ function downlinkTopicFilter(topic: string): string {
     .join('/');
 }
 
+/**
+ * A downlink message reaches a device only when that device's ACL lets it receive the topic: the
+ * first entry that matches the topic for that client is an allow. That holds for no client and
+ * no topic of a rule when no allow entry for subscribe overlaps the rule's topics, or when a deny
+ * entry that applies to everyone (no `users`, no placeholder) covers all of them before any allow
+ * entry overlaps them.
+ */
 function unreachableDownlinks(config: BridgeConfig): LintWarning[] {
-  if (!config.acl) return [];
-  const subscribable = config.acl.rules
-    .filter((entry) => entry.allow !== undefined && (entry.allow === 'subscribe' || (Array.isArray(entry.allow) && entry.allow.includes('subscribe'))))
-    .map((entry) => entry.topic.replace(ACL_PLACEHOLDER, '+'));
+  const acl = config.acl;
+  if (!acl) return [];
   const warnings: LintWarning[] = [];
   config.downlink.forEach((rule, index) => {
     const filter = downlinkTopicFilter(rule.topic);
-    if (subscribable.some((allowed) => filtersOverlap(allowed, filter))) return;
+    const blocked = blockingEntry(acl.rules, filter);
+    if (blocked === 'reachable') return;
     warnings.push({
       path: ['downlink', index, 'topic'],
-      message: `downlink[${index}] (${rule.name}): no ACL entry lets anyone subscribe to "${rule.topic}", so its messages reach no device`,
+      message:
+        blocked === 'no allow'
+          ? `downlink[${index}] (${rule.name}): no ACL entry lets anyone subscribe to "${rule.topic}", so its messages reach no device`
+          : `downlink[${index}] (${rule.name}): acl[${blocked}] denies every topic of "${rule.topic}" to everyone before an entry allows it, so its messages reach no device`,
     });
   });
   return warnings;
+}
+
+/** Whether some client may receive some topic of `filter`: 'reachable', or what stops every one. */
+function blockingEntry(entries: NonNullable<BridgeConfig['acl']>['rules'], filter: string): 'reachable' | 'no allow' | number {
+  for (const [index, entry] of entries.entries()) {
+    const actions = entry.allow ?? entry.deny;
+    if (actions !== 'subscribe' && !(Array.isArray(actions) && actions.includes('subscribe'))) continue;
+    const anyone = entry.topic.replace(ACL_PLACEHOLDER, '+');
+    if (entry.allow !== undefined) {
+      if (filtersOverlap(anyone, filter)) return 'reachable';
+    } else if (entry.users === undefined && anyone === entry.topic && filterCovers(entry.topic, filter)) {
+      return index;
+    }
+  }
+  return 'no allow';
 }
 
 /**

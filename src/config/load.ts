@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Document, LineCounter, isMap, isScalar, isNode, parseDocument, visit, type Node as YamlNode, type Pair } from 'yaml';
+import { Document, LineCounter, isMap, isScalar, isNode, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MappingError, type ConfigProblem } from '../errors.js';
 import { compileDownlinkRule } from '../mapping/downlink.js';
@@ -95,7 +95,7 @@ function parseConfig(
     config = { ...config, auth: { ...config.auth, users: users.map(({ user }) => user) } };
   }
   if (problems.length > 0 || !config) throw new ConfigError('BRIDGE_ERR_CONFIG_INVALID', sortProblems(problems));
-  return { config: deepFreeze(config) as BridgeConfig, problemAt };
+  return { config: deepFreeze(config), problemAt };
 }
 
 /** Files named in the configuration (certificates, keys, the users file, the session file) are relative to its folder. */
@@ -346,7 +346,7 @@ function offsetOf(doc: Document, path: Path): number {
 function keyOffsetOf(doc: Document, path: Path, key: string): number {
   const parent = path.length === 0 ? doc.contents : doc.getIn(path, true);
   if (isMap(parent)) {
-    const pair = (parent.items as Array<Pair<unknown, unknown>>).find((item) => isScalar(item.key) && String(item.key.value) === key);
+    const pair = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === key);
     const keyNode = pair?.key as YamlNode | undefined;
     if (keyNode?.range) return keyNode.range[0];
   }

@@ -32,7 +32,7 @@ export interface FieldMeta {
 }
 
 export function metaOf(schema: AnySchema): FieldMeta {
-  return ((schema as unknown as { meta(): FieldMeta | undefined }).meta() ?? {}) as FieldMeta;
+  return ((schema as unknown as { meta(): FieldMeta | undefined }).meta() ?? {});
 }
 
 export interface Unwrapped {

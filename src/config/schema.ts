@@ -355,6 +355,9 @@ const amqpSchema = z
     url: z
       .string()
       .regex(/^amqps?:\/\//, 'an AMQP URL starts with amqp:// or amqps://')
+      // Checked here, and the URL never quoted: an unparsable URL, password and all, would otherwise
+      // reach the error that the URL parser throws (as its `input`), and from there the output.
+      .refine((url) => URL.canParse(url), 'is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)')
       .default(DEFAULT_AMQP_URL)
       .meta({ description: 'RabbitMQ to connect to; the password never appears in logs.', examples: [DEFAULT_AMQP_URL] }),
     connectionName: z
@@ -613,9 +616,13 @@ const aclActions = z.union([aclAction, z.array(aclAction).min(1)]);
 
 const aclEntrySchema = z
   .strictObject({
-    allow: aclActions.optional().meta({ description: 'What the entry allows: `publish`, `subscribe` or both. A subscription is allowed when the entry\'s topic covers its whole filter.' }),
+    allow: aclActions.optional().meta({
+      description:
+        'What the entry allows: `publish`, `subscribe` or both. Entries are tried in order; the first that applies decides. An entry applies when its topic covers the whole request: the topic of a PUBLISH or will, the topic of a message delivered to the client, or every topic a SUBSCRIBE filter matches (`devices/+/commands/#` is not covered by `devices/{username}/commands/#`).',
+    }),
     deny: aclActions.optional().meta({
-      description: 'What the entry denies (instead of `allow`). A subscription is denied when its filter overlaps the entry\'s topic: `devices/#` is refused under a deny of `devices/+/secrets/#`.',
+      description:
+        'What the entry denies (instead of `allow`); it applies as an allow does, when its topic covers the whole request. A SUBSCRIBE filter wholly inside it gets 0x80 (`devices/d1/secrets/#` under a deny of `devices/+/secrets/#`); a broader filter that only overlaps it (`devices/#`) is not decided by it, a later entry may grant it, and each message on a topic it denies is then not delivered to that client.',
     }),
     topic: z
       .string()
@@ -632,7 +639,7 @@ const aclSchema = z
   .union([
     aclRulesSchema,
     z.strictObject({
-      rules: aclRulesSchema.meta({ description: 'The entries, first match wins.' }),
+      rules: aclRulesSchema.meta({ description: 'The entries, tried in order: the first whose topic covers the request decides.' }),
       onDeniedPublish: z
         .enum(['disconnect', 'drop'])
         .default('disconnect')
@@ -642,7 +649,7 @@ const aclSchema = z
   .transform((acl) => (Array.isArray(acl) ? { rules: acl, onDeniedPublish: 'disconnect' as const } : acl))
   .meta({
     description:
-      'Per-client topic access: a list of entries (first match wins; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`.',
+      'Per-client topic access: a list of entries (the first that covers the request decides; with an ACL, the rest is denied), or `{ rules: [...], onDeniedPublish: disconnect | drop }`. See docs/security.md.',
   });
 
 const limitsSchema = z
@@ -715,8 +722,6 @@ export type BridgeConfigInput = z.input<typeof configSchema>;
 type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
-export type TlsListenerConfig = Extract<ListenerConfig, { type: 'tls' | 'wss' }>;
-export type UplinkRuleSettings = BridgeConfig['uplink'][number];
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
 export type UserSettings = z.output<typeof userSchema>;
 export type AuthSettings = NonNullable<BridgeConfig['auth']>;

@@ -45,7 +45,11 @@ export interface CompiledDownlinkRule {
 
 const MATCH_EVERYTHING = '#';
 
-/** Compiles one rule; as compileUplinkRule, it throws the first problem and pushes every one to `problems`. */
+/**
+ * Compiles one rule; throws its problem and pushes it to `problems` (as compileUplinkRule does).
+ * A downlink rule has at most one to report: its `topic` is checked against the captures of its
+ * `routingKey` pattern, so it is not checked at all when the pattern is broken.
+ */
 export function compileDownlinkRule(rule: DownlinkRuleConfig, problems: MappingError[] = []): CompiledDownlinkRule {
   try {
     return compileDownlinkRuleOrThrow(rule);

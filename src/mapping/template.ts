@@ -120,7 +120,7 @@ function placeholder(name: string, source: string, scope: TemplateScope): Part {
   }
   const builtin = scope.builtins.get(name);
   if (builtin) {
-    const read: Render = builtin.fromSource && encode ? (c) => encode(builtin.read(c)) : builtin.read;
+    const read: Render = builtin.fromSource && encode ? (c) => encode(builtin.read(c)) : (c) => builtin.read(c);
     return { kind: 'value', read, name };
   }
   if (name.startsWith('headers.') && scope.headers) {

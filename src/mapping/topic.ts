@@ -18,11 +18,9 @@ export function assertTopicName(topic: string): void {
   }
 }
 
-export function isTopicName(topic: string): boolean {
-  try {
-    assertTopicName(topic);
-    return true;
-  } catch {
-    return false;
-  }
+/** How many levels a topic name or filter has, counted without splitting it. */
+export function topicLevels(topic: string): number {
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
+  return levels;
 }

@@ -127,7 +127,7 @@ export function checkAedesInternals(broker: Aedes): void {
   const brokerFields = broker as unknown as Partial<BrokerInternals>;
   if (typeof brokerFields.clients !== 'object' || brokerFields.clients === null) missing.push('broker.clients');
   if (typeof brokerFields.persistence !== 'object' || brokerFields.persistence === null) missing.push('broker.persistence');
-  const probe = broker.handle(new PassThrough(), undefined as never) as unknown as Partial<ClientInternals> & Client;
+  const probe = broker.handle(new PassThrough(), undefined) as unknown as Partial<ClientInternals> & Client;
   try {
     if (typeof probe._parser?.parse !== 'function') missing.push('client._parser.parse');
     if (typeof probe._parser?.listenerCount !== 'function' || probe._parser.listenerCount('packet') !== 1) missing.push("client._parser's one 'packet' handler");

@@ -1,3 +1,5 @@
+import { topicLevels } from '../mapping/topic.js';
+
 /**
  * Which configured limit (or rule of the protocol) refused something; the label of
  * `mqtt_amqp_bridge_limits_refused_total`. `invalid_topic` is a topic or filter MQTT forbids;
@@ -46,11 +48,4 @@ export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName 
  */
 export function holdsForbiddenCharacters(text: string): boolean {
   return text.includes('\u0000') || text.includes('\ufffd');
-}
-
-/** How many levels a topic name or filter has, counted without splitting it. */
-export function topicLevels(topic: string): number {
-  let levels = 1;
-  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f) levels++;
-  return levels;
 }

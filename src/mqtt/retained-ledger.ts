@@ -1,3 +1,4 @@
+import { BridgeError } from '../errors.js';
 import type { RetainedLimitName } from './limits.js';
 
 /** `mqtt.maxRetained*`: how many retained messages, and how many bytes of them, are kept. */
@@ -155,7 +156,7 @@ export class MemoryRetainedLedger implements RetainedLedger {
   }
 
   private end(reservation: RetainedReservation): void {
-    if (!(reservation instanceof MemoryReservation)) throw new TypeError('not a reservation of this ledger');
+    if (!(reservation instanceof MemoryReservation)) throw new BridgeError('BRIDGE_ERR_INTERNAL', 'not a reservation of this ledger');
     if (!reservation.open) return;
     reservation.open = false;
     add(this.reservedTotal, reservation.total, -1);

@@ -81,7 +81,7 @@ export class RetainedQuota implements RetainedAccounting {
   /** A publish admitted earlier failed before it was stored: its room is given back. */
   abandon(publish: { readonly payload?: unknown }): void {
     const reservation = Buffer.isBuffer(publish.payload) ? this.byPayload.get(publish.payload) : undefined;
-    if (reservation) this.end(reservation, () => this.ledger.release(reservation));
+    if (reservation) void this.end(reservation, () => this.ledger.release(reservation));
   }
 
   notStored(packet: { readonly payload?: unknown }): void {

@@ -6,7 +6,7 @@ import { ClientIdentities } from './client-identity.js';
 import { createAuthenticate, type LoginCheck, type SessionRefusal } from './hooks/authenticate.js';
 import { SessionExpiry } from './session-expiry.js';
 import type { SessionCounts } from './session-registry.js';
-import { createAuthorizeForward } from './hooks/authorize-forward.js';
+import { createAuthorizeForward, createQueueCheck } from './hooks/authorize-forward.js';
 import { createPreConnect } from './hooks/pre-connect.js';
 import { createAuthorizePublish } from './hooks/authorize-publish.js';
 import { createPublished } from './hooks/published.js';
@@ -91,7 +91,7 @@ export class MqttServer implements DevicePublisher {
       if (connack.returnCode) options.onConnectRefused?.(connack.returnCode);
     });
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
-    broker.on('clientError', (client: Client, error: Error) => logger.debug({ clientId: client.id, err: error.message }, 'client error'));
+    broker.on('clientError', (client: Client, error: Error & { code?: unknown }) => logger.debug({ clientId: client.id, code: error.code, err: error.message }, 'client error'));
     broker.on('connectionError', (_client: Client, error: Error) => logger.debug({ err: error.message }, 'connection error before CONNECT'));
   }
 
@@ -118,6 +118,7 @@ export class MqttServer implements DevicePublisher {
       maxPendingQos2BytesPerSession: options.config.maxPendingQos2BytesPerSession,
       onQos2Refused: (clientId, held) => refused('qos2_pending_bytes', { id: clientId }, `${held} bytes of QoS 2 state awaiting PUBREL`),
       retained,
+      mayQueue: access ? createQueueCheck(access, (clientId) => sessions.registry.holder(clientId)) : undefined,
     });
     broker = await Aedes.createBroker({
       persistence: sessions.persistence,
@@ -157,7 +158,7 @@ export class MqttServer implements DevicePublisher {
     try {
       checkAedesInternals(broker);
     } catch (error) {
-      await new Promise<void>((resolve) => broker!.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
       throw error;
     }
     const sessionFile = options.config.sessionFile;
@@ -314,9 +315,13 @@ export class MqttServer implements DevicePublisher {
 
   /** Re-reads the certificates of every TLS listener; throws (changing nothing more) if one cannot be read. */
   reloadCertificates(): number {
-    const tlsListeners = this.running.filter((listener) => listener.reloadCertificates);
-    for (const listener of tlsListeners) listener.reloadCertificates!();
-    return tlsListeners.length;
+    let count = 0;
+    for (const listener of this.running) {
+      if (!listener.reloadCertificates) continue;
+      listener.reloadCertificates();
+      count++;
+    }
+    return count;
   }
 
   async stopAccepting(): Promise<void> {

@@ -14,8 +14,15 @@ export type SessionOwner = string;
 
 export const ANONYMOUS_OWNER: SessionOwner = 'anonymous';
 
+const USER_PREFIX = 'user:';
+
 export function ownerOf(username: string | undefined): SessionOwner {
-  return username === undefined ? ANONYMOUS_OWNER : `user:${username}`;
+  return username === undefined ? ANONYMOUS_OWNER : `${USER_PREFIX}${username}`;
+}
+
+/** The username of an owner (undefined for anonymous): what `ownerOf` was given. */
+export function usernameOfOwner(owner: SessionOwner): string | undefined {
+  return owner === ANONYMOUS_OWNER ? undefined : owner.slice(USER_PREFIX.length);
 }
 
 export interface ClaimRequest {
@@ -41,6 +48,13 @@ export interface SessionRecordSnapshot {
   readonly offlineSince: number;
 }
 
+/** Who holds a client id, and whether a connection has it now. */
+export interface SessionHolder {
+  /** Null for a session restored from a snapshot that did not record its owner. */
+  readonly owner: SessionOwner | null;
+  readonly connected: boolean;
+}
+
 export interface SessionCounts {
   /** Client ids connected now (clean or persistent). */
   readonly connected: number;
@@ -57,6 +71,8 @@ export interface SessionRegistry {
   offlineSince(offlineBefore: number): string[];
   /** Forgets an offline session (it expired); false, changing nothing, when a connection holds the id now. */
   forget(clientId: string): boolean;
+  /** Who holds the client id (a connection, or a persistent session), or undefined when nobody does. */
+  holder(clientId: string): SessionHolder | undefined;
   counts(): SessionCounts;
   /** The persistent sessions, for the session file. */
   persistentSessions(): SessionRecordSnapshot[];
@@ -128,6 +144,11 @@ export class MemorySessionRegistry implements SessionRegistry {
     this.setPersistent(record, false);
     this.records.delete(clientId);
     return true;
+  }
+
+  holder(clientId: string): SessionHolder | undefined {
+    const record = this.records.get(clientId);
+    return record && { owner: record.owner, connected: record.connection !== null };
   }
 
   counts(): SessionCounts {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import Packet from 'aedes-packet';
+import { BridgeError } from '../errors.js';
 import type { SessionOwner } from './session-registry.js';
 import type { RetainedOwner } from './retained-ledger.js';
 import type { SessionStore } from './session-store.js';
@@ -117,7 +118,7 @@ function upgrade(snapshot: SessionSnapshot | SessionSnapshotV1, file: string): S
     const savedAt = Date.parse(snapshot.savedAt);
     return { ...snapshot, version: 2, sessions: snapshot.sessions.map((session) => ({ ...session, owner: null, offlineSince: savedAt })) };
   }
-  throw new Error(`session file ${file} has version ${String((snapshot as { version: unknown }).version)}; this bridge reads versions 1 and 2`);
+  throw new BridgeError('BRIDGE_ERR_SESSION_FILE', `session file ${file} has version ${String((snapshot as { version: unknown }).version)}; this bridge reads versions 1 and 2`);
 }
 
 function save(packet: Packet): SavedPacket {

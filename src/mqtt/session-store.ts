@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { BridgeError } from '../errors.js';
 import { MemorySessionRegistry, type SessionRegistry } from './session-registry.js';
 import { PendingQos2 } from './pending-qos2.js';
 import type { RetainedOwner } from './retained-ledger.js';
@@ -10,6 +11,8 @@ import type { RetainedAccounting } from './retained-quota.js';
 interface ClientRef {
   id?: string;
   clientId?: string;
+  /** The subscription's filter, when aedes passes a subscription. */
+  topic?: string;
 }
 
 export interface SessionStoreOptions {
@@ -23,6 +26,13 @@ export interface SessionStoreOptions {
   onQos2Refused?: (clientId: string, heldBytes: number) => void;
   /** Told of every retained message stored; none when absent. */
   retained?: RetainedAccounting;
+  /**
+   * Whether a message on this topic may be queued for this client's session (its ACL). One it may
+   * not is left out: it would never be sent, and it would take the place of one that would in the
+   * bounded queue. Not asked again for a client and message it refused (a client whose several
+   * filters match is refused, and reports it, once). Everything is queued when absent.
+   */
+  mayQueue?: (clientId: string, topic: string) => boolean;
 }
 
 /**
@@ -65,13 +75,21 @@ export class OfflineQueues {
         return;
       }
     }
-    throw new Error('no such packet');
+    throw noSuchPacket();
   }
 
-  clear(clientId: string, messageId: number | undefined): Packet | undefined {
+  /**
+   * Removes a message: one sent is named by its packet id; one not sent yet has none, and is
+   * named by the broker's id for it (aedes clears a message this way when authorizeForward
+   * refuses it: matching on the absent packet id would remove whichever unsent message came first).
+   */
+  clear(clientId: string, packet: { messageId?: number | undefined; brokerId?: string; brokerCounter?: number }): Packet | undefined {
     const queue = this.queues.get(clientId);
     if (!queue) return undefined;
-    const index = queue.findIndex((queued) => queued.messageId === messageId);
+    const index =
+      packet.messageId === undefined
+        ? queue.findIndex((queued) => queued.messageId === undefined && queued.brokerId === packet.brokerId && queued.brokerCounter === packet.brokerCounter)
+        : queue.findIndex((queued) => queued.messageId === packet.messageId);
     if (index === -1) return undefined;
     const [removed] = queue.splice(index, 1);
     if (queue.length === 0) this.queues.delete(clientId);
@@ -192,20 +210,20 @@ class BridgePersistence extends MemoryPersistence {
       this.options.onQos2Refused?.(clientId, held);
       this.options.retained?.notStored(packet);
       // aedes closes the connection: MQTT 3.1.1 cannot refuse one PUBLISH [MQTT-4.8.0-1].
-      throw new Error(`the session holds ${held} bytes of QoS 2 messages awaiting PUBREL (mqtt.maxPendingQos2BytesPerSession)`);
+      throw new BridgeError('BRIDGE_ERR_QOS2_LIMIT', `the session holds ${held} bytes of QoS 2 messages awaiting PUBREL (mqtt.maxPendingQos2BytesPerSession)`);
     }
   }
 
   async incomingGetPacket(client: ClientRef, packet: { cmd?: string; messageId?: number; payload?: unknown }): Promise<PendingQos2Packet> {
     const messageId = packet.messageId ?? 0;
-    if (!this.pendingQos2.has(idOf(client), messageId)) throw new Error('no such packet');
+    if (!this.pendingQos2.has(idOf(client), messageId)) throw noSuchPacket();
     // aedes answers a resent PUBLISH from here, without publishing (or storing) it again.
     if (packet.cmd === 'publish') this.options.retained?.notStored(packet);
     return { cmd: 'publish', qos: 2, messageId };
   }
 
   async incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void> {
-    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw new Error('no such packet');
+    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw noSuchPacket();
   }
 
   override async cleanIncoming(client: ClientRef): Promise<void> {
@@ -223,19 +241,32 @@ class BridgePersistence extends MemoryPersistence {
   }
 
   async outgoingEnqueue(sub: ClientRef, packet: Packet): Promise<void> {
-    this.queues.enqueue(idOf(sub), packet);
+    const clientId = idOf(sub);
+    if (this.options.mayQueue?.(clientId, packet.topic) !== false) this.queues.enqueue(clientId, packet);
   }
 
+  /** Queues a message for the persistent sessions whose subscriptions match its topic. */
   async outgoingEnqueueCombi(subs: ClientRef[], packet: Packet): Promise<void> {
-    for (const sub of subs) this.queues.enqueue(idOf(sub), packet);
+    let refused: Set<string> | undefined;
+    for (const sub of subs) {
+      // [MQTT-4.7.2-1]: aedes' subscription store matches "#" and "+/..." with "$" topics too.
+      if (packet.topic.startsWith('$') && (sub.topic?.startsWith('#') || sub.topic?.startsWith('+'))) continue;
+      const clientId = idOf(sub);
+      if (refused?.has(clientId)) continue; // another of its subscriptions matched too: asked once
+      if (this.options.mayQueue?.(clientId, packet.topic) === false) {
+        (refused ??= new Set()).add(clientId);
+        continue;
+      }
+      this.queues.enqueue(clientId, packet);
+    }
   }
 
   async outgoingUpdate(client: ClientRef, packet: Packet): Promise<void> {
     this.queues.update(idOf(client), packet);
   }
 
-  async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number }): Promise<Packet | undefined> {
-    return this.queues.clear(idOf(client), packet.messageId);
+  async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number; brokerId?: string; brokerCounter?: number }): Promise<Packet | undefined> {
+    return this.queues.clear(idOf(client), packet);
   }
 
   outgoingStream(client: ClientRef): Readable {
@@ -262,6 +293,11 @@ function ownCopy(payload: Buffer | string): Buffer | string {
   const copy = Buffer.alloc(payload.length); // not from the shared pool, which a small slice would also hold
   payload.copy(copy);
   return copy;
+}
+
+/** What aedes' own persistence throws for a packet id it does not hold (aedes reads only that it failed). */
+function noSuchPacket(): BridgeError {
+  return new BridgeError('BRIDGE_ERR_PACKET_NOT_FOUND', 'no such packet');
 }
 
 function idOf(ref: ClientRef): string {

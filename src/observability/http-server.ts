@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { HttpListenError } from '../errors.js';
 import { formatHost, listen } from '../util/listen.js';
 
 export interface Readiness {
@@ -29,7 +30,7 @@ export interface RunningHttpServer {
 /**
  * `/metrics` (Prometheus text format), `/healthz` (200 while the process serves) and `/readyz`
  * (200 when every listener is up and RabbitMQ is connected, else 503 with the reasons as JSON;
- * either way with what RabbitMQ refuses under `degraded`).
+ * either way with what RabbitMQ refuses under `degraded`). Throws HttpListenError when it cannot listen.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const json = (response: ServerResponse, status: number, body: unknown) => {
@@ -63,7 +64,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     }
     json(response, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });
   });
-  const port = await listen(server, options.port, options.host);
+  let port: number;
+  try {
+    port = await listen(server, options.port, options.host);
+  } catch (error) {
+    throw new HttpListenError(`http endpoint cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`, { cause: error });
+  }
   return {
     port,
     url: `http://${formatHost(options.host)}:${port}`,

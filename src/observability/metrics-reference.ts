@@ -1,3 +1,4 @@
+import { BridgeError } from '../errors.js';
 import { METRIC_PREFIX, METRICS } from './metrics.js';
 
 /** The metrics table of docs/operations.md, rendered from the metric definitions. */
@@ -16,6 +17,6 @@ export const METRICS_REFERENCE_END = '<!-- end of metrics reference -->';
 export function withMetricsReference(document: string): string {
   const start = document.indexOf(METRICS_REFERENCE_START);
   const end = document.indexOf(METRICS_REFERENCE_END);
-  if (start === -1 || end === -1) throw new Error('docs/operations.md lacks the metrics reference markers');
+  if (start === -1 || end === -1) throw new BridgeError('BRIDGE_ERR_INTERNAL', 'docs/operations.md lacks the metrics reference markers');
   return `${document.slice(0, start + METRICS_REFERENCE_START.length)}\n${renderMetricsReference()}\n${document.slice(end)}`;
 }

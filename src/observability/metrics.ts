@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { BridgeError } from '../errors.js';
 
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
@@ -257,7 +258,7 @@ export class BridgeMetrics {
   /** The current value of a counter or gauge (summed over the given labels), for tests and the CLI. */
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const metric = this.registry.getSingleMetric(name);
-    if (!metric) throw new Error(`no metric ${name}`);
+    if (!metric) throw new BridgeError('BRIDGE_ERR_INTERNAL', `no metric ${name}`);
     const { values } = await metric.get();
     return values
       .filter((value) => Object.entries(labels).every(([key, wanted]) => String((value.labels as Record<string, unknown>)[key]) === wanted))

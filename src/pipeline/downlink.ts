@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { RenderError, RetainedLimitError } from '../errors.js';
 import type { DownlinkRoute, DownlinkRuleResolver } from '../mapping/downlink.js';
+import { topicLevels } from '../mapping/topic.js';
 import type { BridgeMetrics, DownlinkRejectReason } from '../observability/metrics.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
-import { topicLevels } from '../mqtt/limits.js';
 import type { DeliveryHandler, DeliveryOutcome, DevicePublisher, InboundDelivery } from '../ports.js';
 
 /**

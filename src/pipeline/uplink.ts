@@ -43,7 +43,7 @@ const TRANSIENT_FAILURES: Partial<Record<PublishError['code'], UplinkFailReason>
 
 /**
  * MQTT -> AMQP: maps each device publish through the uplink rules and publishes it with the
- * QoS semantics of DESIGN.md. QoS 0 is acknowledged at once (at most once); QoS 1/2 only once
+ * QoS semantics of docs/architecture.md. QoS 0 is acknowledged at once (at most once); QoS 1/2 only once
  * RabbitMQ confirmed, and never after a nack or a timeout.
  */
 export class UplinkPipeline implements PublishHandler {

@@ -7,6 +7,7 @@ declare module 'aedes-persistence/asyncPersistence.js' {
 }
 
 declare module 'aedes-packet' {
+  import type { Packet as MqttPacket } from 'mqtt-packet';
   interface PacketFields {
     cmd?: string;
     brokerId?: string;
@@ -29,6 +30,10 @@ declare module 'aedes-packet' {
     qos: number;
     retain: boolean;
     dup: boolean;
+  }
+  namespace Packet {
+    /** What aedes' own types import from here (its published packets). */
+    type AedesPacket = MqttPacket & { brokerId: string; brokerCounter: number; messageExpiry?: number };
   }
   export = Packet;
 }

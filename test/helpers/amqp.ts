@@ -8,11 +8,15 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Resolves when `predicate` holds, polling; rejects after `timeoutMs` with `what` in the message. */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves when `predicate` holds, polling; rejects after `timeoutMs` with `what` in the message.
+ * Give `what` as a function when it quotes a count: it is then read when the wait times out, not
+ * when it starts.
+ */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await delay(20);
   }
 }
@@ -46,7 +50,7 @@ export class TestConsumer {
   }
 
   async waitForCount(count: number, timeoutMs = 10_000): Promise<ConsumeMessage[]> {
-    await waitFor(() => this.messages.length >= count, `${count} AMQP messages (have ${this.messages.length})`, timeoutMs);
+    await waitFor(() => this.messages.length >= count, () => `${count} AMQP messages (have ${this.messages.length})`, timeoutMs);
     return this.messages;
   }
 

@@ -97,7 +97,7 @@ export class BareConnection {
 
   /** Sends a CONNECT (clean session) and waits for the CONNACK: its return code, or null if the connection closed first. */
   async connect(clientId: string, keepalive = 60): Promise<number | null> {
-    this.send(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive } as Packet));
+    this.send(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive }));
     const connack = await this.nextOrClose('connack');
     return connack ? (connack as unknown as { returnCode: number }).returnCode : null;
   }

@@ -25,7 +25,7 @@ export function runBridgeProcess(args: string[], env: Record<string, string> = {
   });
   const lines: Array<Record<string, unknown>> = [];
   let buffered = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     let newline;
     while ((newline = buffered.indexOf('\n')) !== -1) {
@@ -34,7 +34,7 @@ export function runBridgeProcess(args: string[], env: Record<string, string> = {
       lines.push(JSON.parse(line) as Record<string, unknown>);
     }
   });
-  child.stderr!.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString('utf8') }));
+  child.stderr.on('data', (chunk: Buffer) => lines.push({ stderr: chunk.toString('utf8') }));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, lines, exit };
 }

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/observability/logger.js';
 
-/** A real pino logger whose JSON lines are kept for the test to read. */
+/** The bridge's own logger (as `run` builds it), whose JSON lines are kept for the test to read. */
 export function captureLogs(level = 'info'): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const stream = new Writable({
@@ -10,5 +11,5 @@ export function captureLogs(level = 'info'): { logger: Logger; lines: Array<Reco
       done();
     },
   });
-  return { logger: pino({ level }, stream), lines };
+  return { logger: createLogger({ level, pretty: false, destination: stream }), lines };
 }

@@ -39,7 +39,7 @@ test('run - logs each listener address and the AMQP server, without its password
   assert.ok(!JSON.stringify(bridge.lines).includes('guest:guest'), 'no password in the logs');
 });
 
-test('run - the example configuration routes telemetry over TCP and WebSocket as DESIGN.md says', async () => {
+test('run - the example configuration routes telemetry over TCP and WebSocket as docs/mapping.md says', async () => {
   const tcpPort = new URL(listenerAddress('tcp')).port;
   const wsPort = new URL(listenerAddress('ws')).port;
   const tcp = await connectClient(`mqtt://127.0.0.1:${tcpPort}`, { clientId: `${device}-tcp` });

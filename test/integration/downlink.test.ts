@@ -119,7 +119,7 @@ for (const transport of TRANSPORTS) {
         for (const ruleQos of [0, 1, 2]) for (const subQos of [0, 1, 2]) await command(`q${ruleQos}.s${subQos}-${transport}`, `${ruleQos}/${subQos}`);
         await waitFor(() => subscribers.every((s) => s.received.length === 3), 'three messages at each subscriber');
         for (const [subQos, subscriber] of subscribers.entries()) {
-          const byRule = Object.fromEntries(subscriber.received.map((m) => [m.topic.split('/').at(-2), m.qos]));
+          const byRule = Object.fromEntries(subscriber.received.map((m): [string, number] => [m.topic.split('/').at(-2) ?? '', m.qos]));
           assert.deepEqual(byRule, { q0: 0, q1: Math.min(1, subQos), q2: Math.min(2, subQos) }, `subscription QoS ${subQos}`);
         }
       } finally {

@@ -212,7 +212,7 @@ test('flow - a stuck subscriber is disconnected after drainTimeoutMs and cannot 
     for (let i = 0; i < 200; i++) channel.publish(commands, 'all', payload);
     await channel.waitForConfirms();
     await connection.close();
-    await waitFor(() => received === 200, `all 200 messages at the healthy subscriber (have ${received})`, 30_000);
+    await waitFor(() => received === 200, () => `all 200 messages at the healthy subscriber (have ${received})`, 30_000);
     // A paused socket does not see its end: read what was buffered, then the close follows.
     stuck.resumeReading();
     await waitFor(() => stuck.closed, 'the stuck subscriber to have been disconnected', 10_000);

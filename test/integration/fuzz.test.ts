@@ -51,19 +51,19 @@ function random(seed: number): () => number {
 /** Will topics of the fuzz CONNECTs: one a will may have, the rest not. */
 const WILL_TOPICS = ['fuzz/will/ok', 'fuzz/will/+', 'fuzz/#', '#', '+', 'fuzz/+/x', '', 'fuzz/a\u0000', 'a+b', 'a/#/b'];
 /** A topic no PUBLISH may carry [MQTT-3.3.2-2] [MQTT-4.7.3-1] [MQTT-1.5.3]. */
-const FORBIDDEN_IN_TOPIC = /[\u0000\ufffd+#]/;
+const forbiddenInTopic = (topic: string) => ['\u0000', '\ufffd', '+', '#'].some((character) => topic.includes(character));
 
 function fuzzCase(next: () => number): Buffer {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(next() * 256)));
   const topic = () => pick(['a/b', 'fuzz/x', '#', 'a/+/c', '', '$SYS/x', 'x'.repeat(300), 'a\u0000b', 'ü/€', bytes(8).toString('latin1')]);
-  const connectPacket = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `fz${Math.floor(next() * 1e6)}`, keepalive: 30 } as Packet);
+  const connectPacket = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `fz${Math.floor(next() * 1e6)}`, keepalive: 30 });
   const packets: Packet[] = [
-    { cmd: 'publish', topic: 'fuzz/ok', payload: bytes(Math.floor(next() * 64)), qos: pick([0, 1, 2] as const), messageId: 1 + Math.floor(next() * 65534), dup: false, retain: next() < 0.1 } as Packet,
-    { cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'fuzz/#', qos: 1 }] } as Packet,
-    { cmd: 'pingreq' } as Packet,
-    { cmd: 'pubrel', messageId: 3 } as Packet,
-    { cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['fuzz/#'] } as Packet,
+    { cmd: 'publish', topic: 'fuzz/ok', payload: bytes(Math.floor(next() * 64)), qos: pick([0, 1, 2] as const), messageId: 1 + Math.floor(next() * 65534), dup: false, retain: next() < 0.1 },
+    { cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'fuzz/#', qos: 1 }] },
+    { cmd: 'pingreq' },
+    { cmd: 'pubrel', messageId: 3 },
+    { cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['fuzz/#'] },
   ];
   let body: Buffer;
   try {
@@ -140,7 +140,7 @@ function partialCase(next: () => number): PartialCase {
 }
 
 function sendPartialCase(port: number, partial: PartialCase, index: number): Promise<void> {
-  const connectPacket = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `fzp${index}`, keepalive: 0 } as Packet);
+  const connectPacket = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `fzp${index}`, keepalive: 0 });
   const body = Buffer.alloc(partial.sent, 0x61);
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => {
@@ -219,9 +219,9 @@ test(`fuzz - ${CASES} random and mutated packets and wills, ${PARTIAL_CASES} par
   await after.publishAsync('steady/after', 'still here', { qos: 1 });
   await after.endAsync();
   await waitFor(() => consumer.messages.some((message) => message.fields.routingKey === 'steady.after'), 'steady/after on AMQP');
-  const delivered = (client: RawMqttClient) => client.received.filter((packet) => packet.cmd === 'publish').map((packet) => (packet as mqttPacket.IPublishPacket).topic);
+  const delivered = (client: RawMqttClient) => client.received.filter((packet) => packet.cmd === 'publish').map((packet) => (packet).topic);
   await waitFor(() => delivered(watcher).includes('fuzz/will/ok'), 'a will with a topic name at the subscriber');
-  for (const topic of delivered(watcher)) assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed topic reached a subscriber: ${JSON.stringify(topic)}`);
+  for (const topic of delivered(watcher)) assert.ok(!forbiddenInTopic(topic), `a well-formed topic reached a subscriber: ${JSON.stringify(topic)}`);
   watcher.destroy();
   // Nothing malformed was retained either: a new subscriber gets only well-formed retained topics.
   const sentinel = await connectClient(bridge.url('tcp'));
@@ -233,12 +233,12 @@ test(`fuzz - ${CASES} random and mutated packets and wills, ${PARTIAL_CASES} par
   await late.next('suback');
   await waitFor(() => delivered(late).includes('steady/retained'), 'the retained sentinel');
   await delay(200);
-  for (const topic of delivered(late)) assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed retained topic: ${JSON.stringify(topic)}`);
+  for (const topic of delivered(late)) assert.ok(!forbiddenInTopic(topic), `a well-formed retained topic: ${JSON.stringify(topic)}`);
   late.destroy();
   assert.ok(consumer.messages.some((message) => message.properties.headers?.['x-mqtt-topic'] === 'fuzz/will/ok'), 'a will with a topic name reached RabbitMQ');
   for (const message of consumer.messages) {
     const topic = String(message.properties.headers?.['x-mqtt-topic']);
-    assert.doesNotMatch(topic, FORBIDDEN_IN_TOPIC, `a well-formed topic reached RabbitMQ: ${JSON.stringify(topic)}`);
+    assert.ok(!forbiddenInTopic(topic), `a well-formed topic reached RabbitMQ: ${JSON.stringify(topic)}`);
     assert.ok(topic.length > 0 && !topic.startsWith('$'));
     assert.equal(message.fields.routingKey, topicToRoutingKey(topic));
   }

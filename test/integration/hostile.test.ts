@@ -87,7 +87,7 @@ test(`hostile - slowloris: 500 sockets that send nothing are closed after connec
     await normal.publishAsync('hostile/slowloris/normal', 'ok', { qos: 1 });
     await normal.endAsync();
     assert.equal(closed, 0, 'idle sockets are kept until the connect timeout');
-    await waitFor(() => closed === 500, `all 500 idle sockets to be closed (${closed} so far)`, CONNECT_TIMEOUT_MS + 5_000);
+    await waitFor(() => closed === 500, () => `all 500 idle sockets to be closed (${closed} so far)`, CONNECT_TIMEOUT_MS + 5_000);
   } finally {
     for (const socket of sockets) socket.destroy();
   }

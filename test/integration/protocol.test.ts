@@ -46,7 +46,7 @@ after(async () => {
 const counted = (limit: string) => bridge.bridge.metrics.value('mqtt_amqp_bridge_limits_refused_total', { limit });
 const loginsRefused = (returnCode: number) => bridge.bridge.metrics.value('mqtt_amqp_bridge_logins_refused_total', { return_code: String(returnCode) });
 const credentials = (user: User) => ({ username: user, password: PASSWORDS[user] });
-const topicsOn = (client: RawMqttClient) => client.received.filter((packet) => packet.cmd === 'publish').map((packet) => (packet as mqttPacket.IPublishPacket).topic);
+const topicsOn = (client: RawMqttClient) => client.received.filter((packet) => packet.cmd === 'publish').map((packet) => (packet).topic);
 const uplinkedTopics = () => uplinked.messages.map((message) => String(message.properties.headers?.['x-mqtt-topic']));
 
 /** Sends these bytes on a new connection; resolves with the CONNACK return code, or null when the connection closed without one. */
@@ -251,7 +251,7 @@ for (const transport of TRANSPORTS) {
 
 test('protocol - an MQTT 5 CONNECT is answered CONNACK 1 by aedes and is not a protocol violation', async () => {
   const before = await counted('protocol_violation');
-  const v5 = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: uniqueName('v5'), keepalive: 60 } as mqttPacket.IConnectPacket, { protocolVersion: 5 });
+  const v5 = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: uniqueName('v5'), keepalive: 60 }, { protocolVersion: 5 });
   const { returnCode } = await connackOrClose('tcp', v5);
   assert.equal(returnCode, 1);
   assert.equal(await counted('protocol_violation'), before);
@@ -259,5 +259,5 @@ test('protocol - an MQTT 5 CONNECT is answered CONNACK 1 by aedes and is not a p
 
 test('protocol - nothing with a wildcard, U+0000 or U+FFFD in its topic reached RabbitMQ', () => {
   assert.ok(uplinked.messages.length > 0);
-  for (const topic of uplinkedTopics()) assert.doesNotMatch(topic, /[+#\u0000\ufffd]/, topic);
+  for (const topic of uplinkedTopics()) assert.ok(!['+', '#', '\u0000', '\ufffd'].some((character) => topic.includes(character)), topic);
 });

@@ -126,7 +126,7 @@ test('reconnect - downlink consumers come back after the connection is closed, a
     channel.sendToQueue(existing, Buffer.from('direct'));
     await channel.waitForConfirms();
     await connection.close();
-    await waitFor(() => received.length === 2, `both commands after the reconnect (have ${JSON.stringify(received)})`);
+    await waitFor(() => received.length === 2, () => `both commands after the reconnect (have ${JSON.stringify(received)})`);
     assert.deepEqual(received.sort(), [`${prefix}/d1/after/reconnect bound`, `${prefix}/from-queue/${existing} direct`].sort());
   } finally {
     await device.endAsync();

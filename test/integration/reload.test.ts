@@ -28,7 +28,7 @@ after(async () => {
 
 /** A configuration as the test bridge runs it, with changes. */
 function configWith(base: BridgeConfig, changes: Partial<BridgeConfigInput>): BridgeConfig {
-  return configSchema.parse({ ...base, ...changes }) as BridgeConfig;
+  return configSchema.parse({ ...base, ...changes });
 }
 
 test('reload - 10 clients streaming QoS 1: every message arrives once, with the old routing key before the reload and the new one after', async () => {

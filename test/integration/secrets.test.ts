@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { hashPassword } from '../../src/auth/passwords.js';
-import { uniqueName, waitFor } from '../helpers/amqp.js';
-import { startTestBridge } from '../helpers/bridge.js';
+import { uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { startTestBridge, transientExchange } from '../helpers/bridge.js';
 import { makeCertificates } from '../helpers/certs.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
@@ -69,4 +69,31 @@ test('secrets - a whole run at debug level logs no AMQP password, no MQTT passwo
     assert.ok(!text.includes(secret), `a secret appears in the logs: ${secret.slice(0, 12)}...`);
   }
   assert.ok(text.includes(amqpUser), 'the logs do name the AMQP user (only the password is hidden)');
+});
+
+test('secrets - fields that only share a name with a secret are logged as they are: a downlink binding key, the AMQP user', async () => {
+  const commands = uniqueName('secrets-commands');
+  const queue = uniqueName('secrets-downlink');
+  const { logger, lines } = captureLogs('info');
+  const bridge = await startTestBridge(
+    {
+      amqp: { exchanges: [transientExchange(commands)] },
+      downlink: [{ name: 'commands', exchange: commands, routingKey: '{deviceId}.#', topic: 'devices/{deviceId}/commands/{#}', qos: 1, queueName: queue }],
+    },
+    { logger },
+  );
+  try {
+    await waitFor(() => lines.some((line) => line.msg === 'downlink consumer started'), 'the downlink consumer');
+  } finally {
+    await bridge.stop();
+    await withChannel(async (channel) => {
+      await channel.deleteQueue(queue);
+      await channel.deleteExchange(commands);
+    }).catch(() => {});
+  }
+  const started = lines.find((line) => line.msg === 'downlink consumer started')!;
+  assert.deepEqual(started.binding, { exchange: commands, key: '*.#' });
+  assert.equal(started.queue, queue);
+  const forwarding = lines.find((line) => typeof line.msg === 'string' && line.msg.startsWith('forwarding to AMQP at '));
+  assert.match(String(forwarding?.amqp), /^amqps?:\/\/[^:@/]+:\*\*\*@/, 'the AMQP URL is logged with its user and the password replaced');
 });

@@ -53,7 +53,7 @@ async function session(transport: Transport, clientId: string): Promise<RawMqttC
 /** Sends QoS 2 PUBLISHes with these packet ids and waits for a PUBREC for each (no PUBREL is sent). */
 async function publishWithoutPubrel(connection: RawMqttClient, topic: string, ids: number[], payload: Buffer): Promise<void> {
   for (const messageId of ids) connection.send({ cmd: 'publish', topic, payload, qos: 2, messageId, dup: false, retain: false });
-  await waitFor(() => connection.count('pubrec') >= ids.length, `${ids.length} PUBRECs (have ${connection.count('pubrec')})`, 120_000);
+  await waitFor(() => connection.count('pubrec') >= ids.length, () => `${ids.length} PUBRECs (have ${connection.count('pubrec')})`, 120_000);
 }
 
 async function settled(): Promise<void> {

@@ -8,7 +8,7 @@ import { connectClient, startTestBridge, TRANSPORTS, type TestBridge } from '../
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Every rule form of DESIGN.md, on an exchange of this test's own. */
+/** Every rule form of docs/mapping.md, on an exchange of this test's own. */
 const exchange = uniqueName('uplink');
 const prefix = uniqueName('t');
 

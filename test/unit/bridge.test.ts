@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { Bridge } from '../../src/bridge.js';
 import type { BridgeParts, BrokerSide, MqttSide } from '../../src/bridge-parts.js';
+import { HttpListenError } from '../../src/errors.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
 import type { RunningListener } from '../../src/mqtt/listeners/listener.js';
 import type { BrokerRefusal, BrokerState } from '../../src/ports.js';
@@ -18,7 +19,7 @@ function deferred<T = void>() {
   return { promise, resolve, reject };
 }
 
-type Step = () => Promise<unknown> | unknown;
+type Step = () => unknown;
 
 /**
  * Fakes of the MQTT server, the broker back end and the HTTP endpoint that write what is done to
@@ -129,13 +130,15 @@ for (const [failing, started] of [
   });
 }
 
-test('Bridge - the HTTP endpoint failing to listen is a BRIDGE_ERR_LISTEN naming its address', async () => {
-  const { parts } = fakeParts({
+test('Bridge - the HTTP endpoint failing to listen rejects the start with its own error (BRIDGE_ERR_HTTP_LISTEN) and undoes the rest', async () => {
+  const refused = new HttpListenError('http endpoint cannot listen on 127.0.0.1:9102: EADDRINUSE');
+  const { parts, log } = fakeParts({
     'http.start': () => {
-      throw new Error('EADDRINUSE');
+      throw refused;
     },
   });
-  await assert.rejects(bridgeWith(parts, { http: { host: '127.0.0.1', port: 9102 } }).start(), { code: 'BRIDGE_ERR_LISTEN', message: /127\.0\.0\.1:9102: EADDRINUSE/ });
+  await assert.rejects(bridgeWith(parts, { http: { host: '127.0.0.1', port: 9102 } }).start(), refused);
+  assert.ok(log.includes('broker.close') && log.includes('mqtt.close'));
 });
 
 for (const waitingAt of ['createMqtt', 'mqtt.listen', 'broker.start', 'http.start']) {

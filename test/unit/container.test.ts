@@ -83,7 +83,7 @@ function execForm(args: string, what: string): string[] {
   assert.ok(args.startsWith('['), `${what} must use the exec form ["…", …], got: ${args}`);
   const value: unknown = JSON.parse(args);
   assert.ok(Array.isArray(value) && value.every((item) => typeof item === 'string'), `${what} must be a JSON array of strings`);
-  return value as string[];
+  return value;
 }
 
 /** `WORKDIR` of a stage (absolute, as the files below rely on). */
@@ -212,7 +212,7 @@ function environmentOf(svc: Yaml): Record<string, string> {
       if (eq !== -1) out[text.slice(0, eq)] = text.slice(eq + 1);
     }
   } else if (isRecord(environment)) {
-    for (const [key, value] of Object.entries(environment)) if (value !== null && value !== undefined) out[key] = String(value);
+    for (const [key, value] of Object.entries(environment)) if (value !== null && value !== undefined) out[key] = typeof value === 'string' ? value : JSON.stringify(value);
   } else {
     assert.fail('the service has no `environment`');
   }

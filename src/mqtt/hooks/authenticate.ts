@@ -1,4 +1,5 @@
 import type { AedesOptions } from 'aedes';
+import { LoginRefusedError } from '../../errors.js';
 import { pendingWill } from '../aedes-internals.js';
 import type { ClientIdentities } from '../client-identity.js';
 import { ownerOf, type SessionRegistry } from '../session-registry.js';
@@ -42,10 +43,6 @@ export interface AuthenticateOptions {
   onSessionRefused?: (reason: SessionRefusal, clientId: string, username: string | undefined) => void;
 }
 
-function refuse(returnCode: number, message: string): Error & { returnCode: number } {
-  return Object.assign(new Error(message), { returnCode });
-}
-
 const SESSION_REFUSALS: Record<SessionRefusal, string> = {
   owned_by_another: 'the client id belongs to a session or connection of another user',
   sessions_per_user: 'the user holds mqtt.maxSessionsPerUser persistent sessions already',
@@ -61,18 +58,18 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
   return (client, username, password, done) => {
     const identity = identities.get(client);
     if (identity?.clientIdProblem) {
-      done(refuse(IDENTIFIER_REJECTED, `identifier rejected: ${identity.clientIdProblem}`), null);
+      done(new LoginRefusedError(IDENTIFIER_REJECTED, `identifier rejected: ${identity.clientIdProblem}`), null);
       return;
     }
     const code = options.refusal();
     if (code !== null) {
-      done(refuse(code, 'server unavailable: RabbitMQ is unreachable'), null);
+      done(new LoginRefusedError(code, 'server unavailable: RabbitMQ is unreachable'), null);
       return;
     }
     const accept = async (name: string | undefined) => {
       const will = pendingWill(client);
       if (will && options.willAllowed && !options.willAllowed(client.id, name, will.topic)) {
-        done(refuse(NOT_AUTHORIZED, `the ACL does not allow publishing the will on "${will.topic}"`), null);
+        done(new LoginRefusedError(NOT_AUTHORIZED, `the ACL does not allow publishing the will on "${will.topic}"`), null);
         return;
       }
       // Claimed last: nothing after this refuses the connection, so a refused CONNECT holds nothing.
@@ -80,7 +77,7 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
       const claimed = await registry.claim({ clientId: client.id, owner: ownerOf(name), persistent: !client.clean, maxPersistentSessions });
       if (!claimed.ok) {
         options.onSessionRefused?.(claimed.reason, client.id, name);
-        done(refuse(NOT_AUTHORIZED, SESSION_REFUSALS[claimed.reason]), null);
+        done(new LoginRefusedError(NOT_AUTHORIZED, SESSION_REFUSALS[claimed.reason]), null);
         return;
       }
       if (client.closed) {
@@ -96,7 +93,7 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
       }
       done(null, true);
     };
-    const failed = (error: Error) => done(refuse(NOT_AUTHORIZED, error.message), null);
+    const failed = (error: Error) => done(new LoginRefusedError(NOT_AUTHORIZED, error.message), null);
     if (!options.logins) {
       accept(username ?? undefined).catch(failed);
       return;
@@ -111,7 +108,7 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
         address: identity?.address ?? 'unknown',
         connectionClosed: () => client.closed,
       })
-      .then((result) => (result.ok ? accept(result.username) : done(refuse(result.returnCode, result.reason), null)))
+      .then((result) => (result.ok ? accept(result.username) : done(new LoginRefusedError(result.returnCode, result.reason), null)))
       .catch(failed);
   };
 }

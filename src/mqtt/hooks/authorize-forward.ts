@@ -2,6 +2,7 @@ import type { AedesOptions, Client } from 'aedes';
 import type { AccessPolicy } from '../access.js';
 import { heldSubscriptions } from '../aedes-internals.js';
 import { levelsMatch, levelsOf } from '../topic-filter.js';
+import { usernameOfOwner, type SessionHolder } from '../session-registry.js';
 
 type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;
 
@@ -36,7 +37,7 @@ export function createAuthorizeForward(delivery: DeliveryCheck | null = null): A
     }
     if (packet.qos === 0) return packet;
     const subscriptions = heldSubscriptions(client);
-    let lowest = packet.qos;
+    let lowest: number = packet.qos;
     for (const filter in subscriptions) lowest = Math.min(lowest, subscriptions[filter]!.qos ?? 0);
     if (lowest === packet.qos) return packet; // no subscription could lower it
     const topic = levelsOf(packet.topic);
@@ -49,5 +50,24 @@ export function createAuthorizeForward(delivery: DeliveryCheck | null = null): A
     }
     if (granted >= 0) packet.qos = granted as 0 | 1;
     return packet;
+  };
+}
+
+/**
+ * The same check for a message about to be queued for a persistent session whose client is away
+ * (aedes queues it without asking authorizeForward): asked with the identity that owns the
+ * session, a message the client may not receive is not queued, and is reported here, once. For a
+ * connected client the message is queued and authorizeForward decides (and reports) as it is
+ * sent; a session restored from a file that did not record its owner queues everything, and each
+ * message is checked when it is sent.
+ */
+export function createQueueCheck(access: AccessPolicy, holderOf: (clientId: string) => SessionHolder | undefined): (clientId: string, topic: string) => boolean {
+  return (clientId, topic) => {
+    if (!access.enforced) return true;
+    const holder = holderOf(clientId);
+    if (!holder || holder.connected || holder.owner === null) return true;
+    if (access.canSubscribe({ clientId, username: usernameOfOwner(holder.owner) }, topic)) return true;
+    access.denied('deliver', clientId, topic);
+    return false;
   };
 }

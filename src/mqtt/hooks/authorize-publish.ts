@@ -1,4 +1,5 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes';
+import { BridgeError, RetainedLimitError } from '../../errors.js';
 import { topicLimitBroken, type LimitName, type TopicLimits } from '../limits.js';
 import { DENIED_TOPIC, type AccessPolicy, type PublishRate } from '../access.js';
 import type { ClientIdentities } from '../client-identity.js';
@@ -46,7 +47,7 @@ export function createAuthorizePublish(
         // Not forwarded, stored or acknowledged; MQTT 3.1.1 cannot refuse one PUBLISH, so aedes
         // closes the connection [MQTT-4.8.0-1] (a will is not published).
         refused(limit, client, packet.topic);
-        callback(new Error(`retained message refused: over the ${limit} limit`));
+        callback(new RetainedLimitError(limit, packet.topic));
         return;
       }
       send(client, packet, publish, (error) => {
@@ -70,14 +71,14 @@ export function createAuthorizePublish(
     // aedes authorizes a will after it has closed the connection, and no packet of it then.
     const connection = client && !client.closed ? client : null;
     if (packet.topic.startsWith(SYS_PREFIX)) {
-      callback(new Error(`${SYS_PREFIX} topics are reserved for the server`));
+      callback(new BridgeError('BRIDGE_ERR_PUBLISH_REFUSED', `${SYS_PREFIX} topics are reserved for the server`));
       return;
     }
     const broken = topicLimitBroken(packet.topic, limits);
     if (broken) {
       // MQTT 3.1.1 cannot refuse one PUBLISH: the connection is closed [MQTT-4.8.0-1].
       refused(broken, client, packet.topic);
-      callback(new Error(`topic exceeds the ${broken === 'topic_length' ? 'length' : 'level'} limit`));
+      callback(new BridgeError('BRIDGE_ERR_PUBLISH_REFUSED', `topic exceeds the ${broken === 'topic_length' ? 'length' : 'level'} limit`));
       return;
     }
     let publish: DevicePublish | null = null;
@@ -86,7 +87,7 @@ export function createAuthorizePublish(
       if (!access.canPublish(publish, publish.topic)) {
         access.denied('publish', publish.clientId, publish.topic);
         if (access.onDeniedPublish === 'disconnect' || !client) {
-          callback(new Error(`the ACL does not allow publishing on "${packet.topic}"`));
+          callback(new BridgeError('BRIDGE_ERR_PUBLISH_REFUSED', `the ACL does not allow publishing on "${packet.topic}"`));
           return;
         }
         // Acknowledged, and delivered nowhere: see DENIED_TOPIC.

@@ -34,15 +34,13 @@ export function createPublished(handler: PublishHandler, identities: ClientIdent
       }
       // Not forwarded: forget the stored packet so that the device's resend is forwarded
       // anew instead of being answered as a duplicate.
-      const persistence = brokerPersistence<{ incomingDelPacket(client: unknown, packet: unknown): Promise<void> }>(broker());
-      persistence.incomingDelPacket(client, packet).then(
-        () => finish(),
-        () => finish(),
-      );
-      function finish() {
-        qos2.end(client.id, messageId!);
+      const forwarded = messageId;
+      const finish = () => {
+        qos2.end(client.id, forwarded);
         callback(error);
-      }
+      };
+      const persistence = brokerPersistence<{ incomingDelPacket(client: unknown, packet: unknown): Promise<void> }>(broker());
+      persistence.incomingDelPacket(client, packet).then(finish, finish);
     });
   };
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { TLSSocket, TlsOptions } from 'node:tls';
-import { ListenError } from '../../errors.js';
+import { createSecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
+import { TlsFileError } from '../../errors.js';
 import type { PeerIdentity } from './listener.js';
 
 export interface TlsFiles {
@@ -10,16 +10,20 @@ export interface TlsFiles {
   readonly clientCertificates: 'none' | 'optional' | 'required';
 }
 
-/** TLS 1.2 at least; client certificates asked for (and, when required, insisted on) as configured. */
+/**
+ * TLS 1.2 at least; client certificates asked for (and, when required, insisted on) as configured.
+ * Throws TlsFileError when a file cannot be read, or its contents cannot be used (not PEM, a key
+ * that does not belong to the certificate), naming the files but never quoting them.
+ */
 export function tlsOptions(files: TlsFiles, listener: string): TlsOptions {
   const read = (what: string, path: string) => {
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new ListenError(`${listener} listener cannot read its ${what} ${path}: ${(error as Error).message}`, { cause: error });
+      throw new TlsFileError(`${listener} listener cannot read its ${what} ${path}: ${(error as Error).message}`, { cause: error });
     }
   };
-  return {
+  const options: TlsOptions = {
     cert: read('certificate', files.cert),
     key: read('key', files.key),
     ...(files.ca ? { ca: read('CA file', files.ca) } : {}),
@@ -27,6 +31,13 @@ export function tlsOptions(files: TlsFiles, listener: string): TlsOptions {
     requestCert: files.clientCertificates !== 'none',
     rejectUnauthorized: files.clientCertificates === 'required',
   };
+  try {
+    createSecureContext(options);
+  } catch (error) {
+    const named = files.ca ? `certificate ${files.cert}, key ${files.key} and CA file ${files.ca}` : `certificate ${files.cert} and key ${files.key}`;
+    throw new TlsFileError(`${listener} listener cannot use its ${named}: ${(error as Error).message}`, { cause: error });
+  }
+  return options;
 }
 
 /** The identity a verified client certificate gives; an unverified one gives none. */

@@ -6,7 +6,8 @@ import amqplib, { type ChannelModel } from 'amqplib';
 import { amqplibVersion, batchWrites, brokerReply, checkAmqplibInternals, confirmOutcome, isClosedChannelError } from '../../../src/amqp/amqplib-internals.js';
 
 /** The installed amqplib's own modules, as the adapter's start-up check loads them. */
-const fromAmqplib = createRequire(createRequire(import.meta.url).resolve('amqplib'));
+const requireFromAmqplib = createRequire(createRequire(import.meta.url).resolve('amqplib'));
+const fromAmqplib = (path: string): unknown => requireFromAmqplib(path);
 const { Connection } = fromAmqplib('./lib/connection.js') as { Connection: new (stream: PassThrough) => object };
 const channelModel = fromAmqplib('./lib/channel_model.js') as {
   ChannelModel: new (connection: object) => ChannelModel;

@@ -212,7 +212,7 @@ test('ConfirmPublisher - a publish to an exchange found missing is held aside, n
   t.mock.timers.tick(50);
   const timedOut = results.get('held');
   assert.equal(timedOut?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
-  assert.match(timedOut!.message, /RabbitMQ refuses exchange "nowhere" \(404 NOT_FOUND - no exchange 'nowhere'/);
+  assert.match(timedOut.message, /RabbitMQ refuses exchange "nowhere" \(404 NOT_FOUND - no exchange 'nowhere'/);
   assert.equal(results.get('held too')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
   assert.equal(publisher.pendingMessages, 0);
   publisher.releaseAvailable();
@@ -228,7 +228,7 @@ test('ConfirmPublisher - a QoS 0 publish to a refused exchange fails at once wit
   publishQos0('sent', 'x');
   const dropped = results.get('dropped');
   assert.equal(dropped?.code, 'BRIDGE_ERR_EXCHANGE_REFUSED');
-  assert.match(dropped!.message, /inequivalent arg 'durable'/);
+  assert.match(dropped.message, /inequivalent arg 'durable'/);
   assert.deepEqual(channel.published.map((p) => p.routingKey), ['sent']);
   assert.equal(publisher.pendingMessages, 1);
 });

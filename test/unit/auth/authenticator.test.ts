@@ -9,7 +9,7 @@ import { silentLogger } from '../../../src/observability/logger.js';
 const PASSWORD = 'correct horse';
 /** A cheap hash: these tests are about timing, not about scrypt's cost. */
 const settings = async (): Promise<AuthSettings> =>
-  ({ anonymous: false, certificateUsername: 'none', users: [{ username: 'sensor-1', password: await hashPassword(PASSWORD, 16) }] }) as AuthSettings;
+  ({ anonymous: false, certificateUsername: 'none', users: [{ username: 'sensor-1', password: await hashPassword(PASSWORD, 16) }] });
 
 const attempt = (password: string, overrides: Partial<LoginAttempt> = {}): LoginAttempt => ({
   clientId: 'c',
@@ -23,7 +23,7 @@ const attempt = (password: string, overrides: Partial<LoginAttempt> = {}): Login
 /** A login whose outcome can be looked at before it settles. */
 function tracked(login: Promise<LoginResult>) {
   const state: { result: LoginResult | null; promise: Promise<LoginResult> } = { result: null, promise: login };
-  login.then((result) => (state.result = result));
+  void login.then((result) => (state.result = result));
   return state;
 }
 
@@ -89,7 +89,7 @@ test('Authenticator - a login waiting out its delay does not keep the process al
 });
 
 test('Authenticator - auth.clientIds: a good password with a client id the patterns do not allow gets 2; an id the server assigned is not checked', async () => {
-  const authenticator = new Authenticator({ ...(await settings()), clientIds: ['{username}-*'] } as AuthSettings, silentLogger());
+  const authenticator = new Authenticator({ ...(await settings()), clientIds: ['{username}-*'] }, silentLogger());
   assert.deepEqual(await authenticator.login(attempt(PASSWORD, { clientId: 'sensor-1-a' })), { ok: true, username: 'sensor-1' });
   const refused = await authenticator.login(attempt(PASSWORD, { clientId: 'sensor-2-a' }));
   assert.equal(refused.ok, false);

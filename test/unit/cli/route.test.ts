@@ -43,7 +43,7 @@ test('route - the catch-all rule gives the MQTT plugin routing key; QoS 0 is tra
 test('route - {username} is filled from --username', async () => {
   const result = await runCli(['route', 'test/fixtures/config/route-username.yaml', 'x/1', '--username', 'alice', '--client-id=c-9']);
   assert.equal(result.code, 0);
-  assert.deepEqual(JSON.parse(result.stdout).routingKey, 'alice.c-9.1');
+  assert.deepEqual((JSON.parse(result.stdout) as { routingKey: string }).routingKey, 'alice.c-9.1');
 });
 
 test('route - no matching rule exits 1 and says so', async () => {
@@ -102,7 +102,7 @@ test('route --amqp - {headers.NAME} is filled from --header; a missing header is
   });
   const missing = await runCli(['route', file, '--amqp', 'alerts', 'alert.high', '--header', 'x-site=plant-2']);
   assert.equal(missing.code, 1);
-  assert.equal(JSON.parse(missing.stdout).error, 'header "x-line" is missing');
+  assert.equal((JSON.parse(missing.stdout) as { error: string }).error, 'header "x-line" is missing');
 });
 
 test('route --amqp - no rule bound to the exchange matches: exit 1', async () => {

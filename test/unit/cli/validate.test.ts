@@ -110,6 +110,20 @@ test('validate - the linter warns of a shadowed rule, colliding routing keys and
   });
 });
 
+test('validate - a downlink whose every topic a deny entry for everyone refuses first is warned of; one a deny covers only in part, or only for some, is not', async () => {
+  const file = fixture('lint-downlink-denied');
+  // acl[1] denies alerts to ops only, acl[2] names {username}: each leaves the rule's topics to others; acl[0] covers only some of status's.
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 0,
+    stdout: [
+      `${file}:11:12: warning: downlink[0] (commands): acl[0] denies every topic of "devices/{deviceId}/commands/{#}" to everyone before an entry allows it, so its messages reach no device`,
+      'ok, with 1 warning',
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+});
+
 test('validate --strict - warnings are errors (exit 1)', async () => {
   const result = await runCli(['validate', fixture('lint-warnings'), '--strict']);
   assert.equal(result.code, 1);

@@ -334,6 +334,16 @@ test('loadConfigText - an out-of-range port is an error at the value', () => {
   assertProblems(PORT_TOO_BIG, ['conf/test.yaml:4:13: mqtt.listeners[0].port: must be at most 65535']);
 });
 
+test('loadConfigText - an amqp.url the URL parser refuses is an error that does not quote the URL (and its password)', () => {
+  const error = assertProblems('amqp:\n  url: "amqp://user:s3cret@rabbit:99999"\n', [
+    'conf/test.yaml:2:8: amqp.url: is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)',
+  ]);
+  assert.ok(!JSON.stringify(error.problems).includes('s3cret'));
+  assertProblems('amqp:\n  url: "amqp://user:pa/ss@rabbit"\n', [
+    'conf/test.yaml:2:8: amqp.url: is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)',
+  ]);
+});
+
 const DUPLICATE_RULE_NAME = `uplink:
   - name: telemetry
     topic: a/#

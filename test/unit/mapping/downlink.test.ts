@@ -11,7 +11,7 @@ import {
 } from '../../../src/mapping/downlink.js';
 import { RuleError } from '../../../src/mapping/rule-error.js';
 
-/** The downlink rule of config/bridge.yaml (and DESIGN.md). */
+/** The downlink rule of config/bridge.yaml (and docs/mapping.md). */
 const COMMANDS: DownlinkRuleConfig = {
   name: 'commands',
   exchange: 'commands',

@@ -12,7 +12,7 @@ import {
   type UplinkRuleConfig,
 } from '../../../src/mapping/uplink.js';
 
-/** The uplink rules of config/bridge.yaml (and DESIGN.md), as written there. */
+/** The uplink rules of config/bridge.yaml (and docs/mapping.md), as written there. */
 const EXAMPLE_RULES: readonly UplinkRuleConfig[] = [
   {
     name: 'telemetry',

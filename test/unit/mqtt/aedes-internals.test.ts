@@ -25,7 +25,7 @@ async function connectedBroker(onAuthenticate: (client: Client) => void = () => 
       callback();
     },
   });
-  const client = broker.handle(connection, undefined as never);
+  const client = broker.handle(connection, undefined);
   const send = (packet: Record<string, unknown>) => connection.push(mqttPacket.generate(packet as unknown as mqttPacket.Packet));
   const sendRaw = (bytes: Buffer) => connection.push(bytes);
   return { broker, client, connection, received, send, sendRaw };
@@ -64,7 +64,7 @@ test('aedes internals - a client parser whose packets aedes no longer handles th
       const client = broker.handle(...args);
       (clientParser(client) as unknown as { removeAllListeners(event: string): void }).removeAllListeners('packet');
       return client;
-    }) as Aedes['handle'];
+    });
     assert.throws(() => checkAedesInternals(changed), (error: Error & { code?: string }) => error.code === 'BRIDGE_ERR_DEPENDENCY' && /'packet' handler/.test(error.message));
   } finally {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
@@ -166,7 +166,7 @@ test("aedes internals - what the retained and QoS 2 accounting relies on: the st
     retained: { stored: async (packet) => void stored.push(packet.payload), notStored: (packet) => notStored.push(packet.payload), ownerOf: () => undefined },
   });
   const { broker, received, send } = await connectedBroker(() => {}, {
-    persistence: sessions.persistence as unknown as AedesOptions['persistence'],
+    persistence: sessions.persistence,
     authorizePublish: (_client, packet, done) => {
       authorized.push(packet.payload as Buffer);
       done(null);

@@ -3,10 +3,11 @@ import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import mqtt from 'mqtt';
-import { createAuthorizeForward } from '../../../src/mqtt/hooks/authorize-forward.js';
+import { createAuthorizeForward, createQueueCheck } from '../../../src/mqtt/hooks/authorize-forward.js';
+import { ownerOf, type SessionHolder } from '../../../src/mqtt/session-registry.js';
 
 function clientWith(subscriptions: Record<string, number>): Client {
-  const held: Record<string, { qos: number }> = Object.create(null);
+  const held = Object.create(null) as Record<string, { qos: number }>;
   for (const [filter, qos] of Object.entries(subscriptions)) held[filter] = { qos };
   return { id: 'c', subscriptions: held } as unknown as Client;
 }
@@ -64,7 +65,7 @@ test('authorizeForward - with aedes, one QoS 2 message reaches each wildcard sub
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     server.close();
   });
-  const [low, high, zero, publisher] = clients as [mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient, mqtt.MqttClient];
+  const [low, high, zero, publisher] = clients;
   // The lowest grant subscribes first: were the packet shared, lowering it would reach the others.
   await low.subscribeAsync('plant/#', { qos: 1 });
   await high.subscribeAsync('plant/+/temp', { qos: 2 });
@@ -74,4 +75,36 @@ test('authorizeForward - with aedes, one QoS 2 message reaches each wildcard sub
   const delivered = Promise.all([received(low), received(high), received(zero)]);
   await publisher.publishAsync('plant/7/temp', '21.5', { qos: 2 });
   assert.deepEqual(await delivered, [1, 2, 0]);
+});
+
+test('queue check - a message for an offline session is asked with its owner\'s identity, and a denied one reported once; a connected client\'s is left to authorizeForward', () => {
+  const reported: string[] = [];
+  const asked: string[] = [];
+  const holders: Record<string, SessionHolder> = {
+    'alice-1': { owner: ownerOf('alice'), connected: false },
+    'anon-1': { owner: ownerOf(undefined), connected: false },
+    'alice-2': { owner: ownerOf('alice'), connected: true },
+    'restored-1': { owner: null, connected: false },
+  };
+  const check = createQueueCheck(
+    {
+      enforced: true,
+      canPublish: () => assert.fail('only receiving is asked'),
+      canSubscribe: ({ clientId, username }, topic) => {
+        asked.push(`${clientId} ${username ?? '(anonymous)'} ${topic}`);
+        return topic.startsWith(`devices/${username}/`);
+      },
+      onDeniedPublish: 'disconnect',
+      denied: (action, clientId, topic) => reported.push(`${action} ${clientId} ${topic}`),
+    },
+    (clientId) => holders[clientId],
+  );
+  assert.equal(check('alice-1', 'devices/alice/commands/x'), true);
+  assert.equal(check('alice-1', 'devices/bob/commands/x'), false);
+  assert.equal(check('anon-1', 'devices/alice/commands/x'), false);
+  assert.equal(check('alice-2', 'devices/bob/commands/x'), true, 'connected: queued, and authorizeForward refuses it as it is sent');
+  assert.equal(check('restored-1', 'devices/bob/commands/x'), true, 'owner unknown: checked when it is sent');
+  assert.equal(check('unknown', 'devices/bob/commands/x'), true, 'no session recorded: checked when it is sent');
+  assert.deepEqual(asked, ['alice-1 alice devices/alice/commands/x', 'alice-1 alice devices/bob/commands/x', 'anon-1 (anonymous) devices/alice/commands/x']);
+  assert.deepEqual(reported, ['deliver alice-1 devices/bob/commands/x', 'deliver anon-1 devices/alice/commands/x']);
 });

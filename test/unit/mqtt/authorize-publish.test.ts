@@ -76,7 +76,9 @@ test('authorizePublish - with an ACL, the identity it is asked with is the one t
 
 test('authorizePublish - a publish the ACL denies goes nowhere: refused (disconnect) or acknowledged to the denied topic (drop)', () => {
   const disconnect = setup({ enforced: true, allowed: (_clientId, _username, topic) => topic !== 'secret' });
-  assert.match(String(disconnect.send('secret').outcome), /the ACL does not allow publishing on "secret"/);
+  const refused = disconnect.send('secret').outcome as (Error & { code?: string }) | null;
+  assert.equal(refused?.code, 'BRIDGE_ERR_PUBLISH_REFUSED');
+  assert.equal(refused?.message, 'the ACL does not allow publishing on "secret"');
   assert.deepEqual(disconnect.denied, ['publish:dev-1:secret']);
   assert.deepEqual(disconnect.forwarded, []);
 
@@ -86,6 +88,18 @@ test('authorizePublish - a publish the ACL denies goes nowhere: refused (disconn
   assert.equal(packet.topic, DENIED_TOPIC);
   assert.equal(packet.retain, false);
   assert.deepEqual(drop.forwarded, []);
+});
+
+test('authorizePublish - a $SYS/ topic and a topic over a limit are refused with BRIDGE_ERR_PUBLISH_REFUSED, and forwarded nowhere', () => {
+  const { send, forwarded } = setup({ enforced: false, allowed: () => true });
+  const refusal = (topic: string) => {
+    const error = send(topic).outcome as (Error & { code?: string }) | null;
+    return error && { code: error.code, message: error.message };
+  };
+  assert.deepEqual(refusal('$SYS/broker/uptime'), { code: 'BRIDGE_ERR_PUBLISH_REFUSED', message: '$SYS/ topics are reserved for the server' });
+  assert.deepEqual(refusal('a/b/c/d/e/f/g/h/i'), { code: 'BRIDGE_ERR_PUBLISH_REFUSED', message: 'topic exceeds the level limit' });
+  assert.deepEqual(refusal('x'.repeat(101)), { code: 'BRIDGE_ERR_PUBLISH_REFUSED', message: 'topic exceeds the length limit' });
+  assert.deepEqual(forwarded, []);
 });
 
 /** authorizePublish with the retained limits of `quota`, a handler that answers with `answer`, and what it forwarded and refused. */
@@ -126,7 +140,9 @@ function retainedSetup(limits: { maxRetainedMessagesPerUser: number }, answer: E
 test('authorizePublish - a retained publish past a retained limit is refused before it is forwarded, and counted with the limit', () => {
   const { send, forwarded, refusals, ledger } = retainedSetup({ maxRetainedMessagesPerUser: 1 });
   assert.equal(send('a/1').outcome, null);
-  assert.match(String(send('a/2').outcome), /retained message refused: over the retained_messages_per_user limit/);
+  const refused = send('a/2').outcome as (Error & { code?: string }) | null;
+  assert.equal(refused?.code, 'BRIDGE_ERR_RETAINED_LIMIT');
+  assert.equal(refused?.message, 'retained message on "a/2" refused: it would pass the retained_messages_per_user limit');
   assert.deepEqual(forwarded, ['a/1'], 'the refused one never reaches the handler (AMQP)');
   assert.deepEqual(refusals, ['retained_messages_per_user:a/2']);
   assert.deepEqual(ledger.reserved('alice'), { messages: 1, bytes: 4 }, 'the first holds its room until aedes stores it');

@@ -4,6 +4,8 @@ import { setImmediate } from 'node:timers/promises';
 import type { Client, Subscription } from 'aedes';
 import { createAuthorizeSubscribe, type SubscribeLimits } from '../../../src/mqtt/hooks/authorize-subscribe.js';
 import type { LimitName } from '../../../src/mqtt/limits.js';
+import type { AccessPolicy } from '../../../src/mqtt/access.js';
+import { Acl } from '../../../src/auth/acl.js';
 
 interface FakeClient {
   id: string;
@@ -12,7 +14,7 @@ interface FakeClient {
 
 function fakeClient(id: string, existing: string[] = []): FakeClient {
   // aedes keeps a client's subscriptions in an object without a prototype.
-  const subscriptions: Record<string, unknown> = Object.create(null);
+  const subscriptions = Object.create(null) as Record<string, unknown>;
   for (const filter of existing) subscriptions[filter] = { qos: 1 };
   return { id, subscriptions };
 }
@@ -202,4 +204,31 @@ test('authorizeSubscribe - a filter granted and stored within the same tick is n
   store(client, 'a');
   assert.equal(ask(client, 'b').granted, 'b', 'the client has one subscription and a limit of 2');
   assert.deepEqual(refusals, []);
+});
+
+test('authorizeSubscribe - with an ACL, a filter that only overlaps a deny is granted and one inside it refused and reported; $bridge/ is nobody\'s', () => {
+  // The issue 11 example: before, "#" and "+/+" were refused because they overlap test/nosubscribe.
+  const acl = new Acl([
+    { deny: 'subscribe', topic: 'test/nosubscribe' },
+    { allow: ['publish', 'subscribe'], topic: '#' },
+  ]);
+  const reported: string[] = [];
+  const access: AccessPolicy = {
+    enforced: true,
+    canPublish: (identity, topic) => acl.canPublish(identity, topic),
+    canSubscribe: (identity, filter) => acl.canSubscribe(identity, filter),
+    onDeniedPublish: 'disconnect',
+    denied: (action, clientId, topic) => reported.push(`${action} ${clientId} ${topic}`),
+  };
+  const limits: SubscribeLimits = { maxTopicBytes: 50, maxTopicLevels: 4, maxSubscriptionsPerClient: 10 };
+  const authorize = createAuthorizeSubscribe(limits, () => assert.fail('no limit is reached'), access, () => undefined);
+  const answers = ['#', '+/+', 'test/#', 'test/nosubscribe', '$bridge/#'].map((topic) => {
+    let granted: string | null | undefined;
+    authorize(fakeClient('anon-1') as unknown as Client, { topic, qos: 1 }, (_error, subscription) => {
+      granted = subscription ? subscription.topic : null;
+    });
+    return granted;
+  });
+  assert.deepEqual(answers, ['#', '+/+', 'test/#', null, null]);
+  assert.deepEqual(reported, ['subscribe anon-1 test/nosubscribe'], 'the ACL refusal is counted and logged; $bridge/ is refused before the ACL is asked');
 });

@@ -17,7 +17,7 @@ interface Harness {
   budget: IngressBudget;
   refusals: Array<{ limit: LimitName; detail: string }>;
   clock: { now: number };
-  open(address?: string): IngressConnection;
+  open: (address?: string) => IngressConnection;
 }
 
 function harness(limits: Partial<IngressLimits> = {}): Harness {

@@ -7,7 +7,7 @@ function parseOne(bytes: Buffer): Record<string, unknown> {
   const parser = mqttPacket.parser({ protocolVersion: 4 });
   const packets: Array<Record<string, unknown>> = [];
   parser.on('packet', (packet) => packets.push(packet as unknown as Record<string, unknown>));
-  parser.on('error', (error) => assert.fail(error.message));
+  parser.on('error', (error: Error) => assert.fail(error.message));
   assert.equal(parser.parse(bytes), 0, 'every byte is one packet');
   assert.equal(packets.length, 1);
   return packets[0]!;

@@ -12,8 +12,8 @@ const limits = { maxTopicBytes: 100, maxTopicLevels: 5 };
 function parse(bytes: Buffer): ParsedPacket[] {
   const parser = mqttPacket.parser({ protocolVersion: 4 });
   const packets: ParsedPacket[] = [];
-  parser.on('packet', (packet) => packets.push(packet as unknown as ParsedPacket));
-  parser.on('error', (error) => assert.fail(`the parser refused the test's bytes: ${error.message}`));
+  parser.on('packet', (packet) => packets.push(packet));
+  parser.on('error', (error: Error) => assert.fail(`the parser refused the test's bytes: ${error.message}`));
   parser.parse(bytes);
   return packets;
 }
@@ -44,7 +44,7 @@ test('connectFieldsBytes - equals the remaining length of every well-formed CONN
 test('connectFieldsBytes - with bytes that are not UTF-8 it is an upper bound of the remaining length', () => {
   for (const invalid of [[0xff], [0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xed, 0xa0, 0x80]]) {
     const packet = parseOne(connectBytes({ clientId: Buffer.from([0x61, ...invalid]) })) as ConnectPacket;
-    assert.ok(connectFieldsBytes(packet) >= packet.length!, `bytes ${invalid}`);
+    assert.ok(connectFieldsBytes(packet) >= packet.length!, `bytes ${invalid.join(', ')}`);
   }
 });
 
@@ -71,8 +71,8 @@ test('connectViolation - a will topic that is no topic name, or over the topic l
   for (const [topic, limit] of cases) {
     const violation = connectViolation(withWill(topic), limits);
     assert.equal(violation?.limit, limit, JSON.stringify(topic.toString('latin1')));
-    assert.match(violation!.reason, /^will topic: /);
-    assert.equal(violation!.connackReturnCode, undefined, 'closed without a CONNACK');
+    assert.match(violation.reason, /^will topic: /);
+    assert.equal(violation.connackReturnCode, undefined, 'closed without a CONNACK');
   }
   assert.equal(connectViolation(withWill(Buffer.from('a/b/c/d/e')), limits), null, 'at the limits is fine');
   // Will flag with QoS 3 (bits 4-3 both set) [MQTT-3.1.2-14].

@@ -43,8 +43,8 @@ test('retained quota - a publish abandoned, or one aedes does not store (a resen
   const { ledger, quota: retained } = quota();
   const failed = retainedPublish('a');
   const resent = retainedPublish('b');
-  retained.admit(failed, alice, { closed: false });
-  retained.admit(resent, alice, { closed: false });
+  assert.equal(retained.admit(failed, alice, { closed: false }), null);
+  assert.equal(retained.admit(resent, alice, { closed: false }), null);
   retained.abandon(failed);
   retained.notStored(resent);
   retained.notStored({ payload: undefined }); // a PUBREL: nothing to do
@@ -56,8 +56,8 @@ test('retained quota - a connection that closes gives back the room of what it p
   const connection = { closed: false };
   const stored = retainedPublish('a');
   const lost = retainedPublish('b');
-  retained.admit(stored, alice, connection);
-  retained.admit(lost, alice, connection);
+  assert.equal(retained.admit(stored, alice, connection), null);
+  assert.equal(retained.admit(lost, alice, connection), null);
   await retained.stored(stored);
   retained.connectionClosed(connection);
   assert.deepEqual(ledger.reserved(), { messages: 0, bytes: 0 });

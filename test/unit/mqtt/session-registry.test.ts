@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ANONYMOUS_OWNER, MemorySessionRegistry, ownerOf } from '../../../src/mqtt/session-registry.js';
+import { ANONYMOUS_OWNER, MemorySessionRegistry, ownerOf, usernameOfOwner } from '../../../src/mqtt/session-registry.js';
 
 const alice = ownerOf('alice');
 const bob = ownerOf('bob');
@@ -86,4 +86,19 @@ test('session registry - sessions restored without an owner go to the first iden
       { clientId: 'owned', owner: bob, offlineSince: 200 },
     ],
   );
+});
+
+test('session registry - holder tells who holds a client id and whether it is connected; the owner gives back its username', async () => {
+  const registry = new MemorySessionRegistry();
+  const connection = await claim(registry, 'alice-dev', alice);
+  assert.ok(connection.ok);
+  assert.deepEqual(registry.holder('alice-dev'), { owner: alice, connected: true });
+  registry.release('alice-dev', connection.claim);
+  assert.deepEqual(registry.holder('alice-dev'), { owner: alice, connected: false });
+  registry.restore([{ clientId: 'old', owner: null, offlineSince: 0 }]);
+  assert.deepEqual(registry.holder('old'), { owner: null, connected: false });
+  assert.equal(registry.holder('nobody'), undefined);
+  assert.equal(usernameOfOwner(alice), 'alice');
+  assert.equal(usernameOfOwner(ownerOf('user:x')), 'user:x', 'a username that looks like an owner');
+  assert.equal(usernameOfOwner(ANONYMOUS_OWNER), undefined);
 });

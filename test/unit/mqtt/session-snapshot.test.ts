@@ -72,7 +72,7 @@ test('session snapshot - a version 1 file (no owners) is still read; its retaine
 test('session snapshot - a file of an unknown version is refused, naming the versions this bridge reads', async () => {
   const file = join(directory, 'v9.json');
   writeFileSync(file, JSON.stringify({ version: 9, savedAt: '', sessions: [], retained: [] }));
-  await assert.rejects(loadSessions(store().sessions, file), /has version 9; this bridge reads versions 1 and 2/);
+  await assert.rejects(loadSessions(store().sessions, file), { code: 'BRIDGE_ERR_SESSION_FILE', message: /has version 9; this bridge reads versions 1 and 2/ });
 });
 
 const storeAt = (now: () => number) => createSessionStore({ maxOfflineMessages: 10, onDropped: () => {} }, new MemorySessionRegistry(now));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Packet from 'aedes-packet';
+import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/mqtt/pending-qos2.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
@@ -11,7 +12,7 @@ interface AedesCalls {
   cleanSubscriptions(client: { id: string }): Promise<void>;
   incomingStorePacket(client: { id: string }, packet: Packet): Promise<void>;
   incomingGetPacket(client: { id: string }, packet: { messageId: number }): Promise<Packet>;
-  outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: Packet): Promise<void>;
+  outgoingEnqueueCombi(subs: Array<{ clientId: string; topic?: string }>, packet: Packet): Promise<void>;
   outgoingClearMessageId(client: { id: string }, packet: { messageId: number }): Promise<Packet | undefined>;
   outgoingStream(client: { id: string }): AsyncIterable<Packet>;
 }
@@ -42,11 +43,25 @@ test("session store - aedes' own persistence state works through it (subscriptio
   assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
 });
 
-test('session store - reading a method gives the same function every time (no allocation per call aedes makes)', () => {
-  const { aedes } = store();
-  assert.equal(aedes.subscriptionsByTopic, aedes.subscriptionsByTopic);
-  assert.equal(aedes.incomingStorePacket, aedes.incomingStorePacket);
-  assert.equal(aedes.outgoingEnqueueCombi, aedes.outgoingEnqueueCombi);
+/** The function a class on `object`'s prototype chain defines for `name`: what a plain method read gives. */
+function methodOfClass(object: object, name: string): unknown {
+  for (let prototype = Object.getPrototypeOf(object) as object | null; prototype; prototype = Object.getPrototypeOf(prototype) as object | null) {
+    const descriptor = Object.getOwnPropertyDescriptor(prototype, name);
+    if (descriptor) return descriptor.value;
+  }
+  return undefined;
+}
+
+test("session store - aedes reads the classes' own methods, not copies bound per read or per instance (no allocation per call)", () => {
+  const { sessions } = store();
+  const persistence = sessions.persistence as unknown as Record<string, unknown>;
+  // aedes' own method, inherited as it is; and the store's overrides, from its class.
+  assert.equal(persistence.subscriptionsByTopic, (AsyncMemoryPersistence.prototype as unknown as Record<string, unknown>).subscriptionsByTopic);
+  for (const name of ['subscriptionsByTopic', 'incomingStorePacket', 'incomingGetPacket', 'outgoingEnqueueCombi', 'outgoingUpdate', 'outgoingStream']) {
+    assert.equal(typeof persistence[name], 'function', name);
+    assert.equal(persistence[name], methodOfClass(persistence, name), `${name} is the class's own function`);
+    assert.equal(Object.hasOwn(persistence, name), false, `${name} is not a per-instance copy`);
+  }
 });
 
 test('session store - outgoing messages go to the bounded queues: oldest unsent dropped, cleared by packet id', async () => {
@@ -88,10 +103,10 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   for (const id of [1, 2, 3]) await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(id));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES);
   const fourth = qos2Publish(4);
-  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), /holds 96 bytes of QoS 2 messages awaiting PUBREL/);
+  await assert.rejects(aedes.incomingStorePacket({ id: 'dev-1' }, fourth), { code: 'BRIDGE_ERR_QOS2_LIMIT', message: /holds 96 bytes of QoS 2 messages awaiting PUBREL/ });
   assert.deepEqual(refusals, [['dev-1', 96]]);
   assert.deepEqual(notStored, [fourth], 'a retained publish refused here gives back its room');
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'publish', messageId: 4 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-2' }, qos2Publish(4)); // another session has its own bound
   // A resent PUBLISH is recognised by its id (and is not stored again); a PUBREL deletes it.
   const resent = qos2Publish(2);
@@ -100,11 +115,11 @@ test('session store - QoS 2 state keeps the packet id only, bounded in bytes per
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(2));
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 3 * PENDING_QOS2_ENTRY_BYTES, 'the same id stored again counts once');
   await aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 });
-  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), /no such packet/);
+  await assert.rejects(aedes.incomingDelPacket({ id: 'dev-1' }, { messageId: 2 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   await aedes.incomingStorePacket({ id: 'dev-1' }, qos2Publish(5));
   await aedes.cleanIncoming({ id: 'dev-1' });
   assert.equal(sessions.pendingQos2.bytesOf('dev-1'), 0);
-  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), /no such packet/);
+  await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { cmd: 'pubrel', messageId: 1 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND', message: 'no such packet' });
   assert.equal(sessions.pendingQos2.sessions, 1, 'only dev-2 holds QoS 2 state');
 });
 
@@ -125,4 +140,49 @@ test('session store - every retained message stored is told to the accounting, a
   for await (const packet of sessions.persistence.createRetainedStream('#')) stored.push(packet.topic);
   assert.deepEqual(stored.sort(), ['a', 'b']);
   assert.deepEqual(sessions.retainedOwner('a'), { username: 'alice' });
+});
+
+test('session store - a message the client may not receive is not queued for it, refused once however many of its filters match; a "$" topic is not queued for "#" or "+/..." [MQTT-4.7.2-1]', async () => {
+  const asked: string[] = [];
+  const sessions = createSessionStore({
+    maxOfflineMessages: 2,
+    onDropped: () => assert.fail('nothing denied takes the place of an allowed message'),
+    mayQueue: (clientId, topic) => {
+      asked.push(`${clientId} ${topic}`);
+      return !topic.includes('secret');
+    },
+  });
+  const aedes = sessions.persistence as unknown as AedesCalls;
+  // aedes passes one subscription per matching filter: dev-1 holds two that match.
+  const subs = [
+    { clientId: 'dev-1', topic: '#' },
+    { clientId: 'dev-1', topic: 'a/+' },
+    { clientId: 'dev-2', topic: 'a/#' },
+  ];
+  for (let i = 0; i < 4; i++) await aedes.outgoingEnqueueCombi(subs, publish('a/secret', i));
+  await aedes.outgoingEnqueueCombi(subs, publish('a/open', 10));
+  await aedes.outgoingEnqueueCombi([{ clientId: 'dev-1', topic: '#' }, { clientId: 'dev-2', topic: '+/x' }, { clientId: 'dev-3', topic: '$status/#' }], publish('$status/x', 11));
+  assert.deepEqual(asked.filter((line) => line.startsWith('dev-1 a/secret')).length, 4, 'refused once per message for dev-1, whose two filters match it');
+  assert.deepEqual(asked.slice(-1), ['dev-3 $status/x'], 'only the subscription that names "$status" is asked for the "$" topic');
+  const queued = async (clientId: string) => {
+    const topics: string[] = [];
+    for await (const packet of aedes.outgoingStream({ id: clientId })) topics.push(packet.topic);
+    return topics;
+  };
+  assert.deepEqual(await queued('dev-1'), ['a/open', 'a/open'], 'two matching filters: queued twice, as aedes does');
+  assert.deepEqual(await queued('dev-2'), ['a/open']);
+  assert.deepEqual(await queued('dev-3'), ['$status/x']);
+});
+
+test('session store - a message not sent yet is cleared by its broker id, not by the absent packet id', async () => {
+  // aedes clears a message authorizeForward refused with the packet it was given, which has no
+  // packet id: matching on that removed the first unsent message, and sending that one then failed.
+  const { aedes } = store();
+  for (const [index, topic] of ['allowed-1', 'denied', 'allowed-2'].entries()) await aedes.outgoingEnqueueCombi([{ clientId: 'dev-1' }], publish(topic, index));
+  const cleared = await aedes.outgoingClearMessageId({ id: 'dev-1' }, { brokerId: 'b', brokerCounter: 1 } as unknown as { messageId: number });
+  assert.equal(cleared?.topic, 'denied');
+  assert.equal(await aedes.outgoingClearMessageId({ id: 'dev-1' }, { brokerId: 'b', brokerCounter: 1 } as unknown as { messageId: number }), undefined, 'gone');
+  const left: string[] = [];
+  for await (const packet of aedes.outgoingStream({ id: 'dev-1' })) left.push(packet.topic);
+  assert.deepEqual(left, ['allowed-1', 'allowed-2']);
 });

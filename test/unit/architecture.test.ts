@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { test } from 'node:test';
+import { REPOSITORY_ROOT, sourceFiles } from '../helpers/source-files.js';
+
+/** The dependency rules of docs/architecture.md ("Folders, and what each may import"). */
+
+const SRC = join(REPOSITORY_ROOT, 'src');
+
+interface Import {
+  /** The importing file, relative to src/. */
+  readonly from: string;
+  /** What it imports: a path relative to src/ (without extension), or a package name. */
+  readonly target: string;
+  readonly typeOnly: boolean;
+}
+
+function importsOf(file: string): Import[] {
+  const text = readFileSync(file, 'utf8');
+  const from = relative(SRC, file);
+  const found: Import[] = [];
+  for (const match of text.matchAll(/^(?:import|export)\s+(type\s+)?([^'";]*?)\s*from\s+'([^']+)'|\bimport\(\s*'([^']+)'\s*\)/gm)) {
+    const specifier = match[3] ?? match[4]!;
+    const names = match[2] ?? '';
+    const braces = /^\{([^}]*)\}$/.exec(names.trim());
+    const allTypes = braces !== null && braces[1]!.split(',').filter((name) => name.trim()).every((name) => /^\s*type\s/.test(name));
+    const target = specifier.startsWith('.') ? relative(SRC, resolve(dirname(file), specifier)).replace(/\.js$/, '') : specifier;
+    found.push({ from, target, typeOnly: match[1] !== undefined || allTypes });
+  }
+  return found;
+}
+
+const IMPORTS = sourceFiles(SRC).flatMap(importsOf);
+const inFolder = (path: string, folder: string) => path.startsWith(`${folder}/`);
+const show = (found: Import[]) => found.map((i) => `${i.from} -> ${i.target}${i.typeOnly ? ' (type)' : ''}`);
+
+test('architecture - the import scan sees the imports (it finds what bridge.ts and bridge-parts.ts import)', () => {
+  const ofBridge = IMPORTS.filter((i) => i.from === 'bridge.ts' || i.from === 'bridge-parts.ts').map((i) => i.target);
+  for (const expected of ['mqtt/server', 'amqp/backend', 'pipeline/uplink', 'pino']) assert.ok(ofBridge.includes(expected), expected);
+  assert.ok(IMPORTS.some((i) => i.typeOnly) && IMPORTS.some((i) => !i.typeOnly));
+});
+
+test('architecture - mapping/ is pure: it imports nothing but errors.ts and itself', () => {
+  const outside = IMPORTS.filter((i) => inFolder(i.from, 'mapping') && !inFolder(i.target, 'mapping') && i.target !== 'errors');
+  assert.deepEqual(show(outside), []);
+});
+
+test('architecture - mqtt/ never imports amqp/, and amqp/ never imports mqtt/', () => {
+  const crossing = IMPORTS.filter((i) => (inFolder(i.from, 'mqtt') && inFolder(i.target, 'amqp')) || (inFolder(i.from, 'amqp') && inFolder(i.target, 'mqtt')));
+  assert.deepEqual(show(crossing), []);
+});
+
+test('architecture - pipeline/ and flow/ take only types from mqtt/ and amqp/ (they work through the ports)', () => {
+  const code = IMPORTS.filter(
+    (i) => (inFolder(i.from, 'pipeline') || inFolder(i.from, 'flow')) && (inFolder(i.target, 'mqtt') || inFolder(i.target, 'amqp')) && !i.typeOnly,
+  );
+  assert.deepEqual(show(code), []);
+});
+
+test('architecture - nothing outside cli/ imports cli/', () => {
+  assert.deepEqual(show(IMPORTS.filter((i) => inFolder(i.target, 'cli') && !inFolder(i.from, 'cli'))), []);
+});
