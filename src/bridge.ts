@@ -10,7 +10,7 @@ import { BridgeError } from './errors.js';
 import { FlowController } from './flow/flow-controller.js';
 import { compileDownlinkRules } from './mapping/downlink.js';
 import { UplinkResolver } from './mapping/uplink.js';
-import { SERVER_UNAVAILABLE } from './mqtt/hooks/authenticate.js';
+import { SERVER_UNAVAILABLE } from './protocol/mqtt.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
 import type { MqttServerOptions } from './mqtt/server.js';
 import type { Readiness, RunningHttpServer } from './observability/http-server.js';

@@ -1,5 +1,7 @@
-import { ACL_PLACEHOLDER } from '../config/schema.js';
-import { levelsCover, levelsOf, type Levels } from '../mqtt/topic-filter.js';
+import { levelsCover, levelsOf, type Levels } from '../protocol/mqtt.js';
+
+/** The placeholders an ACL topic may use: the client's own username and client id. */
+export const ACL_PLACEHOLDER = /\{(username|clientId)\}/g;
 
 export type AclAction = 'publish' | 'subscribe';
 

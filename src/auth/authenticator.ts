@@ -1,10 +1,18 @@
 import type { Logger } from 'pino';
-import type { AuthSettings } from '../config/schema.js';
-import { BAD_USERNAME_OR_PASSWORD, IDENTIFIER_REJECTED, NOT_AUTHORIZED } from '../mqtt/hooks/authenticate.js';
+import type { ClientIdEntry } from './client-ids.js';
+import { BAD_USERNAME_OR_PASSWORD, IDENTIFIER_REJECTED, NOT_AUTHORIZED } from '../protocol/mqtt.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import { ClientIdPolicy } from './client-ids.js';
 import { FailedAttempts } from './failed-attempts.js';
 import { verifyPassword } from './passwords.js';
+
+/** What `auth` says, as the authenticator reads it. */
+export interface AuthenticatorSettings {
+  readonly anonymous: boolean;
+  readonly users: ReadonlyArray<{ readonly username: string; readonly password: string }>;
+  readonly certificateUsername: 'none' | 'cn';
+  readonly clientIds?: readonly ClientIdEntry[] | undefined;
+}
 
 export interface LoginAttempt {
   readonly clientId: string;
@@ -51,7 +59,7 @@ export class Authenticator {
   private readonly refusals: RateLimitedWarning;
 
   constructor(
-    private settings: AuthSettings | undefined,
+    private settings: AuthenticatorSettings | undefined,
     logger: Logger,
   ) {
     this.refusals = new RateLimitedWarning({ logger, message: 'login refused' });
@@ -59,7 +67,7 @@ export class Authenticator {
   }
 
   /** New settings (a reload): users, anonymous switch and certificate identity change at once. */
-  setSettings(settings: AuthSettings | undefined): void {
+  setSettings(settings: AuthenticatorSettings | undefined): void {
     this.settings = settings;
     this.users = new Map((settings?.users ?? []).map((user) => [user.username, user.password]));
     this.clientIds = settings?.clientIds ? new ClientIdPolicy(settings.clientIds) : null;

@@ -1,6 +1,8 @@
-import { CLIENT_ID_PLACEHOLDER, type AuthSettings } from '../config/schema.js';
+/** The placeholder a client id pattern may use (and `*`, any run of characters). */
+export const CLIENT_ID_PLACEHOLDER = '{username}';
 
-type ClientIdEntry = NonNullable<AuthSettings['clientIds']>[number];
+/** An entry of `auth.clientIds`: a pattern, for every user or for some. */
+export type ClientIdEntry = string | { readonly pattern: string; readonly users?: readonly string[] | undefined };
 
 /** A pattern in pieces: literal text, the username, or the wildcard. */
 type Token = { readonly text: string } | 'username' | '*';

@@ -1,7 +1,8 @@
-import { filterCovers, filtersOverlap } from '../mqtt/topic-filter.js';
+import { filterCovers, filtersOverlap } from '../protocol/mqtt.js';
 import { filterOf, type CompiledPattern } from '../mapping/pattern.js';
 import { compileUplinkRule } from '../mapping/uplink.js';
-import { ACL_PLACEHOLDER, type BridgeConfig } from './schema.js';
+import { ACL_PLACEHOLDER } from '../auth/acl.js';
+import type { BridgeConfig } from './schema.js';
 
 type CompiledUplinkRule = ReturnType<typeof compileUplinkRule>;
 

@@ -1,4 +1,5 @@
-import { MQTT_MAX_FIXED_HEADER_BYTES, SMALL_HOLD_BYTES, UNAUTHENTICATED_SHARES_PER_ADDRESS } from '../config/schema.js';
+import { SMALL_HOLD_BYTES, UNAUTHENTICATED_SHARES_PER_ADDRESS } from '../config/schema.js';
+import { MQTT_MAX_FIXED_HEADER_BYTES } from '../protocol/mqtt.js';
 import type { LimitName } from './limits.js';
 
 /**

@@ -1,4 +1,4 @@
-import { topicLevels } from '../mapping/topic.js';
+import { holdsForbiddenCharacters, topicLevels } from '../protocol/mqtt.js';
 
 /**
  * Which configured limit (or rule of the protocol) refused something; the label of
@@ -40,12 +40,4 @@ export function topicLimitBroken(topic: string, limits: TopicLimits): LimitName 
   // A string of n UTF-16 units is at most 3n bytes: measure only when it could be too long.
   if (topic.length * 3 > limits.maxTopicBytes && Buffer.byteLength(topic, 'utf8') > limits.maxTopicBytes) return 'topic_length';
   return topicLevels(topic) > limits.maxTopicLevels ? 'topic_levels' : null;
-}
-
-/**
- * Whether a string holds U+0000 [MQTT-1.5.3-2] or U+FFFD, which is how bytes that are not UTF-8
- * [MQTT-1.5.3-1] show once the MQTT parser has decoded them.
- */
-export function holdsForbiddenCharacters(text: string): boolean {
-  return text.includes('\u0000') || text.includes('\ufffd');
 }

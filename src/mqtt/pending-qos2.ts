@@ -1,9 +1,4 @@
-/**
- * What one QoS 2 PUBLISH awaiting its PUBREL counts against `mqtt.maxPendingQos2BytesPerSession`:
- * the bridge keeps only its packet id, a slot in a Set (measured at 20 to 40 bytes in V8 as the
- * table fills and doubles).
- */
-export const PENDING_QOS2_ENTRY_BYTES = 32;
+import { PENDING_QOS2_ENTRY_BYTES } from '../config/schema.js';
 
 export interface PendingQos2Options {
   /** Bytes of QoS 2 state kept per session; a PUBLISH past it is refused. */

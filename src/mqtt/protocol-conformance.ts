@@ -1,6 +1,6 @@
 import type { ConnectPacket, PublishPacket, SubscribePacket, UnsubscribePacket } from 'aedes';
-import { holdsForbiddenCharacters, topicLimitBroken, type LimitName, type TopicLimits } from './limits.js';
-import { isWellFormedFilter } from './topic-filter.js';
+import { topicLimitBroken, type LimitName, type TopicLimits } from './limits.js';
+import { holdsForbiddenCharacters, isWellFormedFilter, UNACCEPTABLE_PROTOCOL_LEVEL } from '../protocol/mqtt.js';
 
 /** A packet as the MQTT parser hands it to aedes. */
 export type ParsedPacket =
@@ -21,8 +21,6 @@ export interface Violation {
   readonly connackReturnCode?: number;
 }
 
-/** CONNACK return code 1 [MQTT-3.1.2-2]: the server does not support the protocol level. */
-export const UNACCEPTABLE_PROTOCOL_LEVEL = 1;
 
 const protocolViolation = (reason: string): Violation => ({ limit: 'protocol_violation', reason });
 const invalidTopic = (reason: string): Violation => ({ limit: 'invalid_topic', reason });

@@ -1,10 +1,8 @@
 import type { Aedes, Client, SubscribePacket, Subscription } from 'aedes';
 import type { Writable } from 'node:stream';
 import { withholdSuback } from './aedes-internals.js';
+import { SUBACK_FAILURE } from '../protocol/mqtt.js';
 import { encodeSuback } from './packet-encoding.js';
-
-/** SUBACK return code 0x80: the filter is refused [MQTT-3.9.3]. */
-export const SUBACK_FAILURE = 0x80;
 
 /** One filter of a SUBSCRIBE, with the QoS it asks for. */
 export interface RequestedFilter {

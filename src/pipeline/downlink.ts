@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { RenderError, RetainedLimitError } from '../errors.js';
 import type { DownlinkRoute, DownlinkRuleResolver } from '../mapping/downlink.js';
-import { topicLevels } from '../mapping/topic.js';
+import { topicLevels } from '../protocol/mqtt.js';
 import type { BridgeMetrics, DownlinkRejectReason } from '../observability/metrics.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { DeliveryHandler, DeliveryOutcome, DevicePublisher, InboundDelivery } from '../ports.js';

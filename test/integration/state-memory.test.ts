@@ -6,7 +6,7 @@ import { deleteExchanges, uniqueName, waitFor } from '../helpers/amqp.js';
 import { forwardAllTo, startTestBridge, type TestBridge, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import mqttPacket from 'mqtt-packet';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
-import { PENDING_QOS2_ENTRY_BYTES } from '../../src/mqtt/pending-qos2.js';
+import { PENDING_QOS2_ENTRY_BYTES } from '../../src/config/schema.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

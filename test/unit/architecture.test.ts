@@ -14,6 +14,8 @@ interface Import {
   /** What it imports: a path relative to src/ (without extension), or a package name. */
   readonly target: string;
   readonly typeOnly: boolean;
+  /** A file of this repository (a relative import), not a package. */
+  readonly local: boolean;
 }
 
 function importsOf(file: string): Import[] {
@@ -26,7 +28,7 @@ function importsOf(file: string): Import[] {
     const braces = /^\{([^}]*)\}$/.exec(names.trim());
     const allTypes = braces !== null && braces[1]!.split(',').filter((name) => name.trim()).every((name) => /^\s*type\s/.test(name));
     const target = specifier.startsWith('.') ? relative(SRC, resolve(dirname(file), specifier)).replace(/\.js$/, '') : specifier;
-    found.push({ from, target, typeOnly: match[1] !== undefined || allTypes });
+    found.push({ from, target, typeOnly: match[1] !== undefined || allTypes, local: specifier.startsWith('.') });
   }
   return found;
 }
@@ -41,11 +43,36 @@ test('architecture - the import scan sees the imports (it finds what bridge.ts a
   assert.ok(IMPORTS.some((i) => i.typeOnly) && IMPORTS.some((i) => !i.typeOnly));
 });
 
-test('architecture - mapping/ is pure: it imports nothing but errors.ts and itself', () => {
-  const outside = IMPORTS.filter((i) => inFolder(i.from, 'mapping') && !inFolder(i.target, 'mapping') && i.target !== 'errors');
+test('architecture - mapping/ is pure: it imports nothing but errors.ts, protocol/ and itself', () => {
+  const outside = IMPORTS.filter((i) => inFolder(i.from, 'mapping') && !inFolder(i.target, 'mapping') && !inFolder(i.target, 'protocol') && i.target !== 'errors');
   assert.deepEqual(show(outside), []);
 });
 
+test('architecture - protocol/ (what MQTT itself says) imports nothing', () => {
+  assert.deepEqual(show(IMPORTS.filter((i) => inFolder(i.from, 'protocol') && !inFolder(i.target, 'protocol'))), []);
+});
+
+/** The folder (or top-level file) of a path relative to src/: `mqtt/hooks/x` -> `mqtt`, `bridge` -> `bridge`. */
+const unitOf = (path: string) => path.split('/')[0]!.replace(/\.ts$/, '');
+
+test('architecture - no two folders depend on each other, directly or around a cycle (types included)', () => {
+  const edges = new Map<string, Set<string>>();
+  for (const i of IMPORTS.filter((i) => i.local && unitOf(i.from) !== unitOf(i.target))) {
+    if (!edges.has(unitOf(i.from))) edges.set(unitOf(i.from), new Set());
+    edges.get(unitOf(i.from))!.add(unitOf(i.target));
+  }
+  const cycles: string[] = [];
+  const visit = (unit: string, path: string[]) => {
+    for (const next of edges.get(unit) ?? []) {
+      if (next === path[0]) cycles.push([...path, next].join(' -> '));
+      // Each cycle is reported once, from its smallest unit.
+      else if (!path.includes(next) && next > path[0]!) visit(next, [...path, next]);
+    }
+  };
+  for (const unit of edges.keys()) visit(unit, [unit]);
+  assert.deepEqual(cycles, []);
+  assert.ok(edges.get('config')?.has('auth') && edges.get('mqtt')?.has('config'), 'the scan sees folder dependencies');
+});
 test('architecture - mqtt/ never imports amqp/, and amqp/ never imports mqtt/', () => {
   const crossing = IMPORTS.filter((i) => (inFolder(i.from, 'mqtt') && inFolder(i.target, 'amqp')) || (inFolder(i.from, 'amqp') && inFolder(i.target, 'mqtt')));
   assert.deepEqual(show(crossing), []);

@@ -1,19 +1,11 @@
 import type { AedesOptions } from 'aedes';
 import { LoginRefusedError } from '../../errors.js';
+import { IDENTIFIER_REJECTED, NOT_AUTHORIZED } from '../../protocol/mqtt.js';
 import { pendingWill } from '../aedes-internals.js';
 import type { ClientIdentities } from '../client-identity.js';
 import { ownerOf, type SessionRegistry } from '../session-registry.js';
 
 type Authenticate = NonNullable<AedesOptions['authenticate']>;
-
-/** CONNACK return code 2: identifier rejected. */
-export const IDENTIFIER_REJECTED = 2;
-/** CONNACK return code 3 [MQTT-3.2.2-3]: the server is unavailable. */
-export const SERVER_UNAVAILABLE = 3;
-/** CONNACK return code 4: bad user name or password. */
-export const BAD_USERNAME_OR_PASSWORD = 4;
-/** CONNACK return code 5: not authorized. */
-export const NOT_AUTHORIZED = 5;
 
 /** Who may log in; the MQTT side only asks. */
 export interface LoginCheck {

@@ -1,7 +1,7 @@
 import type { AedesOptions, Client } from 'aedes';
 import type { AccessPolicy } from '../access.js';
 import { heldSubscriptions } from '../aedes-internals.js';
-import { levelsMatch, levelsOf } from '../topic-filter.js';
+import { levelsMatch, levelsOf } from '../../protocol/mqtt.js';
 import { usernameOfOwner, type SessionHolder } from '../session-registry.js';
 
 type AuthorizeForward = NonNullable<AedesOptions['authorizeForward']>;

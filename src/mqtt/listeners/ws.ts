@@ -8,7 +8,7 @@ import { formatHost, listen } from '../../util/listen.js';
 import type { AcceptConnection, RunningListener } from './listener.js';
 import { peerOf, tlsOptions, type TlsFiles } from './tls-options.js';
 import type { IngressConnection } from '../ingress-budget.js';
-import { MQTT_MAX_FIXED_HEADER_BYTES } from '../../config/schema.js';
+import { MQTT_MAX_FIXED_HEADER_BYTES } from '../../protocol/mqtt.js';
 import { WebSocketFrameGuard } from './websocket-frame-guard.js';
 
 export interface WsListenerConfig {

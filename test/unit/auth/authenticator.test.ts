@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
-import { Authenticator, FAILED_LOGIN_BASE_DELAY_MS, type LoginAttempt, type LoginResult } from '../../../src/auth/authenticator.js';
+import { Authenticator, FAILED_LOGIN_BASE_DELAY_MS, type AuthenticatorSettings, type LoginAttempt, type LoginResult } from '../../../src/auth/authenticator.js';
 import { hashPassword } from '../../../src/auth/passwords.js';
-import type { AuthSettings } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/observability/logger.js';
 
 const PASSWORD = 'correct horse';
 /** A cheap hash: these tests are about timing, not about scrypt's cost. */
-const settings = async (): Promise<AuthSettings> =>
+const settings = async (): Promise<AuthenticatorSettings> =>
   ({ anonymous: false, certificateUsername: 'none', users: [{ username: 'sensor-1', password: await hashPassword(PASSWORD, 16) }] });
 
 const attempt = (password: string, overrides: Partial<LoginAttempt> = {}): LoginAttempt => ({

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
-import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/mqtt/pending-qos2.js';
+import { PENDING_QOS2_ENTRY_BYTES } from '../../../src/config/schema.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
 /** The calls aedes makes on its persistence that these tests exercise. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hasRepeatedFilters, sequenceReturnCodes, SUBACK_FAILURE } from '../../../src/mqtt/subscribe-sequence.js';
+import { hasRepeatedFilters, sequenceReturnCodes } from '../../../src/mqtt/subscribe-sequence.js';
+import { SUBACK_FAILURE } from '../../../src/protocol/mqtt.js';
 
 const filters = (...pairs: Array<[string, number]>) => pairs.map(([topic, qos]) => ({ topic, qos }));
 

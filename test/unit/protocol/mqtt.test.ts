@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { filterCovers, filtersOverlap, isWellFormedFilter, levelsMatch, levelsOf } from '../../../src/mqtt/topic-filter.js';
+import { filterCovers, filtersOverlap, holdsForbiddenCharacters, isWellFormedFilter, levelsMatch, levelsOf, topicLevels, topicNameProblem } from '../../../src/protocol/mqtt.js';
 
 const filterMatches = (filter: string, topic: string): boolean => levelsMatch(levelsOf(filter), levelsOf(topic));
 
@@ -68,4 +68,22 @@ test('isWellFormedFilter - + is a whole level, # the whole last level, and a fil
   for (const filter of ['', 'a+', '+a', 'a#', '#a', 'a/#/b', '#/', '#/#', 'a/b+', 'a/+b/c', 'a/b#', '++', '##']) {
     assert.equal(isWellFormedFilter(filter), false, filter);
   }
+});
+
+test('topicLevels - counts the levels of a topic or filter, empty levels included', () => {
+  assert.deepEqual(['a', 'a/b', 'a/b/c', '/', 'a//b/', '#', '+/+/#'].map(topicLevels), [1, 2, 3, 2, 4, 1, 3]);
+});
+
+test('topicNameProblem - a topic name has no wildcard, at least one character, no U+0000 and at most 65,535 bytes', () => {
+  assert.equal(topicNameProblem('devices/d1/state'), null);
+  assert.match(topicNameProblem('')!, /at least one character long \[MQTT-4\.7\.3-1\]/);
+  assert.match(topicNameProblem('a/+')!, /wildcard/);
+  assert.match(topicNameProblem('a/#')!, /wildcard/);
+  assert.match(topicNameProblem('a\u0000b')!, /U\+0000/);
+  assert.equal(topicNameProblem('é'.repeat(32_767)), null, '65,534 bytes');
+  assert.match(topicNameProblem('é'.repeat(32_768))!, /longer than 65535 bytes/);
+});
+
+test('holdsForbiddenCharacters - U+0000, and U+FFFD (how bytes that are not UTF-8 arrive)', () => {
+  assert.deepEqual(['a', 'a\u0000', 'a\ufffd', ''].map(holdsForbiddenCharacters), [false, true, true, false]);
 });
