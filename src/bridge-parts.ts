@@ -1,12 +1,13 @@
-import { AmqpBackend, type AmqpBackendOptions } from './amqp/backend.js';
+import { AmqpBackend, type AmqpBackendOptions, type UplinkExchange } from './amqp/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
+import type { ConfigLocator } from './config/load.js';
 import type { BridgeConfig, ListenerConfig } from './config/schema.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
 import type { RetainedUsage } from './mqtt/retained-ledger.js';
 import { MqttServer, type MqttServerOptions } from './mqtt/server.js';
 import type { SessionCounts } from './mqtt/session-registry.js';
 import { startHttpServer, type HttpServerOptions, type RunningHttpServer } from './observability/http-server.js';
-import type { BrokerState, DevicePublisher, MessagePublisher } from './ports.js';
+import type { BrokerRefusal, BrokerState, DevicePublisher, MessagePublisher } from './ports.js';
 
 /** The MQTT side as the bridge drives it (MqttServer; a fake in the lifecycle tests). */
 export interface MqttSide extends DevicePublisher {
@@ -37,10 +38,12 @@ export interface BrokerSide {
   start(): Promise<void>;
   /** Resolves once the first connection is up. */
   waitForConnect(): Promise<void>;
-  /** A reload: the exchanges to declare and those the rules name. */
-  reconfigureExchanges(exchanges: BridgeConfig['amqp']['exchanges'], ruleExchanges: readonly string[]): Promise<void>;
+  /** A reload: the exchanges to declare, each uplink rule's exchange, and where the new configuration's entries are. */
+  reconfigureExchanges(exchanges: BridgeConfig['amqp']['exchanges'], uplinkExchanges: readonly UplinkExchange[], locate?: ConfigLocator): Promise<void>;
   /** A reload: the downlink consumers follow the new rules. */
   reconfigureDownlink(downlink: readonly DownlinkSubscription[]): Promise<void>;
+  /** The exchanges and queues the broker refuses now (what needs them waits; the rest flows). */
+  refused(): BrokerRefusal[];
   /** No new deliveries; waits up to `timeoutMs` for those being handled. */
   stopConsuming(timeoutMs: number): Promise<void>;
   close(timeoutMs: number): Promise<void>;

@@ -22,6 +22,7 @@ export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], co
           : null,
       prefetch: rule.prefetch,
       resolver,
+      configPath: `downlink[${index}]`,
     };
   });
 }

@@ -3,6 +3,7 @@ import { Acl } from './auth/acl.js';
 import { Authenticator } from './auth/authenticator.js';
 import { REAL_PARTS, type BridgeParts, type BrokerSide, type MqttSide } from './bridge-parts.js';
 import { accessPolicy, downlinkSubscriptions, publishRate, type AclInForce } from './bridge-wiring.js';
+import type { ConfigLocator } from './config/load.js';
 import { planReload } from './config/reload-plan.js';
 import { AEDES_MAX_TOPIC_LEVELS, type BridgeConfig } from './config/schema.js';
 import { BridgeError } from './errors.js';
@@ -26,6 +27,8 @@ export interface BridgeOptions {
   processMetrics?: boolean;
   /** How the parts are made; tests give fakes. */
   parts?: BridgeParts;
+  /** Where the configuration's entries are in its file, so that what RabbitMQ refuses is reported as FILE:LINE:COL. */
+  locate?: ConfigLocator;
 }
 
 /**
@@ -89,7 +92,8 @@ export class Bridge {
     const downlink = new DownlinkPipeline({ devices, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS, metrics, logger: this.logger.child({ part: 'downlink' }) });
     this.broker = this.parts.createBroker({
       config: config.amqp,
-      ruleExchanges: this.resolver.literalExchanges(),
+      uplinkExchanges: this.resolver.exchangesOfRules(),
+      locate: options.locate,
       downlink: { subscriptions: downlinkSubscriptions(config.downlink, compileDownlinkRules(config.downlink)), handler: downlink },
       logger: this.logger.child({ part: 'amqp' }),
       onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
@@ -119,6 +123,7 @@ export class Bridge {
       connections: () => this.mqtt?.connectionsByListener() ?? {},
       bufferedBytes: () => this.mqtt?.bufferedBytes() ?? { unauthenticated: 0, authenticated: 0 },
       amqpConnected: () => this.broker.state === 'connected',
+      amqpRefused: () => this.broker.refused(),
       sessions: () => this.mqtt?.sessionCounts() ?? { connected: 0, offline: 0 },
       retained: () => this.mqtt?.retainedUsage() ?? { messages: 0, bytes: 0 },
     });
@@ -153,7 +158,8 @@ export class Bridge {
     if (this.current !== 'running') reasons.push(`bridge: ${this.current}`);
     if (this.mqtt && this.mqtt.listeners.length !== this.config.mqtt.listeners.length) reasons.push('mqtt: not every listener is up');
     if (this.broker.state !== 'connected') reasons.push(`amqp: ${this.broker.state}`);
-    return { ready: reasons.length === 0, reasons };
+    // Ready with what RabbitMQ refuses listed: the other rules flow (docs/operations.md says why).
+    return { ready: reasons.length === 0, reasons, degraded: this.broker.refused().map(({ summary }) => summary) };
   }
 
   /**
@@ -205,10 +211,10 @@ export class Bridge {
    * their old values and are reported. Reloads run one after another; one asked for while the
    * bridge starts waits for it to run; one while stopping or stopped is refused.
    */
-  async reload(next: BridgeConfig): Promise<ReloadResult> {
+  async reload(next: BridgeConfig, options: { locate?: ConfigLocator } = {}): Promise<ReloadResult> {
     if (this.current === 'starting') await this.starting!.catch(() => {});
     this.mustBeRunning('reload');
-    const result = this.reloads.then(() => this.applyReload(next));
+    const result = this.reloads.then(() => this.applyReload(next, options.locate));
     this.reloads = result.catch(() => {});
     return result;
   }
@@ -295,14 +301,15 @@ export class Bridge {
     logger.info({ totals: await this.metrics.totals(), peakPendingBytes: flow.peakPendingBytes }, 'stopped');
   }
 
-  private async applyReload(next: BridgeConfig): Promise<ReloadResult> {
+  private async applyReload(next: BridgeConfig, locate: ConfigLocator | undefined): Promise<ReloadResult> {
     this.mustBeRunning('reload');
     const { applied, restartRequired, effective } = planReload(this.config, next);
     // Everything that can fail is built first; then the swap.
     const resolver = new UplinkResolver(effective.uplink);
     const downlinkRules = compileDownlinkRules(effective.downlink);
     const acl = aclOf(effective);
-    await this.broker.reconfigureExchanges(effective.amqp.exchanges, resolver.literalExchanges());
+    // What RabbitMQ refuses is reported and waits; the rest of the reload applies.
+    await this.broker.reconfigureExchanges(effective.amqp.exchanges, resolver.exchangesOfRules(), locate);
     this.resolver = resolver;
     this.authenticator.setSettings(effective.auth);
     this.acl = acl;

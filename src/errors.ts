@@ -16,7 +16,10 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISH_ABANDONED:
     'A publish was in flight on too many AMQP channels that closed before confirming it; it is failed so that the device retransmits.',
   BRIDGE_ERR_PUBLISH_TOO_LARGE: 'The AMQP client refused to encode a publish (for example headers over 64 KiB).',
-  BRIDGE_ERR_EXCHANGE_NOT_FOUND: 'A rule routed a publish to an exchange that does not exist on RabbitMQ.',
+  BRIDGE_ERR_EXCHANGE_REFUSED:
+    'A QoS 0 publish was routed to an exchange RabbitMQ refuses (missing, declared with other arguments, or not allowed): it is dropped and counted.',
+  BRIDGE_ERR_BROKER_REFUSED:
+    'RabbitMQ refused an exchange or queue the configuration asks for (406 other arguments or type, 403 access refused, 404 missing, 405 locked): the rules that need it wait, everything else flows.',
   BRIDGE_ERR_PUBLISHER_CLOSED: 'The bridge is shutting down and no longer publishes to AMQP.',
   BRIDGE_ERR_RETAINED_LIMIT:
     'A retained publish was refused: it would take the retained messages past mqtt.maxRetainedMessages, maxRetainedBytes or their per-user limits.',
@@ -101,7 +104,7 @@ export type PublishErrorCode =
   | 'BRIDGE_ERR_PUBLISH_TIMEOUT'
   | 'BRIDGE_ERR_PUBLISH_ABANDONED'
   | 'BRIDGE_ERR_PUBLISH_TOO_LARGE'
-  | 'BRIDGE_ERR_EXCHANGE_NOT_FOUND'
+  | 'BRIDGE_ERR_EXCHANGE_REFUSED'
   | 'BRIDGE_ERR_PUBLISHER_CLOSED';
 
 export class PublishError extends BridgeError {

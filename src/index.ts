@@ -1,5 +1,5 @@
 export { Bridge, createBridge, type BridgeOptions, type BridgeState, type ReloadResult } from './bridge.js';
-export { loadConfigFile, loadConfigText, type LoadOptions } from './config/load.js';
+export { loadConfigFile, loadConfigText, loadLocatedConfigFile, type ConfigLocator, type LoadOptions, type LocatedConfig } from './config/load.js';
 export { configSchema, type BridgeConfig, type BridgeConfigInput } from './config/schema.js';
 export * from './errors.js';
 export { UplinkResolver, type UplinkPublish, type UplinkRoute } from './mapping/uplink.js';

@@ -20,6 +20,11 @@ export interface OutboundMessage {
   readonly timestamp: number;
   /** When the device's publish arrived (ms since the epoch): the publish timeout counts from here. */
   readonly receivedAt: number;
+  /**
+   * QoS 0: nobody waits for a confirm, so when the broker refuses the message's destination the
+   * publish fails at once (it is dropped and counted) instead of waiting there until its timeout.
+   */
+  readonly atMostOnce: boolean;
 }
 
 /** Called once per publish: null when the broker confirmed it, else why it failed. */
@@ -37,6 +42,17 @@ export interface MessagePublisher {
 }
 
 export type BrokerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+/**
+ * An exchange or queue the broker refuses (it exists with other arguments, is missing, or the
+ * bridge may not use it): what needs it waits, everything else flows.
+ */
+export interface BrokerRefusal {
+  readonly kind: 'exchange' | 'queue';
+  readonly name: string;
+  /** One line for /readyz: what, the broker's answer, the configuration entry, what waits. */
+  readonly summary: string;
+}
 
 /** One message the broker delivered to a downlink consumer. */
 export interface InboundDelivery {

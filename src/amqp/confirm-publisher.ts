@@ -4,6 +4,8 @@ import { PublishError } from '../errors.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
+import { classifyAmqpError, refusedResource } from './amqp-errors.js';
+import { confirmOutcome, isClosedChannelError } from './amqplib-internals.js';
 import type { ExchangeDirectory } from './exchange-directory.js';
 
 /** A publish in flight on this many channels that closed before confirming it is failed. */
@@ -31,6 +33,8 @@ interface Entry {
   settled: boolean;
   /** performance.now() when last written to a channel. */
   sentAt: number;
+  /** The refused exchange it waits for, while it is held aside. */
+  heldFor: string | null;
 }
 
 /**
@@ -39,6 +43,9 @@ interface Entry {
  * publisher waits for `drain`. A publish settles exactly once: confirmed, nacked, or timed
  * out. Publishes unconfirmed when their channel closes (a lost connection) are sent again on
  * the next channel, so a confirm may come for a message RabbitMQ already had: at least once.
+ * A publish to an exchange RabbitMQ refuses is held aside, so that it does not block the ones
+ * behind it, until the exchange is accepted or its timeout (never acknowledged meanwhile); one
+ * that is `atMostOnce` (QoS 0) fails at once instead.
  */
 export class ConfirmPublisher implements MessagePublisher {
   private channel: ConfirmChannel | null = null;
@@ -49,6 +56,8 @@ export class ConfirmPublisher implements MessagePublisher {
   private closed = false;
   private sequence = 0;
   private readonly waiting = new Fifo<Entry>();
+  /** Publishes held aside, by the refused exchange they wait for. */
+  private readonly held = new Map<string, Set<Entry>>();
   /**
    * Every unsettled entry by deadline. Deadlines count from the device's publish, and the flow
    * controller admits clients in turn, so an older publish may come after a newer one.
@@ -75,10 +84,6 @@ export class ConfirmPublisher implements MessagePublisher {
     return this.bytes;
   }
 
-  get unconfirmed(): number {
-    return this.inFlight;
-  }
-
   publish(message: OutboundMessage, done: PublishCallback): void {
     if (this.closed) {
       done(new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down'));
@@ -93,6 +98,7 @@ export class ConfirmPublisher implements MessagePublisher {
       attempts: 0,
       settled: false,
       sentAt: 0,
+      heldFor: null,
     };
     this.messages++;
     this.bytes += message.content.length;
@@ -118,10 +124,13 @@ export class ConfirmPublisher implements MessagePublisher {
       this.awaitingDrain = false;
       this.pump();
     });
-    channel.on('error', (error: Error & { code?: number }) => {
-      const missing = error.code === 404 ? /no exchange '([^']*)'/.exec(error.message) : null;
-      if (missing) this.options.exchanges.markMissing(missing[1]!);
-      this.options.logger.warn({ err: error }, 'AMQP publish channel error');
+    channel.on('error', (error: Error) => {
+      const classified = classifyAmqpError(error);
+      const refused = classified.kind === 'configuration' ? refusedResource(classified.text) : null;
+      // The exchange's publishes wait aside from now on; the backend reports the refusal.
+      if (refused?.kind === 'exchange') this.options.exchanges.refusedByBroker(refused.name, classified);
+      if (classified.kind === 'protocol') this.options.logger.error({ err: error }, 'AMQP publish channel closed by a protocol error');
+      else this.options.logger.warn({ replyCode: classified.code, reply: classified.text }, 'RabbitMQ closed the publish channel; unconfirmed publishes go out again on the next one');
     });
     // amqplib's own close listener (registered first) has already failed every unconfirmed
     // publish with "channel closed"; those were collected as orphans and go out again.
@@ -134,7 +143,7 @@ export class ConfirmPublisher implements MessagePublisher {
       }
     });
     this.requeueOrphans();
-    this.pump();
+    this.releaseAvailable(); // a new connection may accept what the last one refused
   }
 
   /** The channel is gone: keep unconfirmed publishes, in order, for the next one. */
@@ -168,6 +177,9 @@ export class ConfirmPublisher implements MessagePublisher {
 
   async close(timeoutMs: number): Promise<void> {
     this.closed = true;
+    // Those held for a refused exchange will not be confirmed meanwhile: failed at once.
+    const refused = new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge shut down while RabbitMQ refused the exchange of this publish');
+    for (const held of [...this.held.values()]) for (const entry of [...held].sort((a, b) => a.sequence - b.sequence)) this.settle(entry, refused);
     if (this.messages > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
@@ -180,6 +192,7 @@ export class ConfirmPublisher implements MessagePublisher {
     const error = new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge shut down before RabbitMQ confirmed this publish');
     for (const entry of this.deadlines.drain().sort((a, b) => a.sequence - b.sequence)) this.settle(entry, error);
     this.waiting.drain();
+    this.held.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -196,18 +209,58 @@ export class ConfirmPublisher implements MessagePublisher {
         this.waiting.shift();
         continue;
       }
-      const status = exchanges.status(entry.message.exchange);
+      const exchange = entry.message.exchange;
+      const status = exchanges.status(exchange);
       if (status === 'unknown') {
-        this.awaitExchange(entry.message.exchange);
+        this.awaitExchange(exchange);
         return;
       }
+      if (status === 'exists' && this.held.has(exchange)) {
+        this.release(exchange); // the exchange's older publishes go first
+        continue;
+      }
       this.waiting.shift();
-      if (status === 'missing') {
-        this.settle(entry, new PublishError('BRIDGE_ERR_EXCHANGE_NOT_FOUND', `exchange "${entry.message.exchange}" does not exist`));
+      if (status === 'refused') {
+        this.holdAside(entry, exchange);
         continue;
       }
       if (!this.send(channel, entry)) return;
     }
+  }
+
+  /** Publishes to a refused exchange wait aside until it is accepted (or time out); QoS 0 fails at once. */
+  private holdAside(entry: Entry, exchange: string): void {
+    if (entry.message.atMostOnce) {
+      this.settle(entry, new PublishError('BRIDGE_ERR_EXCHANGE_REFUSED', `RabbitMQ refuses exchange "${exchange}": ${this.refusalOf(exchange)}`));
+      return;
+    }
+    entry.heldFor = exchange;
+    let held = this.held.get(exchange);
+    if (!held) this.held.set(exchange, (held = new Set()));
+    held.add(entry);
+  }
+
+  /** Sends the publishes held for exchanges that are no longer refused (after a retry, a reload or a reconnect). */
+  releaseAvailable(): void {
+    for (const exchange of [...this.held.keys()]) {
+      if (this.options.exchanges.status(exchange) !== 'refused') this.release(exchange);
+    }
+    this.pump();
+  }
+
+  /** Puts an exchange's held publishes back at the head of the queue, in their order. */
+  private release(exchange: string): void {
+    const held = this.held.get(exchange);
+    if (!held) return;
+    this.held.delete(exchange);
+    const entries = [...held].sort((a, b) => a.sequence - b.sequence);
+    for (const entry of entries) entry.heldFor = null;
+    this.waiting.unshiftAll(entries);
+  }
+
+  private refusalOf(exchange: string): string {
+    const error = this.options.exchanges.refusal(exchange);
+    return error ? `${error.code ?? ''} ${error.text}`.trim() : 'refused';
   }
 
   /** Sends one entry; false when publishing must stop until the channel drains. */
@@ -220,7 +273,7 @@ export class ConfirmPublisher implements MessagePublisher {
         this.onConfirm(entry, generation, error),
       );
     } catch (error) {
-      if ((error as Error).name === 'IllegalOperationError') {
+      if (isClosedChannelError(error)) {
         // The channel is closing; its 'close' will detach it and a new one will come.
         this.waiting.unshiftAll([entry]);
         return false;
@@ -236,12 +289,13 @@ export class ConfirmPublisher implements MessagePublisher {
   }
 
   private onConfirm(entry: Entry, generation: number, error: Error | null): void {
-    if (error !== null && error.message !== 'message nacked') {
-      this.orphans.push(entry); // the channel closed: sent again on the next one
+    const outcome = confirmOutcome(error);
+    if (outcome === 'channel-closed') {
+      this.orphans.push(entry); // sent again on the next channel
       return;
     }
-    if (error === null) this.options.onConfirmLatency?.((performance.now() - entry.sentAt) / 1000);
-    this.settle(entry, error === null ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
+    if (outcome === 'confirmed') this.options.onConfirmLatency?.((performance.now() - entry.sentAt) / 1000);
+    this.settle(entry, outcome === 'confirmed' ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
     if (generation === this.generation) {
       this.inFlight--;
       this.pump();
@@ -266,6 +320,7 @@ export class ConfirmPublisher implements MessagePublisher {
   private settle(entry: Entry, error: PublishError | null): void {
     if (entry.settled) return;
     entry.settled = true;
+    if (entry.heldFor !== null) this.unhold(entry, entry.heldFor);
     this.messages--;
     this.bytes -= entry.message.content.length;
     // Confirms mostly come in order: drop settled entries from the head at once, so a
@@ -277,6 +332,13 @@ export class ConfirmPublisher implements MessagePublisher {
       this.idleWaiters = [];
       for (const waiter of waiters) waiter();
     }
+  }
+
+  private unhold(entry: Entry, exchange: string): void {
+    const held = this.held.get(exchange);
+    held?.delete(entry);
+    if (held?.size === 0) this.held.delete(exchange);
+    entry.heldFor = null;
   }
 
   private scheduleSweep(): void {
@@ -293,7 +355,8 @@ export class ConfirmPublisher implements MessagePublisher {
   private sweep(): void {
     const now = this.now();
     for (let first = this.deadlines.first(); first && first.deadline <= now; first = this.deadlines.first()) {
-      this.settle(first, new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', `RabbitMQ did not confirm the publish within ${this.options.publishTimeoutMs} ms`));
+      const why = first.heldFor === null ? '' : `: RabbitMQ refuses exchange "${first.heldFor}" (${this.refusalOf(first.heldFor)})`;
+      this.settle(first, new PublishError('BRIDGE_ERR_PUBLISH_TIMEOUT', `RabbitMQ did not confirm the publish within ${this.options.publishTimeoutMs} ms${why}`));
     }
     this.scheduleSweep();
   }

@@ -1,7 +1,10 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import { DEFAULT_REFUSED_RETRY_MS } from '../config/schema.js';
 import type { DownlinkRuleResolver } from '../mapping/downlink.js';
 import type { DeliveryHandler, DeliveryOutcome } from '../ports.js';
+import { classifyAmqpError, type ClassifiedAmqpError } from './amqp-errors.js';
+import { ownQueueOptions } from './topology.js';
 
 /** Delay before a downlink consumer is set up again after its channel closed on a live connection. */
 export const CONSUMER_RETRY_DELAY_MS = 1_000;
@@ -25,6 +28,17 @@ export interface DownlinkSubscription {
   readonly prefetch: number;
   /** Handed to the delivery handler with each delivery of this rule's consumer. */
   readonly resolver: DownlinkRuleResolver;
+  /** The rule's entry in the configuration (`downlink[2]`), for the report of what RabbitMQ refuses. */
+  readonly configPath: string;
+}
+
+export interface DownlinkConsumersOptions {
+  /** How long a rule whose queue or exchange RabbitMQ refused waits before it is tried again (`amqp.refusedRetryMs`). */
+  refusedRetryMs?: number;
+  /** RabbitMQ refused what a rule needs (its queue is missing, say); called on every failed attempt, the caller reports it once. */
+  onRefused?(subscription: DownlinkSubscription, error: ClassifiedAmqpError): void;
+  /** The rule's consumer started, or the rule was removed or changed: what was refused for it is over. */
+  onCleared?(rule: string, why: 'started' | 'retired'): void;
 }
 
 interface Consumer {
@@ -41,7 +55,9 @@ interface Consumer {
  * One channel and consumer per downlink rule, set up on every (re)connect and again when a
  * channel closes under a live connection (a deleted queue, say). A delivery is acknowledged,
  * dead-lettered or requeued as the handler settles it; unsettled deliveries go back to the
- * queue when the channel or connection goes, so a crash loses nothing RabbitMQ held.
+ * queue when the channel or connection goes, so a crash loses nothing RabbitMQ held. A rule
+ * whose queue or exchange RabbitMQ refuses is retried on its own, slowly (refusedRetryMs), and
+ * at once on a reload; the other rules' consumers run meanwhile.
  */
 export class DownlinkConsumers {
   private model: ChannelModel | null = null;
@@ -50,14 +66,19 @@ export class DownlinkConsumers {
   private readonly consumers = new Map<string, Consumer>();
   /** Bindings a reload dropped that could not be removed then (no connection); removed on the next attach. */
   private readonly staleBindings = new Map<string, QueueBinding>();
+  /** Rules waiting to be started again, with their timers. */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
   private stopping = false;
+  private readonly refusedRetryMs: number;
 
   constructor(
     subscriptions: readonly DownlinkSubscription[],
     private readonly handler: DeliveryHandler,
     private readonly logger: Logger,
+    private readonly options: DownlinkConsumersOptions = {},
   ) {
     this.subscriptions = byRule(subscriptions);
+    this.refusedRetryMs = options.refusedRetryMs ?? DEFAULT_REFUSED_RETRY_MS;
   }
 
   /**
@@ -67,6 +88,7 @@ export class DownlinkConsumers {
   async attach(model: ChannelModel): Promise<void> {
     this.model = model;
     this.consumers.clear();
+    this.cancelRetries();
     const stale = [...this.staleBindings.values()];
     this.staleBindings.clear();
     for (const binding of stale) await this.unbind(model, binding);
@@ -76,6 +98,16 @@ export class DownlinkConsumers {
   detach(): void {
     this.model = null;
     this.consumers.clear();
+    this.cancelRetries();
+  }
+
+  /** Starts at once the rules that wait to be retried (a reload: what RabbitMQ refused may be fixed). */
+  retryNow(): Promise<void> {
+    const model = this.model;
+    const waiting = [...this.retries.keys()];
+    this.cancelRetries();
+    if (!model) return Promise.resolve();
+    return Promise.all(waiting.map((rule) => this.startAgain(model, rule))).then(() => undefined);
   }
 
   /**
@@ -95,6 +127,7 @@ export class DownlinkConsumers {
         const consumer = this.consumers.get(old.rule);
         if (consumer) consumer.subscription = now;
       } else {
+        this.cancelRetry(old.rule); // a changed rule is started below
         retiring.push(this.retire(old));
       }
     }
@@ -113,6 +146,7 @@ export class DownlinkConsumers {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    this.cancelRetries();
     const consumers = [...this.consumers.values()];
     await Promise.all(consumers.map(({ channel, consumerTag }) => channel.cancel(consumerTag).catch(() => {})));
     await Promise.all(consumers.map((consumer) => settled(consumer, timeoutMs)));
@@ -128,6 +162,7 @@ export class DownlinkConsumers {
       await consumer.channel.close().catch(() => {});
     }
     await this.dropBindingIfUnwanted(old);
+    this.options.onCleared?.(old.rule, 'retired');
     this.logger.info({ rule: old.rule, queue: old.queue, replaced: this.subscriptions.has(old.rule) }, 'downlink consumer retired');
   }
 
@@ -157,7 +192,7 @@ export class DownlinkConsumers {
       this.logger.info(binding, 'downlink queue unbound');
     } catch (error) {
       // 404: the queue or the exchange is gone, and the binding with it.
-      if ((error as { code?: number }).code !== 404) this.staleBindings.set(bindingId(binding), binding);
+      if (classifyAmqpError(error).code !== 404) this.staleBindings.set(bindingId(binding), binding);
     } finally {
       await channel?.close().catch(() => {});
     }
@@ -167,30 +202,49 @@ export class DownlinkConsumers {
     try {
       await this.start(model, subscription);
     } catch (error) {
-      this.logger.error({ rule: subscription.rule, queue: subscription.queue, err: error }, 'downlink consumer could not start; retrying');
-      this.retryLater(model, subscription);
+      this.failed(model, subscription, error);
     }
+  }
+
+  /**
+   * A start failed. A refusal (a configuration error) is handed to `onRefused` and retried
+   * slowly; anything else (the channel or connection went) is retried soon.
+   */
+  private failed(model: ChannelModel, subscription: DownlinkSubscription, error: unknown): void {
+    const classified = classifyAmqpError(error);
+    const { rule, queue } = subscription;
+    if (classified.kind === 'configuration') {
+      if (this.options.onRefused) this.options.onRefused(subscription, classified);
+      else this.logger.error({ rule, queue, replyCode: classified.code, reply: classified.text }, 'RabbitMQ refused what a downlink rule needs; retrying later');
+      this.retryLater(model, rule, this.refusedRetryMs);
+      return;
+    }
+    if (classified.kind === 'protocol') this.logger.error({ rule, queue, err: error }, 'downlink consumer could not start (AMQP protocol error); retrying');
+    else this.logger.warn({ rule, queue, reason: classified.text }, 'downlink consumer could not start; retrying');
+    this.retryLater(model, rule, CONSUMER_RETRY_DELAY_MS);
   }
 
   private async start(model: ChannelModel, subscription: DownlinkSubscription): Promise<void> {
     if (this.stopping) return;
     const channel = await model.createChannel();
     const consumer: Consumer = { channel, consumerTag: '', subscription, unsettled: 0, idle: [] };
-    channel.on('error', (error: Error) => this.logger.warn({ rule: subscription.rule, err: error }, 'downlink channel error'));
+    channel.on('error', (error: Error) => {
+      const classified = classifyAmqpError(error);
+      // A refusal while starting rejects the start, which reports it; later ones close the channel, which restarts the consumer.
+      if (classified.kind === 'protocol') this.logger.error({ rule: subscription.rule, err: error }, 'downlink channel closed by a protocol error');
+      else this.logger.debug({ rule: subscription.rule, replyCode: classified.code, reply: classified.text }, 'downlink channel closed');
+    });
     channel.on('close', () => {
       // Only a running consumer restarts from here (a retired one is no longer in the map, nor
       // are any after the connection went); a failed start retries by itself.
       if (this.consumers.get(subscription.rule) !== consumer) return;
       this.consumers.delete(subscription.rule);
-      this.retryLater(model, consumer.subscription);
+      this.retryLater(model, subscription.rule, CONSUMER_RETRY_DELAY_MS);
     });
     await channel.prefetch(subscription.prefetch);
     if (subscription.binding) {
       const { exchange, key, deadLetterExchange } = subscription.binding;
-      await channel.assertQueue(subscription.queue, {
-        durable: true,
-        arguments: deadLetterExchange === undefined ? {} : { 'x-dead-letter-exchange': deadLetterExchange },
-      });
+      await channel.assertQueue(subscription.queue, ownQueueOptions(deadLetterExchange));
       await channel.bindQueue(subscription.queue, exchange, key);
     }
     const { consumerTag } = await channel.consume(subscription.queue, (message) => this.onMessage(consumer, message), { noAck: false });
@@ -204,19 +258,44 @@ export class DownlinkConsumers {
     }
     consumer.subscription = current;
     this.consumers.set(subscription.rule, consumer);
+    this.cancelRetry(subscription.rule);
+    this.options.onCleared?.(subscription.rule, 'started');
     this.logger.info({ rule: subscription.rule, queue: subscription.queue, binding: subscription.binding }, 'downlink consumer started');
   }
 
-  private retryLater(model: ChannelModel, subscription: DownlinkSubscription): void {
-    setTimeout(() => {
-      if (this.model !== model || this.stopping) return; // the connection went; attach() sets everything up again
-      const current = this.subscriptions.get(subscription.rule);
-      if (!current || !sameConsumer(current, subscription)) return; // a reload removed or changed the rule, and saw to it
-      this.start(model, current).catch((error: Error) => {
-        this.logger.error({ rule: subscription.rule, err: error }, 'downlink consumer could not start; retrying');
-        this.retryLater(model, current);
-      });
-    }, CONSUMER_RETRY_DELAY_MS).unref();
+  /** Starts the rule's consumer again after `delayMs`, on this connection, as the rule then reads. */
+  private retryLater(model: ChannelModel, rule: string, delayMs: number): void {
+    this.cancelRetry(rule);
+    const timer = setTimeout(() => {
+      if (this.retries.get(rule) !== timer) return;
+      this.retries.delete(rule);
+      void this.startAgain(model, rule);
+    }, delayMs);
+    timer.unref();
+    this.retries.set(rule, timer);
+  }
+
+  private async startAgain(model: ChannelModel, rule: string): Promise<void> {
+    if (this.model !== model || this.stopping) return; // the connection went; attach() sets everything up again
+    const current = this.subscriptions.get(rule);
+    if (!current || this.consumers.has(rule)) return; // a reload removed the rule, or it runs
+    try {
+      await this.start(model, current);
+    } catch (error) {
+      this.failed(model, current, error);
+    }
+  }
+
+  private cancelRetry(rule: string): void {
+    const timer = this.retries.get(rule);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.retries.delete(rule);
+  }
+
+  private cancelRetries(): void {
+    for (const timer of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
   }
 
   private onMessage(consumer: Consumer, message: ConsumeMessage | null): void {
@@ -227,7 +306,7 @@ export class DownlinkConsumers {
       this.logger.warn({ rule, queue: consumer.subscription.queue }, 'downlink consumer cancelled by RabbitMQ; restarting it');
       this.consumers.delete(rule);
       consumer.channel.close().catch(() => {});
-      if (this.model) this.retryLater(this.model, consumer.subscription);
+      if (this.model) this.retryLater(this.model, rule, CONSUMER_RETRY_DELAY_MS);
       return;
     }
     let done = false;

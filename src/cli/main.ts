@@ -23,7 +23,7 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
       case 'run':
         return await runCommand(rest, io);
       case 'validate':
-        return validateCommand(rest, io);
+        return await validateCommand(rest, io);
       case 'route':
         return await routeCommand(rest, io);
       case 'passwd':

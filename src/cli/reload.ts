@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Bridge } from '../bridge.js';
-import { loadConfigFile } from '../config/load.js';
+import { loadLocatedConfigFile } from '../config/load.js';
 import { ConfigError, formatProblem } from '../errors.js';
 import type { CommandIo } from './io.js';
 
@@ -19,8 +19,9 @@ export function createReloader(file: string, io: CommandIo, bridge: Bridge, logg
     chain = chain.then(async () => {
       logger.info({ file, why }, 'reloading the configuration');
       let config;
+      let locate;
       try {
-        config = loadConfigFile(file, { env: io.env });
+        ({ config, locate } = loadLocatedConfigFile(file, { env: io.env }));
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         for (const problem of error.problems) logger.error({ file: problem.file, line: problem.line, col: problem.col }, formatProblem(problem));
@@ -29,7 +30,7 @@ export function createReloader(file: string, io: CommandIo, bridge: Bridge, logg
         return;
       }
       try {
-        await bridge.reload(config);
+        await bridge.reload(config, { locate });
       } catch (error) {
         bridge.metrics.configReloads.inc({ result: 'invalid' });
         logger.error({ err: error }, 'the reload failed');

@@ -1,5 +1,5 @@
 import { createBridge } from '../bridge.js';
-import { loadConfigFile } from '../config/load.js';
+import { loadLocatedConfigFile } from '../config/load.js';
 import { ConfigError, UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { parseArgs } from './args.js';
@@ -18,15 +18,16 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   const file = options.get('config');
   if (typeof file !== 'string' || positional.length > 0) throw new UsageError(`usage: ${RUN_USAGE}`);
   let config;
+  let locate;
   try {
-    config = loadConfigFile(file, { env: io.env });
+    ({ config, locate } = loadLocatedConfigFile(file, { env: io.env }));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     writeLine(io.stderr, error.message);
     return 1;
   }
   const logger = createLogger({ level: config.log.level, pretty: options.has('pretty') || io.stdout.isTTY === true });
-  const bridge = createBridge({ config, logger });
+  const bridge = createBridge({ config, logger, locate });
   try {
     await bridge.start();
   } catch (error) {

@@ -18,15 +18,44 @@ export interface LoadOptions {
 
 type Path = ReadonlyArray<string | number>;
 
+/**
+ * Where an entry of a loaded configuration is written, as `FILE:LINE:COL`, by its path as
+ * problems name it (`amqp.exchanges[1].durable`); an entry the file leaves to its default is
+ * placed at the nearest one that is written.
+ */
+export type ConfigLocator = (path: string) => string;
+
+/** A configuration and where each of its entries is in its file. */
+export interface LocatedConfig {
+  config: BridgeConfig;
+  locate: ConfigLocator;
+}
+
 /** Reads, substitutes, parses, validates and freezes a configuration file. Throws ConfigError. */
 export function loadConfigFile(file: string, options: LoadOptions = {}): BridgeConfig {
   return loadConfigText(readConfigFile(file), file, options);
 }
 
-/** As loadConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
-export function validateConfigFile(file: string, options: LoadOptions = {}): { config: BridgeConfig; warnings: ConfigProblem[] } {
+/**
+ * As loadConfigFile, with a locator of its entries, so that the running bridge can name the
+ * line of what RabbitMQ refuses.
+ */
+export function loadLocatedConfigFile(file: string, options: LoadOptions = {}): LocatedConfig {
   const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
-  return { config, warnings: sortProblems(lintConfig(config).map((warning) => problemAt(warning.path, warning.message))) };
+  return { config, locate: locator(file, problemAt) };
+}
+
+function locator(file: string, problemAt: (path: Path, message: string) => ConfigProblem): ConfigLocator {
+  return (path) => {
+    const { line, col } = problemAt(parsePath(path), '');
+    return `${file}:${line}:${col}`;
+  };
+}
+
+/** As loadLocatedConfigFile, with the linter's warnings about the valid configuration, each at its FILE:LINE:COL. */
+export function validateConfigFile(file: string, options: LoadOptions = {}): LocatedConfig & { warnings: ConfigProblem[] } {
+  const { config, problemAt } = parseConfig(readConfigFile(file), file, options);
+  return { config, locate: locator(file, problemAt), warnings: sortProblems(lintConfig(config).map((warning) => problemAt(warning.path, warning.message))) };
 }
 
 /** As loadConfigFile, for text already read; `file` only names it in messages. */
@@ -322,6 +351,11 @@ function keyOffsetOf(doc: Document, path: Path, key: string): number {
     if (keyNode?.range) return keyNode.range[0];
   }
   return offsetOf(doc, path);
+}
+
+/** `amqp.exchanges[1].durable` as `['amqp', 'exchanges', 1, 'durable']` (formatPath's reverse). */
+function parsePath(path: string): Path {
+  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map(([, key, index]) => (index === undefined ? key! : Number(index)));
 }
 
 export function formatPath(path: Path): string {

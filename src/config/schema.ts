@@ -21,6 +21,8 @@ export const DEFAULT_HEARTBEAT_SECONDS = 30;
 export const DEFAULT_MAX_UNCONFIRMED = 1024;
 export const DEFAULT_PUBLISH_TIMEOUT_MS = 10_000;
 export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 200;
+/** An exchange or queue RabbitMQ refused is asked for again after two minutes (and on every reload and reconnect). */
+export const DEFAULT_REFUSED_RETRY_MS = 120_000;
 export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
 export const DEFAULT_RECONNECT_FACTOR = 2;
 export const DEFAULT_RECONNECT_JITTER = 0.2;
@@ -384,6 +386,12 @@ const amqpSchema = z
           'A publish not confirmed this long after the device sent it fails: the device is not acknowledged and is disconnected, so it retransmits.',
       }),
     reconnect: reconnectSchema,
+    refusedRetryMs: integer(1)
+      .default(DEFAULT_REFUSED_RETRY_MS)
+      .meta({
+        description:
+          'How long the bridge waits before asking RabbitMQ again for an exchange or queue it refused (declared with another type or other arguments, missing, access refused). Such a refusal is logged once, at error level; the rules that need it wait meanwhile and the others flow. A reload and a reconnect ask again at once.',
+      }),
     tls: z
       .strictObject({
         ca: z.string().min(1).optional().meta({ description: "PEM file with the CA that signed RabbitMQ's certificate (default: the system's CAs).", examples: ['certs/ca.pem'] }),

@@ -150,9 +150,9 @@ export class UplinkResolver {
     this.rules.forEach((rule, index) => this.trie.add(rule.pattern, index));
   }
 
-  /** Exchanges that rules name literally (not through a placeholder). */
-  literalExchanges(): string[] {
-    return [...new Set(this.rules.flatMap((rule) => (rule.exchange.constant === null ? [] : [rule.exchange.constant])))];
+  /** Each rule's exchange, in the rules' order: its name when the rule gives it literally, null when a placeholder renders it. */
+  exchangesOfRules(): Array<{ rule: string; exchange: string | null }> {
+    return this.rules.map((rule) => ({ rule: rule.name, exchange: rule.exchange.constant }));
   }
 
   /** The name of the rule that takes this topic, or null. */

@@ -7,6 +7,11 @@ export interface Readiness {
   ready: boolean;
   /** Why not, for the 503 body. */
   reasons: string[];
+  /**
+   * What works only in part although the bridge is ready: exchanges and queues RabbitMQ refuses,
+   * with the rules that wait for them (the others flow, so the instance stays in the load balancer).
+   */
+  degraded: string[];
 }
 
 export interface HttpServerOptions {
@@ -24,8 +29,8 @@ export interface RunningHttpServer {
 
 /**
  * `/metrics` (Prometheus text format), `/healthz` (200 while the process serves) and `/readyz`
- * (200 when every listener is up and RabbitMQ is connected, else 503 with the reasons as JSON).
- * Throws HttpListenError when it cannot listen.
+ * (200 when every listener is up and RabbitMQ is connected, else 503 with the reasons as JSON;
+ * either way with what RabbitMQ refuses under `degraded`). Throws HttpListenError when it cannot listen.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const json = (response: ServerResponse, status: number, body: unknown) => {

@@ -4,7 +4,7 @@ import { BridgeError } from '../errors.js';
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
-export type UplinkDropReason = 'render_failed' | 'exchange_not_found' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
+export type UplinkDropReason = 'render_failed' | 'exchange_refused' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
 export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused' | 'retained_limit';
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
@@ -34,7 +34,7 @@ export const METRICS = {
   uplinkDropped: {
     type: 'counter',
     name: 'uplink_dropped_total',
-    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_not_found, too_large, qos0_failed, qos0_overflow, rate_limited.',
+    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_refused (QoS 0 to an exchange RabbitMQ refuses; QoS 1/2 there are not acknowledged and time out), too_large, qos0_failed, qos0_overflow, rate_limited.',
     labels: ['reason'],
   },
   uplinkFailed: {
@@ -78,6 +78,12 @@ export const METRICS = {
     labels: ['login'],
   },
   amqpConnected: { type: 'gauge', name: 'amqp_connected', help: '1 while the AMQP connection is up.', labels: [] },
+  amqpRefused: {
+    type: 'gauge',
+    name: 'amqp_refused',
+    help: 'Exchanges and queues of the configuration RabbitMQ refuses now (declared with another type or other arguments, missing, access refused), by kind: exchange, queue. The rules that need them wait (/readyz lists them); the others flow.',
+    labels: ['kind'],
+  },
   retainedMessages: { type: 'gauge', name: 'retained_messages', help: 'Retained messages stored (see mqtt.maxRetainedMessages).', labels: [] },
   retainedBytes: { type: 'gauge', name: 'retained_bytes', help: 'Bytes (topic and payload) of the retained messages stored (see mqtt.maxRetainedBytes).', labels: [] },
   amqpReconnects: { type: 'counter', name: 'amqp_reconnects_total', help: 'AMQP connections made again after one was lost.', labels: [] },
@@ -124,12 +130,15 @@ export interface GaugeReadings {
   connections(): Readonly<Record<string, number>>;
   bufferedBytes(): { readonly unauthenticated: number; readonly authenticated: number };
   amqpConnected(): boolean;
+  /** The exchanges and queues RabbitMQ refuses now. */
+  amqpRefused(): ReadonlyArray<{ readonly kind: 'exchange' | 'queue'; readonly name: string }>;
   sessions(): { readonly connected: number; readonly offline: number };
   retained(): { readonly messages: number; readonly bytes: number };
 }
 
 export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
 export const LISTENER_LABELS = ['tcp', 'ws', 'tls', 'wss'] as const;
+export const REFUSED_KIND_LABELS = ['exchange', 'queue'] as const;
 
 type Labels<D extends MetricDefinition> = D['labels'][number];
 
@@ -206,6 +215,11 @@ export class BridgeMetrics {
     });
     gauge(METRICS.amqpConnected, function (r) {
       this.set(r.amqpConnected() ? 1 : 0);
+    });
+    gauge(METRICS.amqpRefused, function (r) {
+      const refused = r.amqpRefused();
+      // One exchange may be refused to an uplink and a downlink rule alike: counted once.
+      for (const kind of REFUSED_KIND_LABELS) this.set({ kind }, new Set(refused.filter((refusal) => refusal.kind === kind).map(({ name }) => name)).size);
     });
     gauge(METRICS.sessions, function (r) {
       const { connected, offline } = r.sessions();

@@ -19,10 +19,19 @@ export interface UplinkPipelineOptions {
   now?: () => number;
 }
 
-/** Failures the device's retransmission cannot cure: the publish is acknowledged, dropped and counted. */
+/**
+ * Failures the device's retransmission cannot cure: the publish is acknowledged, dropped and
+ * counted. (A publish to an exchange RabbitMQ refuses is not one: it may be fixed meanwhile, so
+ * QoS 1/2 wait for it and are never acknowledged; only QoS 0 fails at once, as `exchange_refused`.)
+ */
 const PERMANENT_FAILURES: Partial<Record<PublishError['code'], UplinkDropReason>> = {
-  BRIDGE_ERR_EXCHANGE_NOT_FOUND: 'exchange_not_found',
   BRIDGE_ERR_PUBLISH_TOO_LARGE: 'too_large',
+};
+
+/** Why a QoS 0 publish that failed was dropped, by the failure's code. */
+const QOS0_DROP_REASONS: Partial<Record<PublishError['code'], UplinkDropReason>> = {
+  ...PERMANENT_FAILURES,
+  BRIDGE_ERR_EXCHANGE_REFUSED: 'exchange_refused',
 };
 
 const TRANSIENT_FAILURES: Partial<Record<PublishError['code'], UplinkFailReason>> = {
@@ -135,12 +144,13 @@ class UplinkForwarder {
       messageId: this.newMessageId(),
       timestamp: Math.floor(receivedAt / 1000),
       receivedAt,
+      atMostOnce: publish.qos === 0,
     };
     const rule = route.rule;
     if (publish.qos === 0) {
       this.options.publisher.publish(message, (error) => {
         release();
-        if (error) this.dropped(publish, rule, error, 'qos0_failed');
+        if (error) this.dropped(publish, rule, error, QOS0_DROP_REASONS[error.code] ?? 'qos0_failed');
         else this.forwarded(rule, '0', message.content.length);
       });
       done(null);
@@ -175,8 +185,7 @@ class UplinkForwarder {
     this.metrics.uplinkBytes.inc({ rule, qos }, bytes);
   }
 
-  private dropped(publish: DevicePublish, rule: string, error: BridgeError, fallback: UplinkDropReason): void {
-    const reason = PERMANENT_FAILURES[error.code] ?? fallback;
+  private dropped(publish: DevicePublish, rule: string, error: BridgeError, reason: UplinkDropReason): void {
     this.metrics.uplinkDropped.inc({ reason });
     this.failures.warn(null, { rule, topic: publish.topic, clientId: publish.clientId, code: error.code, err: error.message });
   }

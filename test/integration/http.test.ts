@@ -96,7 +96,7 @@ test('http - /metrics counters move by exactly the traffic sent', async () => {
 
 test('http - /healthz is 200 while serving; /readyz turns 503 when the AMQP connection is closed and 200 after recovery', async () => {
   assert.equal((await endpoint('/healthz')).status, 200);
-  assert.deepEqual(await (await endpoint('/readyz')).json(), { ready: true, reasons: [] });
+  assert.deepEqual(await (await endpoint('/readyz')).json(), { ready: true, reasons: [], degraded: [] });
   const reconnectsBefore = (await scrape()).get('mqtt_amqp_bridge_amqp_reconnects_total') ?? 0;
   assert.equal(await closeConnectionsNamed(connectionName, 'http test'), 1);
   await waitFor(async () => (await endpoint('/readyz')).status === 503, '/readyz to answer 503');

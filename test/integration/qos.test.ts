@@ -144,21 +144,27 @@ test('QoS 0 - a nacked QoS 0 publish is dropped and counted, never retried', asy
   }
 });
 
-test('exchange not found - the publish is acknowledged, dropped and counted, and the channel keeps working', async () => {
+test('exchange not found - a rendered exchange that does not exist: QoS 1 is not acknowledged, QoS 0 is dropped as exchange_refused, and the channel keeps working', async () => {
+  const raw = await RawMqttClient.open('tcp', bridge.url('tcp'));
   const client = await connectClient(bridge.url('tcp'));
   try {
+    assert.equal((await raw.connect(uniqueName('raw'))).returnCode, 0);
     const missing = uniqueName('missing');
-    const droppedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'exchange_not_found' });
-    await client.publishAsync(`${prefix}/to/${missing}/x`, Buffer.from('lost'), { qos: 1 });
-    assert.equal(
-      await bridge.bridge.metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'exchange_not_found' }),
-      droppedBefore + 1,
+    const droppedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'exchange_refused' });
+    raw.send({ cmd: 'publish', topic: `${prefix}/to/${missing}/x`, payload: Buffer.from('held'), qos: 1, messageId: 3, dup: false, retain: false });
+    await client.publishAsync(`${prefix}/to/${missing}/y`, Buffer.from('lost'), { qos: 0 });
+    await waitFor(
+      async () => (await bridge.bridge.metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'exchange_refused' })) === droppedBefore + 1,
+      'the QoS 0 drop to be counted',
     );
     const before = consumer.messages.length;
     await client.publishAsync(`${prefix}/after-missing`, Buffer.from('ok'), { qos: 1 });
     await consumer.waitForCount(before + 1);
     assert.equal(consumer.messages[before]!.fields.routingKey, 'after-missing');
+    // The old behaviour acknowledged it at once; now it waits for the exchange until amqp.publishTimeoutMs (10 s here).
+    assert.equal(raw.count('puback'), 0, 'the QoS 1 publish to the missing exchange is not acknowledged');
   } finally {
+    raw.destroy();
     await client.endAsync();
   }
 });

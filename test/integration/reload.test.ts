@@ -10,6 +10,7 @@ import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../s
 import { AMQP_URL, delay, deleteExchanges, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, transientExchange } from '../helpers/bridge.js';
 import { runBridgeProcess, waitForAmqp } from '../helpers/bridge-process.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { closeConnectionsNamed, connectionPids } from '../helpers/rabbitmqctl.js';
 
 const exchange = uniqueName('reload');
@@ -231,34 +232,49 @@ test('reload - through the CLI: a broken file changes nothing and every problem 
 /** Publishes one message on AMQP, waiting for RabbitMQ's confirm (it is routed by then). */
 const publishCommand = (to: string, routingKey: string) => publishConfirmed(to, routingKey, routingKey);
 
-test('reload - an added exchange RabbitMQ refuses (it exists with another type) fails the reload and changes nothing; the bridge still reconnects and forwards', async () => {
+// Before issue 11 such a reload was rejected and changed nothing. A refusal is now a configuration
+// error of that exchange alone: the rest of the reload applies, and only what needs the exchange waits.
+test('reload - an added exchange RabbitMQ refuses (it exists with another type) is reported once; the rest of the reload applies, and the bridge still reconnects and forwards', async () => {
   const clash = uniqueName('reload-clash');
   const connectionName = uniqueName('bridge-reload-clash');
   await withChannel((channel) => channel.assertExchange(clash, 'fanout', { durable: false, autoDelete: false }));
-  const bridge = await startTestBridge({
-    amqp: { connectionName, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
-    uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.before.{#}' }],
-  });
+  const logs = captureLogs();
+  const bridge = await startTestBridge(
+    {
+      amqp: { connectionName, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+      uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.before.{#}' }],
+    },
+    { logger: logs.logger },
+  );
   const device = await connectClient(bridge.url('tcp'));
+  const refusalsLogged = () => logs.lines.filter((line) => line.code === 'BRIDGE_ERR_BROKER_REFUSED');
   try {
-    await assert.rejects(
-      bridge.bridge.reload(
-        configWith(bridge.config, {
-          amqp: { ...bridge.config.amqp, exchanges: [{ name: clash, type: 'topic', durable: false, autoDelete: false }] },
-          uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.after.{#}' }],
-        }),
-      ),
-      /PRECONDITION_FAILED - inequivalent arg 'type'/,
+    const result = await bridge.bridge.reload(
+      configWith(bridge.config, {
+        amqp: { ...bridge.config.amqp, exchanges: [{ name: clash, type: 'topic', durable: false, autoDelete: false }] },
+        uplink: [{ name: 'clash', topic: 'clash/#', exchange, routingKey: 'clash.after.{#}' }],
+      }),
     );
+    assert.deepEqual(result.applied, ['amqp.exchanges', 'uplink']);
+    assert.equal(refusalsLogged().length, 1);
+    assert.equal(refusalsLogged()[0]!.exchange, clash);
+    assert.equal(refusalsLogged()[0]!.argument, 'type');
+    const readiness = bridge.bridge.readiness();
+    assert.equal(readiness.ready, true);
+    assert.equal(readiness.degraded.length, 1);
+    assert.match(readiness.degraded[0]!, new RegExp(`exchange "${clash}" refused by RabbitMQ \\(406 PRECONDITION_FAILED - inequivalent arg 'type'`));
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_amqp_refused', { kind: 'exchange' }), 1);
     assert.equal(await closeConnectionsNamed(connectionName), 1);
     await waitFor(async () => bridge.bridge.amqpState === 'connected' && (await connectionPids(connectionName)).length === 1, 'the bridge to reconnect', 20_000);
     const start = consumer.messages.length;
-    await device.publishAsync('clash/x', 'after the refused reload', { qos: 1 });
+    await device.publishAsync('clash/x', 'after the reload', { qos: 1 });
     await waitFor(() => consumer.messages.slice(start).some((message) => message.fields.routingKey.startsWith('clash.')), 'the publish on AMQP');
     const forwarded = consumer.messages.slice(start).find((message) => message.fields.routingKey.startsWith('clash.'))!;
-    assert.equal(forwarded.fields.routingKey, 'clash.before.x', 'the old uplink rule still routes');
-    assert.equal(forwarded.content.toString(), 'after the refused reload');
-    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_config_reloads_total', { result: 'applied' }), 0);
+    assert.equal(forwarded.fields.routingKey, 'clash.after.x', 'the new uplink rule routes');
+    assert.equal(forwarded.content.toString(), 'after the reload');
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_config_reloads_total', { result: 'applied' }), 1);
+    assert.equal(refusalsLogged().length, 1, 'declared again on the new connection, refused again, not reported again');
+    assert.equal(bridge.bridge.readiness().degraded.length, 1);
   } finally {
     await device.endAsync();
     await bridge.stop();

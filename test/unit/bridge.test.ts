@@ -6,7 +6,7 @@ import type { BridgeParts, BrokerSide, MqttSide } from '../../src/bridge-parts.j
 import { HttpListenError } from '../../src/errors.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
 import type { RunningListener } from '../../src/mqtt/listeners/listener.js';
-import type { BrokerState } from '../../src/ports.js';
+import type { BrokerRefusal, BrokerState } from '../../src/ports.js';
 
 /** A promise settled from outside, for a step that must not finish until the test says so. */
 function deferred<T = void>() {
@@ -67,6 +67,8 @@ function fakeParts(overrides: Partial<Record<string, Step>> = {}) {
     reconfigureDownlink = () => act('broker.reconfigureDownlink');
     stopConsuming = () => act('broker.stopConsuming');
     close = () => act('broker.close');
+    refusals: BrokerRefusal[] = [];
+    refused = () => this.refusals;
   }
   const broker = new FakeBroker();
   const parts: BridgeParts = {
@@ -235,13 +237,33 @@ test('Bridge - reloads run one after another, and what needs a restart is report
   await bridge.stop();
 });
 
+test('Bridge - what the broker refuses leaves the bridge ready, listed as degraded, and counted in amqp_refused', async () => {
+  const { parts, broker } = fakeParts();
+  const bridge = bridgeWith(parts);
+  await bridge.start();
+  broker.state = 'connected';
+  broker.refusals = [
+    { kind: 'exchange', name: 'telemetry', summary: 'exchange "telemetry" refused' },
+    { kind: 'exchange', name: 'telemetry', summary: 'exchange "telemetry" refused for a downlink rule' },
+    { kind: 'queue', name: 'commands', summary: 'queue "commands" refused' },
+  ];
+  assert.deepEqual(bridge.readiness(), {
+    ready: true,
+    reasons: [],
+    degraded: ['exchange "telemetry" refused', 'exchange "telemetry" refused for a downlink rule', 'queue "commands" refused'],
+  });
+  assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_amqp_refused', { kind: 'exchange' }), 1, 'one exchange, however many rules wait for it');
+  assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_amqp_refused', { kind: 'queue' }), 1);
+  await bridge.stop();
+});
+
 test('Bridge - readiness names what is not ready', async () => {
   const { parts, broker } = fakeParts();
   const bridge = bridgeWith(parts);
-  assert.deepEqual(bridge.readiness(), { ready: false, reasons: ['bridge: idle', 'amqp: connecting'] });
+  assert.deepEqual(bridge.readiness(), { ready: false, reasons: ['bridge: idle', 'amqp: connecting'], degraded: [] });
   await bridge.start();
   broker.state = 'connected';
-  assert.deepEqual(bridge.readiness(), { ready: true, reasons: [] });
+  assert.deepEqual(bridge.readiness(), { ready: true, reasons: [], degraded: [] });
   await bridge.stop();
-  assert.deepEqual(bridge.readiness(), { ready: false, reasons: ['bridge: stopped'] });
+  assert.deepEqual(bridge.readiness(), { ready: false, reasons: ['bridge: stopped'], degraded: [] });
 });

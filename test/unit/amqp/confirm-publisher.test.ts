@@ -29,21 +29,45 @@ class FakeChannel extends EventEmitter {
   }
 }
 
-function message(routingKey: string, exchange = 'x', receivedAt = Date.now()): OutboundMessage {
+function message(routingKey: string, exchange = 'x', receivedAt = Date.now(), atMostOnce = false): OutboundMessage {
   return {
     exchange,
     routingKey,
     content: Buffer.from(routingKey),
     headers: {},
-    properties: { persistent: true },
+    properties: { persistent: !atMostOnce },
     messageId: routingKey,
     timestamp: 0,
     receivedAt,
+    atMostOnce,
   };
 }
 
+/** An error as amqplib raises it when RabbitMQ closes a channel. */
+function brokerError(code: number, text: string, operation = 'Channel closed by server: '): Error {
+  const name = { 403: 'ACCESS-REFUSED', 404: 'NOT-FOUND', 406: 'PRECONDITION-FAILED' }[code];
+  return Object.assign(new Error(`${operation}${code} (${name}) with message "${text}"`), { code });
+}
+
+/** A channel model whose check channel answers 404 for the exchanges in `missing`. */
+function modelMissing(...missing: string[]): ChannelModel {
+  const probe = new EventEmitter() as EventEmitter & { checkExchange(name: string): Promise<void> };
+  probe.checkExchange = async (name) => {
+    if (missing.includes(name)) throw brokerError(404, `NOT_FOUND - no exchange '${name}' in vhost '/'`, 'Operation failed: ExchangeDeclare; ');
+  };
+  return { createChannel: async () => probe } as unknown as ChannelModel;
+}
+
 function setup(options: { maxUnconfirmed?: number; publishTimeoutMs?: number; now?: () => number; model?: ChannelModel } = {}) {
-  const exchanges = new ExchangeDirectory(silentLogger());
+  const refusals: string[] = [];
+  const exchanges = new ExchangeDirectory({
+    now: options.now,
+    onRefused: (name, error, operation) => {
+      refusals.push(`${operation} ${name} ${error.code}`);
+      return Infinity;
+    },
+    onExists: () => {},
+  });
   exchanges.attach(options.model ?? ({} as ChannelModel), ['x']);
   const publisher = new ConfirmPublisher({
     maxUnconfirmed: options.maxUnconfirmed ?? 2,
@@ -56,7 +80,8 @@ function setup(options: { maxUnconfirmed?: number; publishTimeoutMs?: number; no
   const now = options.now ?? Date.now;
   const publish = (key: string, exchange = 'x', receivedAt = now()) =>
     publisher.publish(message(key, exchange, receivedAt), (error) => results.set(key, error));
-  return { publisher, results, publish, exchanges };
+  const publishQos0 = (key: string, exchange = 'x') => publisher.publish(message(key, exchange, now(), true), (error) => results.set(key, error));
+  return { publisher, results, publish, publishQos0, exchanges, refusals };
 }
 
 const asChannel = (channel: FakeChannel) => channel as unknown as ConfirmChannel;
@@ -163,19 +188,116 @@ test('ConfirmPublisher - a publish not confirmed within publishTimeoutMs fails; 
   assert.equal(results.get('slow')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
 });
 
-test('ConfirmPublisher - an exchange found missing fails its publishes without touching the channel', async () => {
-  const probe = new EventEmitter() as EventEmitter & { checkExchange(name: string): Promise<void> };
-  probe.checkExchange = async () => {
-    throw Object.assign(new Error('NOT_FOUND'), { code: 404 });
-  };
-  const model = { createChannel: async () => probe } as unknown as ChannelModel;
-  const { publisher, publish } = setup({ model });
+/** Lets the publisher's exchange checks (promises) run. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+test('ConfirmPublisher - a publish to an exchange found missing is held aside, never acknowledged, and times out; the ones behind it go out', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let now = 1_000;
+  const { publisher, results, publish, refusals } = setup({ model: modelMissing('nowhere'), publishTimeoutMs: 50, now: () => now, maxUnconfirmed: 10 });
   const channel = new FakeChannel();
   publisher.attach(asChannel(channel));
-  const lost = new Promise<PublishError | null>((resolve) => publisher.publish(message('lost', 'nowhere'), resolve));
+  publish('held', 'nowhere');
   publish('kept', 'x');
-  assert.equal((await lost)?.code, 'BRIDGE_ERR_EXCHANGE_NOT_FOUND');
-  assert.deepEqual(channel.published.map((p) => p.routingKey), ['kept']);
+  await settle();
+  publish('held too', 'nowhere');
+  publish('kept too', 'x');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['kept', 'kept too'], 'not written: RabbitMQ would close the channel');
+  assert.deepEqual(refusals, ['check nowhere 404'], 'checked once');
+  channel.confirm(0);
+  channel.confirm(1);
+  assert.deepEqual([...results.entries()], [['kept', null], ['kept too', null]]);
+  assert.equal(publisher.pendingMessages, 2, 'the held ones are still pending');
+  now += 50;
+  t.mock.timers.tick(50);
+  const timedOut = results.get('held');
+  assert.equal(timedOut?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  assert.match(timedOut.message, /RabbitMQ refuses exchange "nowhere" \(404 NOT_FOUND - no exchange 'nowhere'/);
+  assert.equal(results.get('held too')?.code, 'BRIDGE_ERR_PUBLISH_TIMEOUT');
+  assert.equal(publisher.pendingMessages, 0);
+  publisher.releaseAvailable();
+  assert.equal(channel.published.length, 2, 'a held publish that timed out is gone for good');
+});
+
+test('ConfirmPublisher - a QoS 0 publish to a refused exchange fails at once with BRIDGE_ERR_EXCHANGE_REFUSED', async () => {
+  const { publisher, results, publishQos0, exchanges } = setup();
+  exchanges.refuse('clash', { kind: 'configuration', code: 406, text: "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'clash' in vhost '/'" });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publishQos0('dropped', 'clash');
+  publishQos0('sent', 'x');
+  const dropped = results.get('dropped');
+  assert.equal(dropped?.code, 'BRIDGE_ERR_EXCHANGE_REFUSED');
+  assert.match(dropped.message, /inequivalent arg 'durable'/);
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['sent']);
+  assert.equal(publisher.pendingMessages, 1);
+});
+
+test('ConfirmPublisher - once a refused exchange is accepted, its held publishes go out in order, before later ones to it', () => {
+  const { publisher, results, publish, exchanges } = setup({ maxUnconfirmed: 10 });
+  exchanges.refuse('clash', { kind: 'configuration', code: 406, text: 'PRECONDITION_FAILED' });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('c1', 'clash');
+  publish('x1', 'x');
+  publish('c2', 'clash');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['x1']);
+  publisher.releaseAvailable();
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['x1'], 'still refused: still held');
+  exchanges.declared(['clash']);
+  publish('c3', 'clash');
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['x1', 'c1', 'c2', 'c3'], 'a publish seeing it accepted lets the older ones go first');
+  channel.confirm(1);
+  channel.confirm(2);
+  channel.confirm(3);
+  assert.deepEqual([results.get('c1'), results.get('c2'), results.get('c3')], [null, null, null]);
+});
+
+test('ConfirmPublisher - releaseAvailable sends what was held for an exchange accepted meanwhile', () => {
+  const { publisher, results, publish, exchanges } = setup({ maxUnconfirmed: 10 });
+  exchanges.refuse('clash', { kind: 'configuration', code: 404, text: 'NOT_FOUND' });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('c1', 'clash');
+  publish('c2', 'clash');
+  exchanges.declared(['clash']);
+  publisher.releaseAvailable();
+  assert.deepEqual(channel.published.map((p) => p.routingKey), ['c1', 'c2']);
+  channel.confirm(0);
+  assert.equal(results.get('c1'), null);
+});
+
+test('ConfirmPublisher - RabbitMQ closing the channel over a publish to a missing exchange: that exchange is refused, the others\' publishes go out again', () => {
+  const { publisher, results, publish, exchanges, refusals } = setup({ maxUnconfirmed: 10 });
+  exchanges.declared(['gone']); // declared, then deleted on RabbitMQ behind the bridge's back
+  const first = new FakeChannel();
+  publisher.attach(asChannel(first));
+  publish('a', 'x');
+  publish('g', 'gone');
+  publish('b', 'x');
+  first.emit('error', brokerError(404, "NOT_FOUND - no exchange 'gone' in vhost '/'"));
+  first.close([0, 1, 2]);
+  assert.deepEqual(refusals, ['publish gone 404']);
+  assert.equal(exchanges.status('gone'), 'refused');
+  const second = new FakeChannel();
+  publisher.attach(asChannel(second));
+  assert.deepEqual(second.published.map((p) => p.routingKey), ['a', 'b'], 'the other exchange\'s publishes, again; the refused one\'s held');
+  assert.equal(results.size, 0, 'nothing settled: a and b await their confirm, g waits for its exchange');
+});
+
+test('ConfirmPublisher - close fails the publishes held for a refused exchange at once, and waits only for those in flight', async () => {
+  const { publisher, results, publish, exchanges } = setup();
+  exchanges.refuse('clash', { kind: 'configuration', code: 406, text: 'PRECONDITION_FAILED' });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  publish('held', 'clash');
+  publish('sent', 'x');
+  const closing = publisher.close(60_000);
+  assert.equal(results.get('held')?.code, 'BRIDGE_ERR_PUBLISHER_CLOSED');
+  assert.equal(results.has('sent'), false, 'still waiting for its confirm');
+  channel.confirm(0);
+  await closing;
+  assert.equal(results.get('sent'), null);
 });
 
 test('ConfirmPublisher - close waits for pending confirms, then fails what is left', async (t) => {

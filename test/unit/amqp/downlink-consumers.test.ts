@@ -14,6 +14,8 @@ class FakeBroker {
   readonly consumers = new Map<string, { queue: string; channel: FakeChannel; onMessage: (message: ConsumeMessage | null) => void }>();
   readonly settled: string[] = [];
   readonly channels: FakeChannel[] = [];
+  /** Queues RabbitMQ does not have: consuming them fails with 404. */
+  readonly missingQueues = new Set<string>();
   /** While set, basic.cancel waits for it. */
   cancelGate: Promise<void> | null = null;
   private tags = 0;
@@ -73,6 +75,11 @@ class FakeChannel extends EventEmitter {
   }
 
   async consume(queue: string, onMessage: (message: ConsumeMessage | null) => void): Promise<{ consumerTag: string }> {
+    if (this.broker.missingQueues.has(queue)) {
+      void this.close();
+      const text = `NOT_FOUND - no queue '${queue}' in vhost '/'`;
+      throw Object.assign(new Error(`Operation failed: BasicConsume; 404 (NOT-FOUND) with message "${text}"`), { code: 404 });
+    }
     const consumerTag = this.broker.nextTag();
     this.broker.consumers.set(consumerTag, { queue, channel: this, onMessage });
     return { consumerTag };
@@ -103,7 +110,7 @@ class FakeChannel extends EventEmitter {
 
 function subscription(rule: string, queue: string, routingKey: string, topic: string, deadLetterExchange?: string): DownlinkSubscription {
   const resolver = new DownlinkRuleResolver(compileDownlinkRule({ name: rule, exchange: 'commands', routingKey, topic, qos: 1 }));
-  return { rule, queue, binding: { exchange: 'commands', key: resolver.rule.bindingKey!, deadLetterExchange }, prefetch: 10, resolver };
+  return { rule, queue, binding: { exchange: 'commands', key: resolver.rule.bindingKey!, deadLetterExchange }, prefetch: 10, resolver, configPath: 'downlink[0]' };
 }
 
 /** A handler that records the topic each delivery resolves to and keeps its settle for the test. */
@@ -233,4 +240,47 @@ test('DownlinkConsumers - stop waits for the deliveries in hand, up to its timeo
   const start = Date.now();
   await stuck.stop(50);
   assert.ok(Date.now() - start >= 45, 'gave up after the timeout');
+});
+
+/** A rule consuming an existing queue (not declared by the bridge). */
+function queueRule(rule: string, queue: string): DownlinkSubscription {
+  const resolver = new DownlinkRuleResolver(compileDownlinkRule({ name: rule, queue, topic: `${rule}/{routingKey}`, qos: 1 }));
+  return { rule, queue, binding: null, prefetch: 10, resolver, configPath: 'downlink[0]' };
+}
+
+test('DownlinkConsumers - a rule whose queue is missing is reported and retried after refusedRetryMs, on its own; the other rule consumes meanwhile', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const broker = new FakeBroker();
+  broker.missingQueues.add('q-missing');
+  const refused: string[] = [];
+  const cleared: string[] = [];
+  const consumers = new DownlinkConsumers([queueRule('missing', 'q-missing'), subscription('cmd', 'q', 'c.{id}', 'c/{id}')], recordingHandler().handler, silentLogger(), {
+    refusedRetryMs: 60_000,
+    onRefused: (subscription, error) => refused.push(`${subscription.rule} ${error.kind} ${error.code} ${error.text}`),
+    onCleared: (rule, why) => cleared.push(`${rule} ${why}`),
+  });
+  await consumers.attach(broker.model());
+  assert.deepEqual(refused, ["missing configuration 404 NOT_FOUND - no queue 'q-missing' in vhost '/'"]);
+  assert.deepEqual([...broker.consumers.values()].map(({ queue }) => queue), ['q'], 'the other rule consumes');
+  t.mock.timers.tick(59_999);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(refused.length, 1, 'not retried before refusedRetryMs');
+  t.mock.timers.tick(1);
+  await until(() => refused.length === 2, 'a second attempt after refusedRetryMs');
+  broker.missingQueues.delete('q-missing');
+  t.mock.timers.tick(60_000);
+  await until(() => broker.consumers.size === 2, 'the rule to consume once its queue exists');
+  assert.deepEqual(cleared, ['cmd started', 'missing started']);
+});
+
+test('DownlinkConsumers - retryNow (a reload) starts a waiting rule at once', async () => {
+  const broker = new FakeBroker();
+  broker.missingQueues.add('q-missing');
+  const consumers = new DownlinkConsumers([queueRule('missing', 'q-missing')], recordingHandler().handler, silentLogger(), { refusedRetryMs: 3_600_000, onRefused: () => {} });
+  await consumers.attach(broker.model());
+  assert.equal(broker.consumers.size, 0);
+  broker.missingQueues.delete('q-missing');
+  await consumers.retryNow();
+  assert.deepEqual([...broker.consumers.values()].map(({ queue }) => queue), ['q-missing']);
+  consumers.detach();
 });

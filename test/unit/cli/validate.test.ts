@@ -82,7 +82,7 @@ test('validate - a file that does not exist', async () => {
 test('validate - without a file is a usage error (exit 2)', async () => {
   const result = await runCli(['validate']);
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE \[--strict\]\n/);
+  assert.match(result.stderr, /^usage: mqtt-amqp-bridge validate FILE \[--strict\] \[--amqp URL\]\n/);
 });
 
 test('validate - the secure example (config/examples/secure.yaml) is valid once its certificates exist', async () => {

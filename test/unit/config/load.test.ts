@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashPassword } from '../../../src/auth/passwords.js';
-import { loadConfigFile, loadConfigText } from '../../../src/config/load.js';
+import { loadConfigFile, loadConfigText, loadLocatedConfigFile } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/errors.js';
 
 /** The mqtt settings besides the listeners, all at their defaults. */
@@ -66,6 +66,7 @@ const EXAMPLE_CONFIG = {
     maxUnconfirmed: 1024,
     publishTimeoutMs: 10000,
     reconnect: { initialDelayMs: 200, maxDelayMs: 30000, factor: 2, jitter: 0.2 },
+    refusedRetryMs: 120_000,
   },
   uplink: [
     {
@@ -216,6 +217,7 @@ test('loadConfigText - an empty file gives every default', () => {
       maxUnconfirmed: 1024,
       publishTimeoutMs: 10000,
       reconnect: { initialDelayMs: 200, maxDelayMs: 30000, factor: 2, jitter: 0.2 },
+      refusedRetryMs: 120_000,
     },
     uplink: [],
     downlink: [],
@@ -539,7 +541,7 @@ test('loadConfigText - several problems in one file are reported together, sorte
     'conf/test.yaml:11:36: environment variable MQTT_PORT is not set and has no default (write ${MQTT_PORT:-default} to give one)',
     'conf/test.yaml:12:15: mqtt.listeners[1].type: must be one of "tcp", "ws", "tls", "wss"',
     'conf/test.yaml:14:8: environment variable AMQP_URL is not set and has no default (write ${AMQP_URL:-default} to give one)',
-    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect, tls',
+    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect, refusedRetryMs, tls',
   ]);
   assert.equal(error.problems.length, 7);
 });
@@ -641,4 +643,30 @@ test('loadConfigFile - a user defined twice is an error at the repeated username
       return true;
     },
   );
+});
+
+test('loadLocatedConfigFile - locates an entry by its path as FILE:LINE:COL; an entry left to its default at the nearest one written', () => {
+  const folder = configFolder({
+    'bridge.yaml': [
+      'amqp:',
+      '  exchanges:',
+      '    - { name: a }',
+      '    - name: b',
+      '      durable: false',
+      'uplink:',
+      '  - { name: r, topic: "#", exchange: "${EXCHANGE:-b}" }',
+      'downlink:',
+      '  - { name: d, queue: q, topic: "t/{routingKey}" }',
+      '',
+    ].join('\n'),
+  });
+  const file = join(folder, 'bridge.yaml');
+  const { config, locate } = loadLocatedConfigFile(file, { env: {} });
+  assert.deepEqual(config, loadConfigFile(file, { env: {} }));
+  assert.equal(locate('amqp.exchanges[1]'), `${file}:4:7`);
+  assert.equal(locate('amqp.exchanges[1].durable'), `${file}:5:16`);
+  assert.equal(locate('amqp.exchanges[0].durable'), `${file}:3:7`, 'not written: at its entry');
+  assert.equal(locate('uplink[0].exchange'), `${file}:7:38`);
+  assert.equal(locate('downlink[0].queue'), `${file}:9:23`);
+  assert.equal(locate('downlink[0].queueName'), `${file}:9:5`);
 });

@@ -148,22 +148,30 @@ test('UplinkResolver - QoS 0 is not persistent and QoS 1 and 2 are', () => {
   assert.equal(q2?.headers['x-mqtt-qos'], 2);
 });
 
-test('UplinkResolver - literalExchanges lists the literal exchanges of the rules once each', () => {
-  assert.deepEqual(example.literalExchanges(), ['telemetry', 'amq.topic']);
+test('UplinkResolver - exchangesOfRules gives each rule\'s exchange in order: its name when literal, null when a placeholder renders it', () => {
+  assert.deepEqual(example.exchangesOfRules(), [
+    { rule: 'telemetry', exchange: 'telemetry' },
+    { rule: 'rest', exchange: 'amq.topic' },
+  ]);
   const resolver = new UplinkResolver([
     { name: 'a', topic: 'a/#', exchange: 'x', routingKey: '{#}' },
     { name: 'b', topic: 'b/{e}', exchange: 'per-{e}', routingKey: 'k' },
     { name: 'c', topic: 'c', exchange: 'x', routingKey: 'k' },
     { name: 'd', topic: 'd', exchange: '{{lit}}', routingKey: 'k' },
   ]);
-  assert.deepEqual(resolver.literalExchanges(), ['x', '{lit}']);
+  assert.deepEqual(resolver.exchangesOfRules(), [
+    { rule: 'a', exchange: 'x' },
+    { rule: 'b', exchange: null },
+    { rule: 'c', exchange: 'x' },
+    { rule: 'd', exchange: '{lit}' },
+  ]);
 });
 
 test('UplinkResolver - no rules: every topic resolves to null', () => {
   const resolver = new UplinkResolver([]);
   assert.equal(resolver.resolve(publish('a')), null);
   assert.equal(resolver.match('a'), null);
-  assert.deepEqual(resolver.literalExchanges(), []);
+  assert.deepEqual(resolver.exchangesOfRules(), []);
 });
 
 // --- templates ----------------------------------------------------------------------------
@@ -225,7 +233,7 @@ test('UplinkResolver - an exchange template renders per publish and is not re-en
     headers: { 'x-mqtt-topic': 'tenants/acme.eu/x/y', 'x-mqtt-qos': 1, 'x-mqtt-client-id': 'dev-client' },
     properties: { persistent: true },
   });
-  assert.deepEqual(resolver.literalExchanges(), []);
+  assert.deepEqual(resolver.exchangesOfRules(), [{ rule: 'per-tenant', exchange: null }]);
 });
 
 test('UplinkResolver - header values are templates and are not re-encoded', () => {

@@ -9,7 +9,7 @@ test('http server - a port in use is BRIDGE_ERR_HTTP_LISTEN naming the address (
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const port = (blocker.address() as AddressInfo).port;
   try {
-    await assert.rejects(startHttpServer({ host: '127.0.0.1', port, registry: new Registry(), readiness: () => ({ ready: true, reasons: [] }) }), (error: Error & { code?: string }) => {
+    await assert.rejects(startHttpServer({ host: '127.0.0.1', port, registry: new Registry(), readiness: () => ({ ready: true, reasons: [], degraded: [] }) }), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'BRIDGE_ERR_HTTP_LISTEN');
       assert.match(error.message, new RegExp(`^http endpoint cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
       return true;
