@@ -33,17 +33,10 @@ test("errors - each documented code's row says where, what happened and what to 
   for (const [code, summary] of Object.entries(ERROR_CODES)) assert.ok(summary.length > 0, `${code} has no summary in src/errors.ts`);
 });
 
-/**
- * Files that still throw plain Errors while others rework them (issue 11); remove each entry
- * once its file is merged with coded errors.
- */
-const PLAIN_ERRORS_ALLOWED = ['src/amqp/'];
-
 test('errors - nothing under src/ throws or passes on a plain Error: every error the bridge raises has a code', () => {
   const plain: string[] = [];
   for (const file of sourceFiles(join(ROOT, 'src'))) {
     const path = relative(ROOT, file);
-    if (PLAIN_ERRORS_ALLOWED.some((allowed) => path === allowed || (allowed.endsWith('/') && path.startsWith(allowed)))) continue;
     readFileSync(file, 'utf8')
       .split('\n')
       .forEach((line, index) => {
