@@ -185,6 +185,67 @@ const wssListener = z
 
 export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListener, tlsListener, wssListener]);
 
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
+export const DEFAULT_REDIS_KEY_PREFIX = 'mqtt-amqp-bridge:';
+
+/** A Redis URL: redis:// or rediss:// (TLS), user and password optional, the path a database number. */
+const redisUrl = z
+  .string()
+  .refine((url) => {
+    if (!/^rediss?:\/\//.test(url)) return false;
+    try {
+      const { pathname, hostname } = new URL(url);
+      return hostname.length > 0 && /^\/?(\d+)?$/.test(pathname);
+    } catch {
+      return false;
+    }
+  }, 'a Redis URL is redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), DB a number');
+
+const persistenceSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('memory').meta({ description: 'Sessions, subscriptions, queues, retained messages, QoS 2 state and wills in this process (and `sessionFile`).' }) }),
+    z.strictObject({
+      type: z.literal('redis').meta({ description: 'All of that in Redis: it survives a crash of the bridge, and several bridges (or `run --workers N`) share it.' }),
+      url: redisUrl
+        .default(DEFAULT_REDIS_URL)
+        .meta({
+          description:
+            'The Redis server: `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`, `rediss://` for TLS; the database number selects the database. The password never appears in logs. With `sentinels`, HOST and PORT are not used.',
+          examples: [DEFAULT_REDIS_URL, 'rediss://bridge:secret@redis.example:6380/2'],
+        }),
+      keyPrefix: z
+        .string()
+        .min(1)
+        .max(200)
+        .default(DEFAULT_REDIS_KEY_PREFIX)
+        .meta({ description: 'Every key the bridge writes starts with this, so that several fleets (or tests) can share one Redis database.', examples: [DEFAULT_REDIS_KEY_PREFIX] }),
+      tls: z
+        .strictObject({
+          ca: z.string().min(1).optional().meta({ description: "PEM file with the CA that signed Redis' certificate (default: the system's CAs)." }),
+          cert: z.string().min(1).optional().meta({ description: 'PEM file with a client certificate.' }),
+          key: z.string().min(1).optional().meta({ description: 'PEM file with the key of the client certificate.' }),
+        })
+        .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), { message: 'a client certificate needs its key, and a key its certificate', path: ['key'] })
+        .optional()
+        .meta({ description: 'Files for a `rediss://` URL.' }),
+      sentinels: z
+        .array(z.strictObject({ host: z.string().min(1), port: integer(1, 65_535).default(26_379) }))
+        .min(1)
+        .optional()
+        .meta({ description: 'Redis Sentinel: the sentinels to ask for the current master of `sentinelName`; the bridge follows a failover.' }),
+      sentinelName: z.string().min(1).optional().meta({ description: 'The master name the sentinels know (with `sentinels`).', examples: ['mymaster'] }),
+    })
+      .refine((redis) => (redis.sentinels === undefined) === (redis.sentinelName === undefined), {
+        message: '`sentinels` and `sentinelName` go together',
+        path: ['sentinelName'],
+      }),
+  ])
+  .default({ type: 'memory' })
+  .meta({
+    description:
+      'Where the MQTT state lives: `memory` (one process; `sessionFile` saves it on a graceful stop) or `redis` (durable, shared by several bridges and workers). Redis Cluster is not supported: see docs/scaling.md.',
+  });
+
 const mqttSchema = z
   .strictObject({
     listeners: z
@@ -198,6 +259,7 @@ const mqttSchema = z
         description:
           'QoS 1/2 messages kept for one offline persistent session (clean session = false); past this the oldest is dropped and counted.',
       }),
+    persistence: persistenceSchema,
     sessionFile: z
       .string()
       .min(1)
@@ -722,5 +784,7 @@ export type BridgeConfigInput = z.input<typeof configSchema>;
 type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 export type BridgeConfig = DeepReadonly<z.output<typeof configSchema>>;
 export type ListenerConfig = BridgeConfig['mqtt']['listeners'][number];
+export type PersistenceConfig = BridgeConfig['mqtt']['persistence'];
+export type RedisPersistenceConfig = Extract<PersistenceConfig, { type: 'redis' }>;
 export type DownlinkRuleSettings = BridgeConfig['downlink'][number];
 export type UserSettings = z.output<typeof userSchema>;
