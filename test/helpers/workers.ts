@@ -31,10 +31,10 @@ export interface WorkersProcess extends BridgeProcess {
 const matches = (line: Record<string, unknown>, msg: string | RegExp) => typeof line.msg === 'string' && (typeof msg === 'string' ? line.msg === msg : msg.test(line.msg));
 
 /** Writes `config` as the configuration file (JSON is YAML) and runs `run --config FILE --workers N` until it runs. */
-export async function startWorkers(config: unknown, workers: number, timeoutMs = 30_000): Promise<WorkersProcess> {
+export async function startWorkers(config: unknown, workers: number, { args = [], timeoutMs = 30_000 }: { args?: string[]; timeoutMs?: number } = {}): Promise<WorkersProcess> {
   const file = join(mkdtempSync(join(tmpdir(), 'bridge-workers-')), 'bridge.yaml');
   writeFileSync(file, JSON.stringify(config, null, 2));
-  const process = runBridgeProcess(['--config', file, '--workers', String(workers)]);
+  const process = runBridgeProcess(['--config', file, '--workers', String(workers), ...args]);
   const { lines, child } = process;
   const running = () => lines.find((line) => line.role === 'primary' && matches(line, /^bridge running with \d+ workers$/));
   await waitFor(

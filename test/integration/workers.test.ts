@@ -208,3 +208,20 @@ test('run --workers - a worker that cannot start (its port is taken) fails the r
     blocker.close();
   }
 });
+
+test('run --workers --watch - a change of the file reloads every worker; the primary killed, the workers stop on their own', async () => {
+  const watched = await startWorkers(configFile('{#}'), 2, { args: ['--watch'] });
+  try {
+    writeFileSync(watched.file, JSON.stringify(configFile('watched.{#}')));
+    await waitFor(() => watched.primaryLines(/^worker \d: configuration reloaded$/).length === 2, 'both workers to reload the changed file');
+    assert.deepEqual(watched.lines.filter((line) => line.role === 'worker' && line.msg === 'reloading the configuration').map((line) => line.why), ['file changed', 'file changed']);
+
+    const pids = [...watched.workerPids().values()];
+    watched.child.kill('SIGKILL');
+    await watched.exit;
+    // No worker outlives its primary: each notices the closed channel and stops gracefully.
+    await waitFor(() => pids.every((pid) => !alive(pid)), 'the orphaned workers to end', 20_000);
+  } finally {
+    await killWorkers(watched);
+  }
+});
