@@ -13,7 +13,7 @@ import type { ReloadOutcome } from '../reload.js';
 import { isFromWorker, type ToWorker, type WorkerAnswer } from './messages.js';
 import { forwardLines } from './output.js';
 import { combineReadiness, type WorkerReport } from './readiness.js';
-import { RestartBackoff, type RestartPolicy } from './restart-backoff.js';
+import { RestartBackoff } from './restart-backoff.js';
 
 /** How long `/readyz` and `/metrics` wait for each worker's answer (one that is late is left out). */
 export const WORKER_ANSWER_TIMEOUT_MS = 2_000;
@@ -32,7 +32,6 @@ export interface WorkerPoolOptions {
   pretty: boolean;
   io: CommandIo;
   logger: Logger;
-  restartPolicy?: RestartPolicy;
 }
 
 interface Slot {
@@ -79,7 +78,7 @@ export class WorkerPool {
   constructor(private readonly options: WorkerPoolOptions) {
     this.slots = Array.from({ length: options.workers }, (_, index) => ({
       slot: index + 1,
-      backoff: new RestartBackoff(options.restartPolicy),
+      backoff: new RestartBackoff(),
       worker: null,
       listening: false,
       state: 'starting' as const,
@@ -124,7 +123,10 @@ export class WorkerPool {
 
   /**
    * `/metrics`: every running worker's registry, summed by prom-client's AggregatorRegistry
-   * (counters and gauges added up, histograms bucket by bucket), and the primary's own.
+   * (counters and gauges added up, histograms bucket by bucket), and the primary's own. The
+   * workers are asked here rather than through `AggregatorRegistry.clusterMetrics()`, which asks
+   * every connected worker, one still loading included (it cannot answer yet, and the whole scrape
+   * fails after 5 s), and waits for all: here a worker late by WORKER_ANSWER_TIMEOUT_MS is left out.
    */
   async metricsText(): Promise<string> {
     const answers = await Promise.all(
