@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_INTERNAL: "A check of the bridge's own consistency failed: a bug.",
   BRIDGE_ERR_LISTEN: 'An MQTT listener could not bind its address.',
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
+  BRIDGE_ERR_WORKER_START: 'A worker of `run --workers N` ended before it ran (its own log lines say why); the run stops.',
   BRIDGE_ERR_STATE: 'The bridge cannot do what was asked in the state it is in (start it twice, reload it while it stops).',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
 } as const;

@@ -59,3 +59,12 @@ export function parseHeaderArgs(args: readonly string[]): Record<string, string>
   }
   return headers;
 }
+
+/** A whole-number option between `min` and `max`, `fallback` when absent; anything else is a UsageError. */
+export function integerOption(options: ParsedArgs['options'], name: string, { min, max, fallback }: { min: number; max: number; fallback: number }): number {
+  const value = options.get(name);
+  if (value === undefined) return fallback;
+  const number = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!(number >= min && number <= max)) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}, not "${String(value)}"`);
+  return number;
+}

@@ -2,21 +2,31 @@ import { createBridge } from '../bridge.js';
 import { loadLocatedConfigFile } from '../config/load.js';
 import { ConfigError, UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { parseArgs } from './args.js';
+import { integerOption, parseArgs } from './args.js';
 import { createReloader, watchFile } from './reload.js';
+import { waitForStopSignal } from './signals.js';
+import { runWorkers } from './workers/run-workers.js';
 import { writeLine, type CommandIo } from './io.js';
 
-export const RUN_USAGE = 'mqtt-amqp-bridge run --config FILE [--pretty] [--watch]';
+export const RUN_USAGE = 'mqtt-amqp-bridge run --config FILE [--workers N] [--pretty] [--watch]';
 
-/** `run --config FILE`: runs the bridge until SIGINT/SIGTERM, then shuts down gracefully (exit 0). */
+/** The most `--workers` takes: more processes than that is a mistake, not a plan. */
+export const MAX_WORKERS = 256;
+
+/**
+ * `run --config FILE`: runs the bridge until SIGINT/SIGTERM, then shuts down gracefully (exit 0).
+ * With `--workers N` (N > 1), N worker processes share the ports and their MQTT state in Redis.
+ */
 export async function runCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { positional, options } = parseArgs(argv, [
     { name: 'config', short: 'c', takesValue: true },
+    { name: 'workers', short: 'w', takesValue: true },
     { name: 'pretty', takesValue: false },
     { name: 'watch', takesValue: false },
   ]);
   const file = options.get('config');
   if (typeof file !== 'string' || positional.length > 0) throw new UsageError(`usage: ${RUN_USAGE}`);
+  const workers = integerOption(options, 'workers', { min: 1, max: MAX_WORKERS, fallback: 1 });
   let config;
   let locate;
   try {
@@ -26,7 +36,15 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
     writeLine(io.stderr, error.message);
     return 1;
   }
-  const logger = createLogger({ level: config.log.level, pretty: options.has('pretty') || io.stdout.isTTY === true });
+  if (workers > 1 && config.mqtt.persistence.type !== 'redis') {
+    throw new UsageError(
+      `--workers ${workers} needs mqtt.persistence.type: redis in ${file}: workers are one MQTT server only when they share sessions, subscriptions and retained messages through Redis (with memory, each would be a server of its own)`,
+    );
+  }
+  const pretty = options.has('pretty') || io.stdout.isTTY === true;
+  if (workers > 1) return runWorkers({ file, config, workers, pretty, watch: options.has('watch') }, io);
+
+  const logger = createLogger({ level: config.log.level, pretty });
   const bridge = createBridge({ config, logger, locate });
   try {
     await bridge.start();
@@ -41,18 +59,7 @@ export async function runCommand(argv: readonly string[], io: CommandIo): Promis
   const onHangup = () => void reload('SIGHUP');
   process.on('SIGHUP', onHangup);
   const watcher = options.has('watch') ? watchFile(file, () => void reload('file changed')) : null;
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
-  logger.info({ signal }, 'signal received; stopping (send it again to exit at once)');
-  const forceExit = (again: NodeJS.Signals) => {
-    logger.warn({ signal: again }, 'second signal: exiting without waiting');
-    logger.flush();
-    process.exit(1);
-  };
-  process.once('SIGINT', forceExit);
-  process.once('SIGTERM', forceExit);
+  await waitForStopSignal(logger);
   process.off('SIGHUP', onHangup);
   watcher?.close();
   await bridge.stop();

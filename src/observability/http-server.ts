@@ -17,8 +17,10 @@ export interface Readiness {
 export interface HttpServerOptions {
   host: string;
   port: number;
-  registry: Registry;
-  readiness: () => Readiness;
+  /** What `/metrics` serves: a bridge's registry, or (`run --workers N`) the workers' aggregated. */
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
+  /** What `/readyz` answers (asked of the workers, with `run --workers N`). */
+  readiness: () => Readiness | Promise<Readiness>;
 }
 
 export interface RunningHttpServer {
@@ -58,8 +60,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       return;
     }
     if (path === '/readyz') {
-      const readiness = options.readiness();
-      json(response, readiness.ready ? 200 : 503, readiness);
+      Promise.resolve(options.readiness()).then(
+        (readiness) => json(response, readiness.ready ? 200 : 503, readiness),
+        (error: Error) => json(response, 500, { error: error.message }),
+      );
       return;
     }
     json(response, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/readyz'] });

@@ -7,6 +7,10 @@ export interface LoggerOptions {
   pretty: boolean;
   /** Where lines go; default stdout. */
   destination?: NodeJS.WritableStream;
+  /** Fields on every line (`run --workers N`: which process wrote it). */
+  fields?: Readonly<Record<string, string | number>>;
+  /** With `pretty`, put before every message instead of the fields, e.g. `[worker 2] `. */
+  prettyPrefix?: string;
 }
 
 /**
@@ -16,9 +20,14 @@ export interface LoggerOptions {
  * docs/security.md, "Secrets in logs".
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const base = { level: options.level, base: { name: 'mqtt-amqp-bridge' } };
+  const fields = options.fields ?? {};
+  const base = { level: options.level, base: { name: 'mqtt-amqp-bridge', ...fields } };
   if (options.pretty) {
-    return pino(base, pretty({ destination: options.destination ?? 1, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', sync: true }));
+    const ignore = ['pid', 'hostname', 'name', ...(options.prettyPrefix ? Object.keys(fields) : [])].join(',');
+    return pino(
+      { ...base, ...(options.prettyPrefix ? { msgPrefix: options.prettyPrefix } : {}) },
+      pretty({ destination: options.destination ?? 1, translateTime: 'SYS:HH:MM:ss.l', ignore, sync: true }),
+    );
   }
   return pino(base, options.destination ?? pino.destination({ fd: 1, sync: false }));
 }

@@ -1,9 +1,9 @@
 import { BridgeError } from '../errors.js';
-import { METRIC_PREFIX, METRICS } from './metrics.js';
+import { METRIC_PREFIX, METRICS, WORKER_METRICS } from './metrics.js';
 
 /** The metrics table of docs/operations.md, rendered from the metric definitions. */
 export function renderMetricsReference(): string {
-  const rows = Object.values(METRICS).map((metric) => {
+  const rows = [...Object.values(METRICS), ...Object.values(WORKER_METRICS)].map((metric) => {
     const labels = metric.labels.length > 0 ? metric.labels.map((label) => `\`${label}\``).join(', ') : '';
     return `| \`${METRIC_PREFIX}${metric.name}\` | ${metric.type} | ${labels} | ${metric.help.replace(/\|/g, '\\|')} |`;
   });

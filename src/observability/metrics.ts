@@ -121,6 +121,48 @@ export const METRICS = {
   configReloads: { type: 'counter', name: 'config_reloads_total', help: 'Configuration reloads, by result: applied, invalid.', labels: ['result'] },
 } as const satisfies Record<string, MetricDefinition>;
 
+/** Worker states the primary counts (`run --workers N`). */
+export const WORKER_STATE_LABELS = ['starting', 'running', 'restarting', 'stopping'] as const;
+export type WorkerState = (typeof WORKER_STATE_LABELS)[number];
+
+/**
+ * The metrics of the primary process of `run --workers N` (no worker has them): its `/metrics`
+ * serves them beside the workers' aggregated ones.
+ */
+export const WORKER_METRICS = {
+  workers: {
+    type: 'gauge',
+    name: 'workers',
+    help: 'With `run --workers N`: worker processes by state: starting, running, restarting (dead, waiting for its restart), stopping.',
+    labels: ['state'],
+  },
+  workerRestarts: {
+    type: 'counter',
+    name: 'worker_restarts_total',
+    help: 'With `run --workers N`: workers restarted after they died (crashed, killed, or stopped without being asked).',
+    labels: [],
+  },
+} as const satisfies Record<string, MetricDefinition>;
+
+/** The primary's own metrics (`run --workers N`), in a registry of their own. */
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly restarts = counter(WORKER_METRICS.workerRestarts, this.registry);
+
+  constructor(states: () => Readonly<Record<WorkerState, number>>) {
+    new Gauge({
+      name: METRIC_PREFIX + WORKER_METRICS.workers.name,
+      help: WORKER_METRICS.workers.help,
+      labelNames: [...WORKER_METRICS.workers.labels],
+      registers: [this.registry],
+      collect() {
+        const counts = states();
+        for (const state of WORKER_STATE_LABELS) this.set({ state }, counts[state]);
+      },
+    });
+  }
+}
+
 /** What the gauges read, at scrape time. */
 export interface GaugeReadings {
   flowState(): string;

@@ -5,11 +5,13 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile } from '../../src/config/load.js';
-import type { BridgeConfig } from '../../src/config/schema.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, downlinkQueueName, type BridgeConfig } from '../../src/config/schema.js';
+import { runCli } from '../helpers/cli.js';
 
 /*
- * Keeps the container files (Dockerfile, .dockerignore, compose.yaml) in step with the code:
- * package.json's bin, the build output, config/bridge.yaml's listeners and the config's env vars.
+ * Keeps the container files (Dockerfile, .dockerignore, compose.yaml, config/haproxy.cfg) in step
+ * with the code: package.json's bin, the build output, config/bridge.yaml's and
+ * config/examples/fleet.yaml's listeners, and the configs' env vars.
  * No Docker engine is needed: the files are parsed, never built or run.
  */
 
@@ -451,4 +453,176 @@ test('compose.yaml - bridge mounts a named, writable volume on the image data di
 test('compose.yaml - bridge gets longer than shutdownTimeoutMs to stop gracefully', () => {
   const grace = durationMs(field(service(compose, 'bridge'), 'stop_grace_period', 'services.bridge'));
   assert.ok(grace > defaults.shutdownTimeoutMs, `stop_grace_period ${grace} ms should exceed shutdownTimeoutMs ${defaults.shutdownTimeoutMs} ms`);
+});
+
+// ---- the fleet (profile "fleet"): Redis, bridge replicas, HAProxy ----
+
+const FLEET_CONFIG = 'config/examples/fleet.yaml';
+const HAPROXY_CONFIG = 'config/haproxy.cfg';
+
+interface HaproxySection {
+  kind: string;
+  name: string;
+  lines: string[];
+}
+
+/** HAProxy's configuration as sections (`frontend mqtt`, `backend x`, ...) of lines, comments dropped. */
+function parseHaproxy(text: string): HaproxySection[] {
+  const sections: HaproxySection[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.replace(/\s+#.*$|^#.*$/, '').trim();
+    if (line === '') continue;
+    if (/^\S/.test(raw)) {
+      const [kind = '', name = ''] = line.split(/\s+/);
+      sections.push({ kind, name, lines: [] });
+    } else {
+      const section = sections.at(-1);
+      assert.ok(section, `${HAPROXY_CONFIG}: "${line}" before the first section`);
+      section.lines.push(line);
+    }
+  }
+  return sections;
+}
+
+function section(sections: HaproxySection[], kind: string, name?: string): HaproxySection {
+  const found = sections.find((candidate) => candidate.kind === kind && (name === undefined || candidate.name === name));
+  assert.ok(found, `${HAPROXY_CONFIG} has no ${kind} ${name ?? ''}`);
+  return found;
+}
+
+/** The value of a setting (`default_backend x` -> `x`) in a section, or undefined. */
+function setting(part: HaproxySection, keyword: string): string | undefined {
+  return part.lines.find((line) => line.startsWith(`${keyword} `))?.slice(keyword.length + 1);
+}
+
+const haproxy = parseHaproxy(readFileSync(join(root, HAPROXY_CONFIG), 'utf8'));
+const fleetEnv = () => environmentOf(service(compose, 'fleet-bridge'));
+const fleetConfig = () => loadConfigFile(join(root, FLEET_CONFIG), { env: fleetEnv() });
+
+test('compose.yaml - the single bridge stays the default; Redis, the replicas and the load balancer are the profile "fleet"', () => {
+  for (const name of ['rabbitmq', 'bridge']) assert.equal('profiles' in service(compose, name), false, `${name} runs by default`);
+  for (const name of ['redis', 'fleet-bridge', 'mqtt-lb']) assert.deepEqual(service(compose, name).profiles, ['fleet'], name);
+});
+
+test('compose.yaml - redis keeps its data in an append-only file, fsynced every second, on a named volume', () => {
+  const redis = service(compose, 'redis');
+  assert.match(String(redis.image), /^redis:7(-alpine)?$/);
+  const command = field(redis, 'command', 'services.redis') as string[];
+  assert.equal(command[0], 'redis-server');
+  const option = (name: string) => command[command.indexOf(`--${name}`) + 1];
+  assert.equal(option('appendonly'), 'yes');
+  assert.equal(option('appendfsync'), 'everysec');
+  const data = mountsOf(redis).find((mount) => mount.target === '/data');
+  assert.ok(data && !data.readOnly, 'a writable mount on /data, where redis-server writes its AOF');
+  assert.ok(data.source in (field(compose, 'volumes', 'compose.yaml') as Yaml), `volume ${data.source} is declared`);
+  assert.deepEqual((field(redis, 'healthcheck', 'services.redis') as Yaml).test, ['CMD', 'redis-cli', 'ping']);
+});
+
+test('compose.yaml - fleet-bridge: two replicas of the image, its entrypoint, on config/examples/fleet.yaml mounted where the command reads it', () => {
+  const fleet = service(compose, 'fleet-bridge');
+  assert.equal(fleet.build, '.', 'the same image as the bridge');
+  assert.equal('entrypoint' in fleet, false, "the image's ENTRYPOINT (node dist/cli/bin.js)");
+  assert.equal((field(fleet, 'deploy', 'services.fleet-bridge') as { replicas: number }).replicas, 2);
+  const command = field(fleet, 'command', 'services.fleet-bridge') as string[];
+  assert.deepEqual(command, ['run', '--config', FLEET_CONFIG]);
+  const target = posix.resolve(workdirOf(runtime), FLEET_CONFIG);
+  const mount = mountsOf(fleet).find((candidate) => candidate.target === target);
+  assert.ok(mount && mount.readOnly, `${FLEET_CONFIG} mounted read-only on ${target}`);
+  assert.equal(join(root, mount.source), join(root, FLEET_CONFIG));
+  assert.equal('ports' in fleet, false, 'no published ports: devices come through the load balancer');
+  const grace = durationMs(field(fleet, 'stop_grace_period', 'services.fleet-bridge'));
+  assert.ok(grace > fleetConfig().shutdownTimeoutMs);
+});
+
+test('compose.yaml - fleet-bridge gets the Redis URL (persistence redis) and the AMQP URL, both by service name, and waits for both to be healthy', () => {
+  const env = fleetEnv();
+  const config = fleetConfig();
+  assert.equal(config.mqtt.persistence.type, 'redis');
+  assert.equal(config.mqtt.persistence.type === 'redis' ? config.mqtt.persistence.url : '', env.REDIS_URL);
+  const redisUrl = new URL(env.REDIS_URL ?? '');
+  assert.deepEqual([redisUrl.protocol, redisUrl.hostname, redisUrl.port || '6379'], ['redis:', 'redis', '6379']);
+  assert.equal(config.amqp.url, env.AMQP_URL);
+  assert.equal(new URL(config.amqp.url).hostname, 'rabbitmq');
+  assert.deepEqual(field(service(compose, 'fleet-bridge'), 'depends_on', 'services.fleet-bridge'), {
+    rabbitmq: { condition: 'service_healthy' },
+    redis: { condition: 'service_healthy' },
+  });
+  // The same ports as the image: what the Dockerfile EXPOSEs and its HEALTHCHECK asks.
+  const exposed = all(runtime, 'EXPOSE').flatMap(({ args }) => args.split(/\s+/).map(Number));
+  for (const port of [...config.mqtt.listeners.map((listener) => listener.port), config.http.port]) assert.ok(exposed.includes(port), `port ${port} is EXPOSEd`);
+  assert.equal(config.http.port, defaults.http.port);
+});
+
+test('config/examples/fleet.yaml - valid (also --strict), with the compose environment and with none', async () => {
+  for (const env of [fleetEnv(), {}]) {
+    assert.deepEqual(await runCli(['validate', '--strict', FLEET_CONFIG], env), { code: 0, stdout: 'ok\n', stderr: '' });
+  }
+  // Its downlink queue is its own: the fleet never competes with the single bridge for commands.
+  const queues = (config: BridgeConfig) => config.downlink.map((rule) => downlinkQueueName(rule));
+  assert.equal(queues(fleetConfig()).filter((queue) => queues(defaults).includes(queue)).length, 0);
+});
+
+test('config/haproxy.cfg - a TCP frontend on each listener port of the replicas, to a backend of exactly the replicas on that port', () => {
+  const config = fleetConfig();
+  const replicas = (field(service(compose, 'fleet-bridge'), 'deploy', 'services.fleet-bridge') as { replicas: number }).replicas;
+  assert.equal(setting(section(haproxy, 'defaults'), 'mode'), 'tcp');
+  const tcpFrontends = haproxy.filter((part) => part.kind === 'frontend' && (setting(part, 'mode') ?? 'tcp') === 'tcp');
+  const listenerPorts = config.mqtt.listeners.map((listener) => listener.port);
+  assert.deepEqual(sortedPorts(tcpFrontends.map((frontend) => Number(setting(frontend, 'bind')?.replace(/^.*:/, '')))), sortedPorts(listenerPorts));
+  for (const frontend of tcpFrontends) {
+    const port = Number(setting(frontend, 'bind')?.replace(/^.*:/, ''));
+    const backend = section(haproxy, 'backend', setting(frontend, 'default_backend'));
+    const template = /^(\S+) (\d+) ([^:\s]+):(\d+)$/.exec(setting(backend, 'server-template') ?? '');
+    assert.ok(template, `${backend.name}: server-template NAME COUNT HOST:PORT`);
+    assert.equal(Number(template[2]), replicas, `${backend.name}: one server per replica`);
+    assert.equal(template[3], 'fleet-bridge', `${backend.name}: the replicas' service name`);
+    assert.equal(Number(template[4]), port, `${backend.name}: the port the frontend takes`);
+    assert.equal(backend.lines.filter((line) => line.startsWith('server ')).length, 0, 'no other servers');
+  }
+});
+
+test("config/haproxy.cfg - a replica gets connections only while /readyz on its HTTP port answers 200; its addresses from Docker's DNS", () => {
+  const config = fleetConfig();
+  const defaultServer = setting(section(haproxy, 'defaults'), 'default-server') ?? '';
+  assert.match(defaultServer, new RegExp(`\\bcheck port ${config.http.port}\\b`));
+  assert.match(defaultServer, /\bresolvers docker\b/);
+  assert.match(defaultServer, /\binit-addr none\b/, 'starts before the replicas resolve');
+  assert.equal(setting(section(haproxy, 'resolvers', 'docker'), 'nameserver'), 'dns 127.0.0.11:53');
+  for (const backend of haproxy.filter((part) => part.kind === 'backend')) {
+    assert.ok(backend.lines.includes('option httpchk'), backend.name);
+    assert.equal(setting(backend, 'http-check send'), 'meth GET uri /readyz', backend.name);
+    assert.equal(setting(backend, 'http-check expect'), 'status 200', backend.name);
+  }
+});
+
+test('config/haproxy.cfg - the per-address connection limit the replicas cannot apply behind it is applied by it, as the bridge would', () => {
+  const config = fleetConfig();
+  assert.equal(config.mqtt.maxConnectionsPerAddress, 0, 'the replicas see only the balancer');
+  assert.equal(config.mqtt.maxBufferedBytesPerAddress, 0);
+  for (const frontend of haproxy.filter((part) => part.kind === 'frontend' && (setting(part, 'mode') ?? 'tcp') === 'tcp')) {
+    assert.ok(frontend.lines.some((line) => /^tcp-request connection track-sc0 src\b/.test(line)), frontend.name);
+    assert.ok(frontend.lines.includes(`tcp-request connection reject if { sc0_conn_cur gt ${DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} }`), frontend.name);
+  }
+});
+
+test('compose.yaml - mqtt-lb runs HAProxy on config/haproxy.cfg (read-only) and publishes exactly its frontends', () => {
+  const lb = service(compose, 'mqtt-lb');
+  assert.match(String(lb.image), /^haproxy:\d+\.\d+(-alpine)?$/);
+  const mount = mountsOf(lb).find((candidate) => candidate.target === '/usr/local/etc/haproxy/haproxy.cfg');
+  assert.ok(mount && mount.readOnly, "the file where the haproxy image reads its configuration");
+  assert.equal(join(root, mount.source), join(root, HAPROXY_CONFIG));
+  const binds = haproxy.filter((part) => part.kind === 'frontend').map((frontend) => Number(setting(frontend, 'bind')?.replace(/^.*:/, '')));
+  assert.deepEqual(sortedPorts(containerPorts(lb.ports)), sortedPorts(binds));
+  // Beside the single bridge: other host ports for the fleet.
+  const hostPorts = (svc: Yaml) => (svc.ports as string[]).map((entry) => String(entry).split(':').at(-2));
+  assert.equal(hostPorts(lb).filter((port) => hostPorts(service(compose, 'bridge')).includes(port)).length, 0);
+  assert.deepEqual(field(lb, 'depends_on', 'services.mqtt-lb'), { 'fleet-bridge': { condition: 'service_started' } });
+});
+
+test('config/prometheus.yml - the fleet job scrapes every replica (each address of fleet-bridge) on its HTTP port', () => {
+  const scrape = parseYaml(readFileSync(join(root, 'config/prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ job_name: string; metrics_path: string; dns_sd_configs?: Array<{ names: string[]; type: string; port: number }> }> };
+  const fleet = scrape.scrape_configs.find((job) => job.dns_sd_configs);
+  assert.ok(fleet);
+  assert.equal(fleet.metrics_path, '/metrics');
+  assert.deepEqual(fleet.dns_sd_configs, [{ names: ['fleet-bridge'], type: 'A', port: fleetConfig().http.port }]);
 });
