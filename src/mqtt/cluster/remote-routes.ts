@@ -23,7 +23,7 @@ export class RemoteRoutes {
   private readonly byInstance = new Map<string, Set<string>>();
   private filters = 0;
 
-  /** The instances (other than this one) with a filter that matches `topic`. */
+  /** The instances (other than this one) with a filter that matches `topic`; read it, do not change it. */
   match(topic: string): ReadonlySet<string> {
     if (this.filters === 0) return NONE;
     const literal = this.literal.match(topic);
@@ -31,8 +31,10 @@ export class RemoteRoutes {
     const wildcard = this.wildcard.match(topic);
     if (wildcard.size === 0) return literal;
     if (literal.size === 0) return wildcard;
-    for (const instance of literal) wildcard.add(instance);
-    return wildcard;
+    // qlobber may return the set it holds for a filter: never change what it returns.
+    const both = new Set(literal);
+    for (const instance of wildcard) both.add(instance);
+    return both;
   }
 
   add(instance: string, filter: string): void {

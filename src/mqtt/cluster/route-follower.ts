@@ -111,12 +111,16 @@ export class RouteFollower {
 
   /** Applies a notice in order; false when the instance's set must be read instead. */
   private apply(instance: string, state: Followed, notice: RouteNotice): boolean {
-    if (notice.version <= state.version) return true; // already in what was read
+    // An instance's versions go on growing when it registers again after being taken for dead,
+    // so a `gone` older than what is known is from before that; a `gone` carries the version it
+    // was at, so one equal to what is known is news.
     if (notice.gone) {
+      if (notice.version < state.version) return true;
       this.routes.drop(instance);
       state.version = notice.version;
       return true;
     }
+    if (notice.version <= state.version) return true; // already in what was read
     if (notice.reset || notice.version !== state.version + 1) return false;
     this.routes.know(instance);
     for (const filter of notice.added ?? []) this.routes.add(instance, filter);
