@@ -1,8 +1,12 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { RedisPersistenceConfig } from '../../src/config/schema.js';
 import { DEFAULT_INSTANCE_TIMEOUT_SECONDS } from '../../src/config/schema.js';
 import { createRedisClient } from '../../src/redis/client.js';
-import { uniqueName } from './amqp.js';
+import { AMQP_URL, uniqueName, waitFor } from './amqp.js';
+import type { Transport } from './bridge.js';
+import { runBridgeProcess, waitForAmqp, type BridgeProcess } from './bridge-process.js';
 
 /** The machine's Redis (CI starts one when 6379 is closed). */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -73,4 +77,66 @@ export class RecordedConnections {
   cut(): void {
     for (const redis of this.made) redis.disconnect();
   }
+}
+
+/** A bridge process of a cluster test: its instance id in the cluster, and where its devices connect. */
+export interface ClusterBridge {
+  readonly name: string;
+  readonly process: BridgeProcess;
+  readonly instanceId: string;
+  url(transport: Transport): string;
+  /** The /metrics text. */
+  metrics(): Promise<string>;
+  /** SIGTERM, and waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `mqtt-amqp-bridge run` on a configuration written to `directory` (tcp and ws listeners and
+ * HTTP on free ports, the given persistence and rules) and waits until it serves devices and is
+ * connected to RabbitMQ.
+ */
+export async function startClusterBridge(directory: string, name: string, config: Record<string, unknown> & { mqtt: Record<string, unknown> }): Promise<ClusterBridge> {
+  const file = join(directory, `${name}.yaml`);
+  const full = {
+    ...config,
+    mqtt: {
+      listeners: [
+        { type: 'tcp', host: '127.0.0.1', port: 0 },
+        { type: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
+      ],
+      ...config.mqtt,
+    },
+    amqp: { url: AMQP_URL, ...(config.amqp as Record<string, unknown> | undefined) },
+    http: { host: '127.0.0.1', port: 0 },
+  };
+  writeFileSync(file, JSON.stringify(full, null, 2));
+  const process = runBridgeProcess(['--config', file]);
+  await waitForAmqp(process);
+  await waitFor(() => process.lines.some((line) => line.msg === 'bridge running'), `${name} to run`);
+  const line = (message: string) => process.lines.find((candidate) => candidate.msg === message);
+  const listening = (type: string) => String(process.lines.find((candidate) => candidate.listener === type)?.address);
+  const instanceId = String(line('joined the bridge instances on Redis')?.clusterInstance);
+  const http = String(process.lines.find((candidate) => typeof candidate.msg === 'string' && candidate.msg.startsWith('metrics and health on'))?.address);
+  return {
+    name,
+    process,
+    instanceId,
+    url: (transport) => (transport === 'tcp' ? listening('tcp') : listening('ws')),
+    metrics: async () => (await fetch(`${http}/metrics`)).text(),
+    stop: async () => {
+      if (process.child.exitCode !== null || process.child.signalCode !== null) return;
+      process.child.kill('SIGTERM');
+      await process.exit;
+    },
+  };
+}
+
+/** The sum of a counter's samples in a /metrics text (every label set). */
+export function counterTotal(metrics: string, name: string): number {
+  let total = 0;
+  for (const line of metrics.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
 }
