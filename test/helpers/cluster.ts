@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -6,7 +7,7 @@ import { DEFAULT_INSTANCE_TIMEOUT_SECONDS } from '../../src/config/schema.js';
 import { createRedisClient } from '../../src/redis/client.js';
 import { AMQP_URL, uniqueName, waitFor } from './amqp.js';
 import type { Transport } from './bridge.js';
-import { runBridgeProcess, waitForAmqp, type BridgeProcess } from './bridge-process.js';
+import { freePort, runBridgeProcess, waitForAmqp, type BridgeProcess } from './bridge-process.js';
 
 /** The machine's Redis (CI starts one when 6379 is closed). */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -139,4 +140,50 @@ export function counterTotal(metrics: string, name: string): number {
     if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
+}
+
+/** A redis-server of the test's own on a free port (nothing on disk), to stop and start again without disturbing the machine's. */
+export class OwnRedisServer {
+  private child: ChildProcess | null = null;
+
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<OwnRedisServer> {
+    const server = new OwnRedisServer(await freePort());
+    await server.restart();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  /** Starts it (empty) and waits until it answers. */
+  async restart(): Promise<void> {
+    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+    const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null });
+    probe.on('error', () => {});
+    try {
+      await waitFor(async () => {
+        try {
+          if (probe.status !== 'ready') await probe.connect();
+          return (await probe.ping()) === 'PONG';
+        } catch {
+          return false;
+        }
+      }, 'redis-server to answer');
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  /** Kills it (SIGKILL) and waits for it to be gone. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
 }

@@ -4,7 +4,7 @@ import { createClusterEmitter, type ClusterEmitter, type EmitterListener } from 
 import type { EmittedPacket } from '../../../../src/mqtt/cluster/packet-frame.js';
 import { silentLogger } from '../../../../src/observability/logger.js';
 import { delay, waitFor } from '../../../helpers/amqp.js';
-import { deleteKeys, keysUnder, RecordedConnections, redisSettings } from '../../../helpers/cluster.js';
+import { deleteKeys, keysUnder, OwnRedisServer, RecordedConnections, redisSettings } from '../../../helpers/cluster.js';
 import { freePort } from '../../../helpers/bridge-process.js';
 
 const settings = redisSettings();
@@ -172,4 +172,27 @@ test('cluster emitter - it does not start when Redis cannot be reached (BRIDGE_E
     createClusterEmitter({ settings: { ...settings, url: `redis://127.0.0.1:${port}/0` }, logger: silentLogger() }),
     (error: Error & { code?: string }) => error.code === 'BRIDGE_ERR_CLUSTER_UNAVAILABLE' && error.message.includes(`127.0.0.1:${port}`),
   );
+});
+
+test('cluster emitter - Redis restarted empty: every instance registers its routes again and publishes cross again', async () => {
+  const server = await OwnRedisServer.start();
+  const own = { ...settings, url: server.url };
+  const make = (name: string) => createClusterEmitter({ settings: own, logger: silentLogger(), instanceTimeoutMs: 3_000, instanceId: `${name}-${process.pid}` });
+  const [a, b] = [await make('restart-a'), await make('restart-b')];
+  try {
+    const onB = recorder();
+    await on(b, 'r/#', onB.listener);
+    await knows(a, 1);
+    await server.kill();
+    await waitFor(() => !a.health().ready && !b.health().ready, 'both to see Redis gone');
+    await server.restart();
+    await waitFor(() => a.health().ready && b.health().ready, 'both to be ready again', 15_000);
+    await knows(a, 1);
+    await emit(a, { topic: 'r/1', payload: Buffer.from('after the restart') });
+    await waitFor(() => onB.packets.length === 1, 'B to receive it');
+    assert.deepEqual(onB.packets[0]!.payload, Buffer.from('after the restart'));
+  } finally {
+    await Promise.all([close(a), close(b)]);
+    await server.kill();
+  }
 });
