@@ -21,7 +21,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { AMQP_URL, delay, uniqueName, waitFor } from '../test/helpers/amqp.js';
 import { freePort } from '../test/helpers/bridge-process.js';
 import { startClusterBridge, type ClusterBridge } from '../test/helpers/cluster.js';
-import { latencyHistogram, percentilesMs, round } from './lib/stats.js';
+import { latencyHistogram, median, percentilesMs, round, type Percentiles } from './lib/stats.js';
 
 const quick = process.argv.includes('--quick');
 const BURST = quick ? 5_000 : 20_000;
@@ -30,6 +30,8 @@ const LATENCY_SECONDS = quick ? 3 : 8;
 const UPLINK_MESSAGES = quick ? 2_000 : 10_000;
 const PAYLOAD_BYTES = 64;
 const WINDOW = 100;
+/** Each device-to-device figure is the median of this many runs, the paths taking turns. */
+const REPEAT = quick ? 1 : 3;
 
 function print(figure: Record<string, unknown>): void {
   console.log(JSON.stringify(figure));
@@ -60,7 +62,7 @@ async function burst(publisher: MqttClient, topic: string, count: number, qos: 0
   });
 }
 
-async function throughput(label: string, from: string, to: string, qos: 0 | 1): Promise<void> {
+async function throughput(from: string, to: string, qos: 0 | 1): Promise<number> {
   const topic = `bench/${uniqueName('tp')}`;
   const subscriber = await connect(to);
   let received = 0;
@@ -71,12 +73,12 @@ async function throughput(label: string, from: string, to: string, qos: 0 | 1): 
   await burst(publisher, topic, BURST, qos);
   await waitFor(() => received >= BURST * (qos === 0 ? 0.99 : 1), () => `${BURST} messages (have ${received})`, 120_000).catch(() => {});
   const seconds = (performance.now() - started) / 1000;
-  print({ figure: 'device-to-device throughput', path: label, qos, messages: BURST, received, msgsPerSecond: Math.round(received / seconds) });
   await publisher.endAsync();
   await subscriber.endAsync();
+  return Math.round(received / seconds);
 }
 
-async function latency(label: string, from: string, to: string, qos: 0 | 1): Promise<void> {
+async function latency(from: string, to: string, qos: 0 | 1): Promise<Percentiles> {
   const topic = `bench/${uniqueName('lat')}`;
   const subscriber = await connect(to);
   const histogram = latencyHistogram();
@@ -97,10 +99,11 @@ async function latency(label: string, from: string, to: string, qos: 0 | 1): Pro
     publisher.publish(topic, payload, { qos });
   }
   await waitFor(() => histogram.totalCount >= total * 0.99, 'the latency messages', 30_000).catch(() => {});
-  print({ figure: 'device-to-device latency', path: label, qos, ratePerSecond: RATE, ...percentilesMs(histogram) });
+  const percentiles = percentilesMs(histogram);
   histogram.destroy();
   await publisher.endAsync();
   await subscriber.endAsync();
+  return percentiles;
 }
 
 /** Calls per Redis command while `work` runs (INFO commandstats, reset before). */
@@ -220,15 +223,24 @@ async function main(): Promise<void> {
     const b = await startClusterBridge(directory, 'b', clustered());
     const m = await startClusterBridge(directory, 'm', { ...clustered(), mqtt: {} });
     bridges.push(a, b, m);
+    const paths = [
+      ['within one instance, memory (M to M)', m.url('tcp'), m.url('tcp')],
+      ['within one instance, redis (A to A)', a.url('tcp'), a.url('tcp')],
+      ['across two instances (A to B)', a.url('tcp'), b.url('tcp')],
+    ] as const;
+    // Warm-up (JIT, connections): one unmeasured burst on each path.
+    for (const [, from, to] of paths) await throughput(from, to, 1);
     for (const qos of [0, 1] as const) {
-      await throughput('within one instance, memory (M to M)', m.url('tcp'), m.url('tcp'), qos);
-      await throughput('within one instance, redis (A to A)', a.url('tcp'), a.url('tcp'), qos);
-      await throughput('across two instances (A to B)', a.url('tcp'), b.url('tcp'), qos);
+      const runs = new Map<string, number[]>(paths.map(([label]) => [label, []]));
+      for (let run = 0; run < REPEAT; run++) for (const [label, from, to] of paths) runs.get(label)!.push(await throughput(from, to, qos));
+      for (const [label, values] of runs) print({ figure: 'device-to-device throughput', path: label, qos, messages: BURST, msgsPerSecond: median(values), runs: values });
     }
     for (const qos of [0, 1] as const) {
-      await latency('within one instance, memory (M to M)', m.url('tcp'), m.url('tcp'), qos);
-      await latency('within one instance, redis (A to A)', a.url('tcp'), a.url('tcp'), qos);
-      await latency('across two instances (A to B)', a.url('tcp'), b.url('tcp'), qos);
+      const runs = new Map<string, Percentiles[]>(paths.map(([label]) => [label, []]));
+      for (let run = 0; run < REPEAT; run++) for (const [label, from, to] of paths) runs.get(label)!.push(await latency(from, to, qos));
+      for (const [label, values] of runs) {
+        print({ figure: 'device-to-device latency (ms)', path: label, qos, ratePerSecond: RATE, p50: median(values.map((v) => v.p50)), p99: median(values.map((v) => v.p99)), runs: values.map(({ p50, p99 }) => ({ p50, p99 })) });
+      }
     }
     await uplinkCommands(redis, a, b);
     await transports(redisUrl);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { RedisPersistenceConfig } from '../../src/config/schema.js';
 import { DEFAULT_INSTANCE_TIMEOUT_SECONDS } from '../../src/config/schema.js';
-import { createRedisClient } from '../../src/redis/client.js';
+import { createRedisClient, type RedisClientChoices } from '../../src/redis/client.js';
 import { AMQP_URL, uniqueName, waitFor } from './amqp.js';
 import type { Transport } from './bridge.js';
 import { freePort, runBridgeProcess, waitForAmqp, type BridgeProcess } from './bridge-process.js';
@@ -58,8 +58,8 @@ export class RecordedConnections {
 
   constructor(private readonly settings: RedisPersistenceConfig) {}
 
-  readonly connect = (purpose: string): Redis => {
-    const redis = createRedisClient(this.settings, purpose);
+  readonly connect = (purpose: string, choices: RedisClientChoices = {}): Redis => {
+    const redis = createRedisClient(this.settings, purpose, choices);
     const send = redis.sendCommand.bind(redis);
     redis.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: Parameters<Redis['sendCommand']>[1]) => {
       this.commands.push(command.name.toLowerCase());

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import mqemitter from 'mqemitter';
+import { QlobberDedup } from 'qlobber';
 import type { Logger } from 'pino';
 import type { RedisPersistenceConfig } from '../../config/schema.js';
 import { BridgeError } from '../../errors.js';
 import { RateLimitedWarning } from '../../observability/rate-limited-warning.js';
-import { createRedisClient, redactRedisUrl } from '../../redis/client.js';
+import { createRedisClient, redactRedisUrl, type RedisClientChoices } from '../../redis/client.js';
 import { LocalRoutes } from './local-routes.js';
 import { decodeFrame, encodeFrame, type EmittedPacket } from './packet-frame.js';
-import { RemoteRoutes } from './remote-routes.js';
+import { MATCHER_OPTIONS, RemoteRoutes } from './remote-routes.js';
 import { RouteFollower } from './route-follower.js';
 import { clusterNames, defineClusterCommands, parseNotice, RouteRegistry, type ClusterNames } from './route-registry.js';
 
@@ -71,7 +72,7 @@ export interface ClusterEmitterOptions {
   /** Received publishes waiting for local delivery past which more are dropped. */
   readonly maxQueuedReceived?: number;
   /** Opens a Redis connection (tests count its commands); `createRedisClient` by default. */
-  readonly connect?: (purpose: string) => Redis;
+  readonly connect?: (purpose: string, choices: RedisClientChoices) => Redis;
 }
 
 /** aedes' default for its emitter's `concurrency`. */
@@ -88,8 +89,9 @@ const BROADCAST = Symbol('broadcast');
  * instance's own subscribers by an in-process mqemitter, and sent (Redis PUBLISH on the target's
  * channel) to exactly the other instances that hold a matching filter, as the in-memory mirror of
  * the routing table says; a publish nobody else wants costs no Redis command. What arrives from
- * another instance is delivered here only, never sent on. aedes' own `$SYS/` messages (takeover of
- * a client id, heartbeats, the persistence's subscription broadcasts) go to every instance.
+ * another instance is delivered here only, never sent on. aedes' own `$SYS/` messages that it
+ * listens to (takeover of a client id, heartbeats, the persistence's subscription broadcasts) go
+ * to every instance.
  */
 export async function createClusterEmitter(options: ClusterEmitterOptions): Promise<ClusterEmitter> {
   const emitter = new RedisClusterEmitter(options);
@@ -105,6 +107,8 @@ class RedisClusterEmitter implements ClusterEmitter {
   private readonly subscriber: Redis;
   private readonly local = new LocalRoutes();
   private readonly remote = new RemoteRoutes();
+  /** This instance's `$SYS` listeners (aedes', the persistence's): every instance runs the same, so they say which `$SYS` messages the others want. */
+  private readonly sysListeners = new QlobberDedup<EmitterListener>(MATCHER_OPTIONS);
   private readonly follower: RouteFollower;
   private readonly registry: RouteRegistry;
   private readonly timeoutMs: number;
@@ -129,9 +133,10 @@ class RedisClusterEmitter implements ClusterEmitter {
     this.maxQueuedReceived = options.maxQueuedReceived ?? DEFAULT_MAX_QUEUED_RECEIVED;
     this.inner = mqemitter({ concurrency: options.concurrency ?? DEFAULT_EMITTER_CONCURRENCY, matchEmptyLevels: true }) as RedisClusterEmitter['inner'];
     this.names = clusterNames(options.settings.keyPrefix);
-    const connect = options.connect ?? ((purpose: string) => createRedisClient(options.settings, purpose));
-    this.commands = connect('cluster');
-    this.subscriber = connect('cluster-subscriber');
+    const connect = options.connect ?? ((purpose: string, choices: RedisClientChoices) => createRedisClient(options.settings, purpose, choices));
+    // The PUBLISHes of one turn of the event loop go in one write (measured: 10-25% more messages across instances).
+    this.commands = connect('cluster', { enableAutoPipelining: true });
+    this.subscriber = connect('cluster-subscriber', {});
     defineClusterCommands(this.commands);
     for (const [connection, role] of [
       [this.commands, 'commands'],
@@ -188,6 +193,7 @@ class RedisClusterEmitter implements ClusterEmitter {
   on(topic: string, listener: EmitterListener, done?: () => void): this {
     this.inner.on(topic, listener);
     if (isSys(topic)) {
+      this.sysListeners.add(topic, listener);
       if (done) setImmediate(done);
       return this;
     }
@@ -200,7 +206,8 @@ class RedisClusterEmitter implements ClusterEmitter {
 
   removeListener(topic: string, listener: EmitterListener, done?: () => void): this {
     this.inner.removeListener(topic, listener, done);
-    if (!isSys(topic) && this.local.remove(topic, listener)) void this.registry.announce();
+    if (isSys(topic)) this.sysListeners.remove(topic, listener);
+    else if (this.local.remove(topic, listener)) void this.registry.announce();
     return this;
   }
 
@@ -260,9 +267,12 @@ class RedisClusterEmitter implements ClusterEmitter {
     return { instances: this.remote.instances().length, localFilters: this.local.size, remoteFilters: this.remote.size, ...this.counts };
   }
 
-  /** The other instances to send a publish on `topic` to: none (null), some, or all (`$SYS`). */
+  /**
+   * The other instances to send a publish on `topic` to: none (null), some, or, for a `$SYS`
+   * message some listener takes (a takeover, a heartbeat, a subscription to store), all.
+   */
   private targetsOf(topic: string): ReadonlySet<string> | typeof BROADCAST | null {
-    if (isSys(topic)) return this.remote.instances().length > 0 ? BROADCAST : null;
+    if (isSys(topic)) return this.remote.instances().length > 0 && this.sysListeners.match(topic).size > 0 ? BROADCAST : null;
     const matched = this.remote.match(topic);
     return matched.size > 0 ? matched : null;
   }

@@ -1,7 +1,7 @@
 import { QlobberDedup, type QlobberOptions } from 'qlobber';
 
 /** How aedes' own emitter (mqemitter 7) matches filters, so that both agree on every topic. */
-const MATCHER_OPTIONS: QlobberOptions = {
+export const MATCHER_OPTIONS: QlobberOptions = {
   separator: '/',
   wildcard_one: '+',
   wildcard_some: '#',

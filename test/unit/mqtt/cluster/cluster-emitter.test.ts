@@ -97,7 +97,7 @@ test('cluster emitter - a filter is a route while one local listener holds it', 
   assert.equal(one.packets.length, 0);
 });
 
-test('cluster emitter - $SYS messages go to every instance, once each, without a route', async () => {
+test('cluster emitter - $SYS messages a listener takes go to every instance, once each, without a route; others go nowhere', async () => {
   const a = await instance('sys-a');
   const b = await instance('sys-b');
   const onA = recorder();
@@ -110,6 +110,9 @@ test('cluster emitter - $SYS messages go to every instance, once each, without a
   await delay(100);
   assert.equal(onA.packets.length, 1, 'A gets its own once (its echo from Redis is ignored)');
   assert.deepEqual(onB.packets[0]!.payload, Buffer.from('device-1'));
+  const sent = a.emitter.stats().sent;
+  await emit(a.emitter, { topic: '$SYS/broker-a/new/subscribes', payload: '{}' });
+  assert.equal(a.emitter.stats().sent, sent, 'no instance listens to it');
 });
 
 test('cluster emitter - an instance that stops gracefully leaves at once; one killed is removed after its heartbeat expires', async () => {
