@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createClusterEmitter, type ClusterEmitter, type EmitterListener } from '../../../../src/mqtt/cluster/cluster-emitter.js';
+import { createClusterEmitter, type ClusterEmitter, type ClusterEmitterOptions, type EmitterListener } from '../../../../src/mqtt/cluster/cluster-emitter.js';
 import type { EmittedPacket } from '../../../../src/mqtt/cluster/packet-frame.js';
 import { silentLogger } from '../../../../src/observability/logger.js';
 import { delay, waitFor } from '../../../helpers/amqp.js';
@@ -10,9 +10,9 @@ import { freePort } from '../../../helpers/bridge-process.js';
 const settings = redisSettings();
 const running: ClusterEmitter[] = [];
 
-async function instance(name: string, timeoutMs = 10_000) {
+async function instance(name: string, timeoutMs = 10_000, more: Partial<ClusterEmitterOptions> = {}) {
   const connections = new RecordedConnections(settings);
-  const emitter = await createClusterEmitter({ settings, logger: silentLogger(), instanceTimeoutMs: timeoutMs, instanceId: `${name}-${process.pid}`, connect: connections.connect });
+  const emitter = await createClusterEmitter({ settings, logger: silentLogger(), instanceTimeoutMs: timeoutMs, instanceId: `${name}-${process.pid}`, connect: connections.connect, ...more });
   running.push(emitter);
   return { emitter, connections };
 }
@@ -198,4 +198,20 @@ test('cluster emitter - Redis restarted empty: every instance registers its rout
     await Promise.all([close(a), close(b)]);
     await server.kill();
   }
+});
+
+test('cluster emitter - received publishes waiting for local delivery are bounded: past the bound they are dropped and counted; unreadable ones are counted', async () => {
+  const a = await instance('bound-a');
+  const b = await instance('bound-b', 10_000, { concurrency: 1, maxQueuedReceived: 2 });
+  const baseline = a.emitter.stats().remoteFilters;
+  const held: Array<() => void> = [];
+  // A stuck local delivery: B's emitter takes one at a time and this listener never finishes.
+  await on(b.emitter, 'slow/#', (_packet, done) => held.push(done));
+  await knows(a.emitter, baseline + 1);
+  for (let i = 0; i < 6; i++) await emit(a.emitter, { topic: 'slow/1', payload: Buffer.from(String(i)) });
+  await waitFor(() => b.emitter.stats().received + b.emitter.stats().receivedDropped === 6, 'B to take all six');
+  assert.deepEqual([b.emitter.stats().received, b.emitter.stats().receivedDropped], [3, 3], 'one delivering, two waiting, three dropped');
+  held.splice(0).forEach((done) => done());
+  await a.connections.made[0]!.publish(`${settings.keyPrefix}cluster:to:${b.emitter.instanceId}`, Buffer.from('not a frame'));
+  await waitFor(() => b.emitter.stats().malformed === 1, 'the unreadable message to be counted');
 });
