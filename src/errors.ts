@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
   BRIDGE_ERR_WORKER_START: 'A worker of `run --workers N` ended before it ran (its own log lines say why); the run stops.',
   BRIDGE_ERR_STATE: 'The bridge cannot do what was asked in the state it is in (start it twice, reload it while it stops).',
+  BRIDGE_ERR_CLUSTER_UNAVAILABLE:
+    'Redis, which carries the routes and the messages between bridge instances, could not be reached: at start, or for a downlink message that a device on another instance subscribes to.',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
 } as const;
 

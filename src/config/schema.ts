@@ -187,6 +187,8 @@ export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListe
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 export const DEFAULT_REDIS_KEY_PREFIX = 'mqtt-amqp-bridge:';
+/** How long after an instance's last heartbeat in Redis the other instances remove its routes. */
+export const DEFAULT_INSTANCE_TIMEOUT_SECONDS = 15;
 
 /** A Redis URL: redis:// or rediss:// (TLS), user and password optional, the path a database number. */
 const redisUrl = z
@@ -234,6 +236,12 @@ const persistenceSchema = z
         .optional()
         .meta({ description: 'Redis Sentinel: the sentinels to ask for the current master of `sentinelName`; the bridge follows a failover.' }),
       sentinelName: z.string().min(1).optional().meta({ description: 'The master name the sentinels know (with `sentinels`).', examples: ['mymaster'] }),
+      instanceTimeoutSeconds: integer(2, 3600)
+        .default(DEFAULT_INSTANCE_TIMEOUT_SECONDS)
+        .meta({
+          description:
+            "Each bridge on this Redis writes a heartbeat every third of this; when an instance's heartbeat is this old (it was killed, or lost Redis), the others remove its routes, so that nothing is sent to it any more. Its devices reconnect elsewhere.",
+        }),
     })
       .refine((redis) => (redis.sentinels === undefined) === (redis.sentinelName === undefined), {
         message: '`sentinels` and `sentinelName` go together',

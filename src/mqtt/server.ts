@@ -32,6 +32,10 @@ import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 import { MemoryRetainedLedger, type RetainedUsage } from './retained-ledger.js';
 import { RetainedQuota } from './retained-quota.js';
 import { RetainedLimitError } from '../errors.js';
+import { createClusterEmitter, type ClusterEmitter } from './cluster/cluster-emitter.js';
+
+/** The routing between bridge instances, as readiness and metrics see it. */
+export type ClusterView = Pick<ClusterEmitter, 'instanceId' | 'health' | 'stats'>;
 
 export interface MqttServerOptions {
   config: BridgeConfig['mqtt'];
@@ -80,6 +84,8 @@ export class MqttServer implements DevicePublisher {
     private readonly refused: (limit: LimitName, client: { id: string } | null, detail?: string) => void,
     /** What connections hold of bytes not yet taken by aedes, and the limits on it. */
     readonly ingress: IngressBudget,
+    /** The routing between bridge instances (`mqtt.persistence.type: redis`), or null for one process. */
+    readonly cluster: ClusterView | null = null,
   ) {
     const logger = options.logger;
     this.broker = broker;
@@ -120,7 +126,10 @@ export class MqttServer implements DevicePublisher {
       retained,
       mayQueue: access ? createQueueCheck(access, (clientId) => sessions.registry.holder(clientId)) : undefined,
     });
+    // Every instance on the same Redis is one MQTT server: publishes cross to the instances whose clients subscribe.
+    const cluster = options.config.persistence.type === 'redis' ? await createClusterEmitter({ settings: options.config.persistence, logger: options.logger }) : null;
     broker = await Aedes.createBroker({
+      ...(cluster && { id: cluster.instanceId, mq: cluster }),
       persistence: sessions.persistence,
       maxClientsIdLength: options.config.maxClientIdLength,
       preConnect: createPreConnect(identities, options.config.maxClientIdLength),
@@ -154,6 +163,9 @@ export class MqttServer implements DevicePublisher {
           denied: (client, topic) => access.denied('deliver', client.id, topic),
         },
       ),
+    }).catch((error: unknown) => {
+      cluster?.close(() => {});
+      throw error;
     });
     try {
       checkAedesInternals(broker);
@@ -183,7 +195,7 @@ export class MqttServer implements DevicePublisher {
       onError: (clientId, error) => options.logger.error({ clientId, err: error }, 'could not remove an expired session'),
     });
     expiry.start();
-    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused, ingress);
+    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused, ingress, cluster);
   }
 
   get listeners(): readonly RunningListener[] {

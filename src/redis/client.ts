@@ -38,9 +38,12 @@ export function redisOptions(settings: RedisPersistenceConfig, connectionName: s
   return options;
 }
 
+/** What a connection may choose for itself beyond `redisOptions`. */
+export type RedisClientChoices = Pick<RedisOptions, 'enableAutoPipelining'>;
+
 /** A Redis connection for one purpose (its name shows in `CLIENT LIST`); not connected until `connect()`. */
-export function createRedisClient(settings: RedisPersistenceConfig, purpose: string): Redis {
-  return new Redis(redisOptions(settings, `mqtt-amqp-bridge:${purpose}`));
+export function createRedisClient(settings: RedisPersistenceConfig, purpose: string, choices: RedisClientChoices = {}): Redis {
+  return new Redis({ ...redisOptions(settings, `mqtt-amqp-bridge:${purpose}`), ...choices });
 }
 
 /** The URL with its password hidden, for logs. */

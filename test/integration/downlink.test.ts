@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
 import { delay, publishConfirmed, TestConsumer, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge, transientExchange, type Transport, TRANSPORTS } from '../helpers/bridge.js';
 import { RawMqttClient } from '../helpers/raw-mqtt.js';
@@ -82,8 +83,13 @@ interface Received {
 /** A device: an mqtt client that records what it receives. */
 async function device(transport: Transport, options: { clientId?: string; clean?: boolean } = {}) {
   const received: Received[] = [];
-  const client = await connectClient(bridge.url(transport), { clientId: options.clientId ?? uniqueName('dev'), clean: options.clean ?? true });
+  // Listening before the CONNACK: a resumed session's queued messages may come in the same read.
+  const client = mqtt.connect(bridge.url(transport), { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, clientId: options.clientId ?? uniqueName('dev'), clean: options.clean ?? true });
   client.on('message', (topic, payload, packet) => received.push({ topic, payload, qos: packet.qos, retain: packet.retain }));
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
   return { client, received };
 }
 
