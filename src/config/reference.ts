@@ -49,11 +49,12 @@ function renderSection(key: string, schema: z.ZodType): string {
   return `## \`${key}\`\n\n${field.meta.description ?? ''}\n\n${table}\n`;
 }
 
-function collect(key: string, schema: z.ZodType, rows: Row[]): void {
+/** Rows for a field and what it holds; `variant` (e.g. ` (type: redis)`) follows every key of a variant's fields. */
+function collect(key: string, schema: z.ZodType, rows: Row[], variant = ''): void {
   const field = unwrap(schema);
   const def = defOf(field.schema);
   rows.push({
-    key,
+    key: `${key}${variant}`,
     type: typeName(field.schema),
     required: !field.optional && !field.hasDefault,
     defaultValue: def.type === 'object' ? '' : field.hasDefault ? code(field.defaultValue) : field.optional ? '(none)' : '',
@@ -61,9 +62,11 @@ function collect(key: string, schema: z.ZodType, rows: Row[]): void {
     example: field.meta.examples?.length ? field.meta.examples.map(code).join(', ') : '',
   });
   if (def.type === 'object') {
-    for (const [child, childSchema] of Object.entries(def.shape!)) collect(`${key}.${child}`, childSchema, rows);
+    for (const [child, childSchema] of Object.entries(def.shape!)) collect(`${key}.${child}`, childSchema, rows, variant);
   } else if (def.type === 'array') {
-    collectElement(`${key}[]`, def.element!, rows);
+    collectElement(`${key}[]`, def.element!, rows, variant);
+  } else if (def.type === 'union' && def.discriminator) {
+    collectVariants(key, def, rows);
   } else if (def.type === 'union' && !def.discriminator) {
     // Either form of the field: a list's entries, an object's keys.
     for (const option of def.options ?? []) {
@@ -79,29 +82,34 @@ function collect(key: string, schema: z.ZodType, rows: Row[]): void {
   }
 }
 
-function collectElement(key: string, schema: z.ZodType, rows: Row[]): void {
+function collectElement(key: string, schema: z.ZodType, rows: Row[], variant = ''): void {
   const element = unwrap(schema).schema;
   const def = defOf(element);
   if (def.type === 'object') {
-    for (const [child, childSchema] of Object.entries(def.shape!)) collect(`${key}.${child}`, childSchema, rows);
+    for (const [child, childSchema] of Object.entries(def.shape!)) collect(`${key}.${child}`, childSchema, rows, variant);
   } else if (def.type === 'union' && def.discriminator) {
-    const discriminator = def.discriminator;
-    const options = def.options ?? [];
-    const tags = options.map((option) => String(literalValues(defOf(option).shape![discriminator]!)[0]));
-    rows.push({
-      key: `${key}.${discriminator}`,
-      type: tags.map((tag) => `\`${tag}\``).join(' \\| '),
-      required: true,
-      defaultValue: '',
-      description: options.map((option, i) => `\`${tags[i]}\`: ${unwrap(defOf(option).shape![discriminator]!).meta.description ?? ''}`).join(' '),
-      example: '',
-    });
-    options.forEach((option, i) => {
-      for (const [child, childSchema] of Object.entries(defOf(option).shape!)) {
-        if (child !== discriminator) collect(`${key}.${child} (${discriminator}: ${tags[i]})`, childSchema, rows);
-      }
-    });
+    collectVariants(key, def, rows);
   }
+}
+
+/** The fields of an object chosen by a discriminator (`type`): the discriminator, then each variant's own keys. */
+function collectVariants(key: string, def: ReturnType<typeof defOf>, rows: Row[]): void {
+  const discriminator = def.discriminator!;
+  const options = def.options ?? [];
+  const tags = options.map((option) => String(literalValues(defOf(option).shape![discriminator]!)[0]));
+  rows.push({
+    key: `${key}.${discriminator}`,
+    type: tags.map((tag) => `\`${tag}\``).join(' \\| '),
+    required: true,
+    defaultValue: '',
+    description: options.map((option, i) => `\`${tags[i]}\`: ${unwrap(defOf(option).shape![discriminator]!).meta.description ?? ''}`).join(' '),
+    example: '',
+  });
+  options.forEach((option, i) => {
+    for (const [child, childSchema] of Object.entries(defOf(option).shape!)) {
+      if (child !== discriminator) collect(`${key}.${child}`, childSchema, rows, ` (${discriminator}: ${tags[i]})`);
+    }
+  });
 }
 
 function typeName(schema: z.ZodType): string {
@@ -129,6 +137,7 @@ function typeName(schema: z.ZodType): string {
     case 'object':
       return 'object';
     case 'union':
+      if (def.discriminator) return `object by \`${def.discriminator}\``;
       return (def.options ?? []).map((option) => typeName(unwrap(option).schema)).join(' or ');
     default:
       return def.type;

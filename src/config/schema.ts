@@ -231,7 +231,7 @@ const persistenceSchema = z
         .optional()
         .meta({ description: 'Files for a `rediss://` URL.' }),
       sentinels: z
-        .array(z.strictObject({ host: z.string().min(1), port: integer(1, 65_535).default(26_379) }))
+        .array(z.strictObject({ host: z.string().min(1).meta({ description: 'A sentinel host.' }), port: integer(1, 65_535).default(26_379).meta({ description: 'Its port.' }) }))
         .min(1)
         .optional()
         .meta({ description: 'Redis Sentinel: the sentinels to ask for the current master of `sentinelName`; the bridge follows a failover.' }),
