@@ -46,6 +46,7 @@ interface ClientInternals {
   _will: PendingWill | null | undefined;
   will: PendingWill | null;
   subscriptions: Record<string, HeldSubscription>;
+  duplicates: Record<string, number>;
   pause(): void;
 }
 
@@ -93,6 +94,20 @@ export function dropWill(client: Client): void {
   internals(client).will = null;
 }
 
+/**
+ * Turns off aedes' duplicate check for a client, which drops every message whose broker counter is
+ * below the highest this client has had from that broker. Publishes overtake each other on their
+ * way to the emitter (one with a persistent subscriber waits for its store to queue it, one without
+ * does not), so that check dropped live QoS 1 messages; authorize-forward.ts checks for duplicates
+ * exactly instead.
+ */
+export function disableCounterDedupe(client: Client): void {
+  internals(client).duplicates = new Proxy(Object.create(null) as Record<string, number>, {
+    get: () => undefined,
+    set: () => true,
+  });
+}
+
 /** The filters a client holds now, with their granted QoS. */
 export function heldSubscriptions(client: Client): Readonly<Record<string, HeldSubscription>> {
   return internals(client).subscriptions;
@@ -134,6 +149,7 @@ export function checkAedesInternals(broker: Aedes): void {
     if (!('_will' in probe)) missing.push('client._will');
     if (!('will' in probe)) missing.push('client.will');
     if (typeof probe.subscriptions !== 'object' || probe.subscriptions === null) missing.push('client.subscriptions');
+    if (typeof probe.duplicates !== 'object' || probe.duplicates === null) missing.push('client.duplicates');
     if (typeof probe.pause !== 'function') missing.push('client.pause');
   } finally {
     probe.close();

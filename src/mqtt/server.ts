@@ -24,7 +24,7 @@ import type { LimitName } from './limits.js';
 import type { AccessPolicy, PublishRate } from './access.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
 import { IngressBudget, type IngressConnection } from './ingress-budget.js';
-import { checkAedesInternals, clientParser, connectedClients, dropWill, pauseClient } from './aedes-internals.js';
+import { checkAedesInternals, clientParser, connectedClients, disableCounterDedupe, dropWill, pauseClient } from './aedes-internals.js';
 import { guardProtocol } from './protocol-guard.js';
 import type { Violation } from './protocol-conformance.js';
 import { SubscribeSequences } from './subscribe-sequence.js';
@@ -234,6 +234,7 @@ export class MqttServer implements DevicePublisher {
       this.identities.set(handled, { username: undefined, listener, address, certificateCommonName: peer?.certificateCommonName });
       this.ingress.bind(handled, ingress);
       this.guardPackets(handled, ingress);
+      disableCounterDedupe(handled);
       guardProtocol(handled, stream, {
         limits: this.options.config,
         sequences: this.subscribeSequences,

@@ -30,7 +30,17 @@ export interface DeliveryCheck {
  * another subscriber also receives.
  */
 export function createAuthorizeForward(delivery: DeliveryCheck | null = null): AuthorizeForward {
+  const recent = new WeakMap<Client, RecentDeliveries>();
   return (client, packet) => {
+    if (packet.brokerId) {
+      let seen = recent.get(client);
+      if (!seen) {
+        seen = new RecentDeliveries();
+        recent.set(client, seen);
+      }
+      // The same publish reaches a client once per matching subscription: one copy is enough [MQTT-3.3.5-1].
+      if (seen.repeat(packet.brokerId, packet.brokerCounter)) return null;
+    }
     if (delivery?.access.enforced && !delivery.access.canSubscribe({ clientId: client.id, username: delivery.usernameOf(client) }, packet.topic)) {
       delivery.denied(client, packet.topic);
       return null;
@@ -70,4 +80,28 @@ export function createQueueCheck(access: AccessPolicy, holderOf: (clientId: stri
     access.denied('deliver', clientId, topic);
     return false;
   };
+}
+
+/** How many publishes a client's duplicate check remembers: the copies of one publish arrive together. */
+export const RECENT_DELIVERIES = 16;
+
+/**
+ * The last publishes delivered to one connection, by broker id and counter. aedes hands every
+ * matching subscription of a client its own copy of a publish, one after another in the same
+ * turn; the second is a duplicate. Unlike aedes' own check (highest counter wins, which dropped
+ * messages that arrived out of counter order), this remembers exactly which were delivered.
+ */
+class RecentDeliveries {
+  private readonly brokerIds: Array<string | undefined> = new Array<string | undefined>(RECENT_DELIVERIES);
+  private readonly counters = new Float64Array(RECENT_DELIVERIES);
+  private next = 0;
+
+  /** Whether this publish was delivered already; records it when not. */
+  repeat(brokerId: string, counter: number): boolean {
+    for (let i = 0; i < RECENT_DELIVERIES; i++) if (this.counters[i] === counter && this.brokerIds[i] === brokerId) return true;
+    this.brokerIds[this.next] = brokerId;
+    this.counters[this.next] = counter;
+    this.next = (this.next + 1) % RECENT_DELIVERIES;
+    return false;
+  }
 }

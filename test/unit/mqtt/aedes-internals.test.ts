@@ -3,7 +3,7 @@ import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
-import { checkAedesInternals, clientParser, connectedClients, heldSubscriptions, pendingWill, screenPackets, withholdSuback } from '../../../src/mqtt/aedes-internals.js';
+import { checkAedesInternals, clientParser, connectedClients, disableCounterDedupe, heldSubscriptions, pendingWill, screenPackets, withholdSuback } from '../../../src/mqtt/aedes-internals.js';
 import { createSessionStore } from '../../../src/mqtt/session-store.js';
 
 /** A real aedes with one client over an in-memory duplex: `send` writes packets to it, `received` holds what it answered. */
@@ -191,5 +191,28 @@ test("aedes internals - what the retained and QoS 2 accounting relies on: the st
     assert.equal(sessions.pendingQos2.bytesOf('probe'), 0);
   } finally {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+});
+
+test('aedes internals - aedes drops a publish whose counter is below one the client had; with the counter check off, it arrives', async () => {
+  for (const disabled of [false, true]) {
+    const { broker, client, received, send } = await connectedBroker();
+    if (disabled) disableCounterDedupe(client);
+    try {
+      send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `counter-${disabled}`, keepalive: 0 });
+      await until(() => received.some((packet) => packet.cmd === 'connack'));
+      send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 0 }] });
+      await until(() => received.some((packet) => packet.cmd === 'suback'));
+      // Emitted as publishes that overtook each other on their way are: counter 11, then 10; then 12, a marker.
+      const emitter = (broker as unknown as { mq: { emit(packet: unknown, done: () => void): void } }).mq;
+      for (const counter of [11, 10, 12]) {
+        await new Promise<void>((resolve) => emitter.emit({ cmd: 'publish', topic: 'a/b', payload: Buffer.from(String(counter)), qos: 0, retain: false, dup: false, brokerId: 'another', brokerCounter: counter }, resolve));
+      }
+      const payloads = () => received.filter((packet) => packet.cmd === 'publish').map((packet) => String((packet as { payload: Buffer }).payload));
+      await until(() => payloads().includes('12'));
+      assert.deepEqual(payloads(), disabled ? ['11', '10', '12'] : ['11', '12'], disabled ? 'all arrive' : 'aedes drops the older counter');
+    } finally {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+    }
   }
 });

@@ -108,3 +108,15 @@ test('queue check - a message for an offline session is asked with its owner\'s 
   assert.deepEqual(asked, ['alice-1 alice devices/alice/commands/x', 'alice-1 alice devices/bob/commands/x', 'anon-1 (anonymous) devices/alice/commands/x']);
   assert.deepEqual(reported, ['deliver alice-1 devices/bob/commands/x', 'deliver anon-1 devices/alice/commands/x']);
 });
+
+test('authorizeForward - a publish reaches a client once however many of its subscriptions match; publishes out of counter order all arrive', () => {
+  const forward = createAuthorizeForward();
+  const client = clientWith({ 'a/#': 1, 'a/+': 1 });
+  const copy = (counter: number) => ({ ...publish('a/b', 1), brokerId: 'broker-1', brokerCounter: counter });
+  assert.notEqual(forward(client, copy(11)), null);
+  assert.equal(forward(client, copy(11)), null, 'the second subscription\'s copy');
+  assert.notEqual(forward(client, copy(10)), null, 'an older publish that arrived later is not a duplicate');
+  assert.notEqual(forward(client, { ...copy(11), brokerId: 'broker-2' }), null, 'another broker\'s counter');
+  assert.notEqual(forward(clientWith({ 'a/#': 1 }), copy(11)), null, 'another client');
+  assert.notEqual(forward(client, { ...publish('a/b', 1), brokerId: null as unknown as string, brokerCounter: 0 }), null, 'a retained message (no broker id)');
+});
