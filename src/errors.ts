@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_USAGE: 'The command line is not valid.',
   BRIDGE_ERR_STATE: 'The bridge cannot do what was asked in the state it is in (start it twice, reload it while it stops).',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
+  BRIDGE_ERR_REDIS:
+    'Redis (mqtt.persistence type redis) could not be reached at start, or could not store or read the MQTT state: what needed it is refused or not acknowledged, and the bridge recovers when Redis answers again.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
