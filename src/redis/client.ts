@@ -29,6 +29,10 @@ export function redisOptions(settings: RedisPersistenceConfig, connectionName: s
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    // A command whose connection dropped before its answer has failed for its caller (a downlink
+    // delivery is requeued, a publish refused): sending it again after the reconnect would store
+    // it a second time.
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (attempt) => Math.min(REDIS_RECONNECT_INITIAL_DELAY_MS * 2 ** Math.max(0, attempt - 1), REDIS_RECONNECT_MAX_DELAY_MS),
   };
   if (settings.sentinels) {

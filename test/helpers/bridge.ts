@@ -2,6 +2,7 @@ import type { MqttClient } from 'mqtt';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { createBridge, type Bridge } from '../../src/bridge.js';
+import type { BridgeParts } from '../../src/bridge-parts.js';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { AMQP_URL, uniqueName } from './amqp.js';
@@ -58,7 +59,7 @@ export function memoryOnly(reason: string): string | false {
  */
 export async function startTestBridge(
   input: Omit<BridgeConfigInput, 'mqtt'> & { mqtt?: BridgeConfigInput['mqtt'] },
-  options: { logger?: Logger; waitForReady?: boolean } = {},
+  options: { logger?: Logger; waitForReady?: boolean; parts?: BridgeParts } = {},
 ): Promise<TestBridge> {
   const onRedis = TEST_PERSISTENCE === 'redis' && input.mqtt?.persistence === undefined && input.mqtt?.sessionFile === undefined;
   const persistence = onRedis ? redisPersistence(`${uniqueName('test-bridge')}:`) : undefined;
@@ -68,7 +69,7 @@ export async function startTestBridge(
     amqp: { url: AMQP_URL, ...input.amqp },
     http: { host: '127.0.0.1', port: 0, ...input.http },
   }) as BridgeConfig;
-  const bridge = createBridge({ config, logger: options.logger ?? silentLogger() });
+  const bridge = createBridge({ config, logger: options.logger ?? silentLogger(), ...(options.parts ? { parts: options.parts } : {}) });
   await bridge.start();
   if (options.waitForReady !== false) await bridge.ready();
   return {

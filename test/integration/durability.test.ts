@@ -7,7 +7,7 @@ import amqplib from 'amqplib';
 import mqtt from 'mqtt';
 import { AMQP_URL, delay, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
 import { freePort, runBridgeProcess, waitForAmqp, type BridgeProcess } from '../helpers/bridge-process.js';
-import { rabbitmqctl } from '../helpers/rabbitmqctl.js';
+import { queueDepth } from '../helpers/rabbitmqctl.js';
 import { deleteKeys, REDIS_URL } from '../helpers/redis.js';
 
 // SIGKILL of a bridge (a child process) must lose no acknowledged message: a persistent device
@@ -74,15 +74,6 @@ async function device(port: number, clientId: string): Promise<{ client: mqtt.Mq
     client.once('error', reject);
   });
   return { client, sessionPresent, received };
-}
-
-/** Ready and unacknowledged messages of a queue, as RabbitMQ counts them. */
-async function queueDepth(queue: string): Promise<{ ready: number; unacknowledged: number }> {
-  const out = await rabbitmqctl('list_queues', '--quiet', '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged');
-  const line = out.split('\n').find((row) => row.split(/\s+/)[0] === queue);
-  if (!line) return { ready: -1, unacknowledged: -1 };
-  const [, ready, unacknowledged] = line.trim().split(/\s+/);
-  return { ready: Number(ready), unacknowledged: Number(unacknowledged) };
 }
 
 /**
