@@ -174,7 +174,7 @@ export class MqttServer implements DevicePublisher {
     try {
       checkAedesInternals(broker);
     } catch (error) {
-      await new Promise<void>((resolve) => broker!.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
       await state.close();
       throw error;
     }

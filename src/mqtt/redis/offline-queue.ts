@@ -129,7 +129,7 @@ return packet
 /**
  * Each persistent session's queue of QoS 1/2 messages in Redis, with the semantics of the memory
  * store's OfflineQueues: bounded (past `maxOfflineMessages` the oldest message not yet sent is
- * dropped and counted; when every queued message is in flight, the oldest), a message in flight
+ * dropped and counted: the one arriving when all the others are in flight), a message in flight
  * keeps its packet id, a PUBREL replaces its PUBLISH. One difference: a message several of a
  * session's subscriptions match is queued once (it is sent once either way: aedes drops the
  * duplicate as it sends it). Every change is one Lua script, one round trip; queuing a message

@@ -38,8 +38,13 @@ export function decodePacket(encoded: Buffer): StoredPacket {
   if (encoded.length < 4 + length) throw malformed();
   const header = JSON.parse(encoded.subarray(4, 4 + length).toString('utf8')) as StoredPacket;
   if (typeof header.cmd !== 'string') throw malformed();
-  // A copy of its own, so that a kept payload does not hold the whole reply it came in.
-  if (header.cmd === 'publish') header.payload = Buffer.from(encoded.subarray(4 + length));
+  if (header.cmd === 'publish') {
+    // Memory of its own (not from the shared pool), so that a kept payload holds neither the
+    // reply it came in nor a pool slab.
+    const payload = Buffer.alloc(encoded.length - 4 - length);
+    encoded.copy(payload, 0, 4 + length);
+    header.payload = payload;
+  }
   return header;
 }
 

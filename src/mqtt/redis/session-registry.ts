@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { BridgeError } from '../../errors.js';
 import { defineScript, type RedisScript } from '../../redis/script.js';
 import type { ClaimRequest, ClaimResult, SessionCounts, SessionHolder, SessionRegistry } from '../session-registry.js';
 import { decodeId, encodeId, stateKeys } from './keys.js';
@@ -228,7 +229,7 @@ export class RedisSessionRegistry implements SessionRegistry {
     for (const clientId of clientIds) pipeline.hmget(stateKeys.session(clientId), 'o', 'c');
     const replies = (await pipeline.exec()) ?? [];
     clientIds.forEach((clientId, index) => {
-      const [error, reply] = replies[index] ?? [new Error('no reply')];
+      const [error, reply] = replies[index] ?? [new BridgeError('BRIDGE_ERR_REDIS', 'Redis gave no reply')];
       if (error) throw error;
       const [owner, connection] = reply as [string | null, string | null];
       if (owner !== null) found.set(clientId, { owner, connected: connection !== null && connection !== '' });

@@ -163,7 +163,7 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   }
 
   async outgoingUpdate(client: ClientRef, packet: Packet): Promise<void> {
-    await this.parts.queues.update(idOf(client), packet as StoredPacket);
+    await this.parts.queues.update(idOf(client), packet);
   }
 
   async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number; brokerId?: string; brokerCounter?: number }): Promise<StoredPacket | undefined> {
