@@ -238,12 +238,16 @@ const persistenceSchema = z
       .refine((redis) => (redis.sentinels === undefined) === (redis.sentinelName === undefined), {
         message: '`sentinels` and `sentinelName` go together',
         path: ['sentinelName'],
+      })
+      .refine((redis) => redis.tls === undefined || redis.url.startsWith('rediss://'), {
+        message: '`tls` is for a rediss:// URL (TLS); this URL is redis:// (plain TCP)',
+        path: ['tls'],
       }),
   ])
   .default({ type: 'memory' })
   .meta({
     description:
-      'Where the MQTT state lives: `memory` (one process; `sessionFile` saves it on a graceful stop) or `redis` (durable, shared by several bridges and workers). Redis Cluster is not supported: see docs/scaling.md.',
+      'Where the MQTT state lives: `memory` (one process; `sessionFile` saves it on a graceful stop) or `redis` (durable, shared by several bridges and workers; Sentinel is supported, Redis Cluster is not). What each keeps through a crash, and the Redis settings that make it durable: docs/persistence.md.',
   });
 
 const mqttSchema = z
@@ -266,7 +270,7 @@ const mqttSchema = z
       .optional()
       .meta({
         description:
-          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start; a relative path is from the configuration file\'s folder, and the folder must be writable (in the container image: /app/data). Without it they live in memory only and a restart forgets them.',
+          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start; a relative path is from the configuration file\'s folder, and the folder must be writable (in the container image: /app/data). Without it they live in memory only and a restart forgets them. With `persistence.type: memory` only (Redis keeps them itself); a crash (SIGKILL, OOM) skips the save: see docs/persistence.md.',
         examples: ['data/sessions.json'],
       }),
     maxPacketBytes: integer(1_024, MQTT_MAX_REMAINING_LENGTH)
@@ -377,6 +381,10 @@ const mqttSchema = z
         description:
           'Longest client identifier accepted; longer ones get CONNACK return code 2 (so does an empty one with clean session = 0 [MQTT-3.1.3-8]). MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
       }),
+  })
+  .refine((mqtt) => mqtt.sessionFile === undefined || mqtt.persistence.type === 'memory', {
+    message: 'sessionFile saves the memory state on a graceful stop; with `persistence.type: redis` the state is in Redis already: remove sessionFile',
+    path: ['sessionFile'],
   })
   .refine((mqtt) => mqtt.maxBufferedBytesPerAddress === 0 || mqtt.maxBufferedBytesPerAddress >= mqtt.maxPacketBytes + MQTT_MAX_FIXED_HEADER_BYTES, {
     message: 'maxBufferedBytesPerAddress must hold a packet of maxPacketBytes (plus its 5-byte header), or be 0',

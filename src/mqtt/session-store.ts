@@ -165,7 +165,7 @@ export interface SessionPersistence {
 export function createSessionStore(options: MemorySessionStoreOptions, registry: MemorySessionRegistry = new MemorySessionRegistry()): MemorySessionStore {
   const pendingQos2 = new PendingQos2({ maxBytesPerSession: options.maxPendingQos2BytesPerSession ?? Number.POSITIVE_INFINITY });
   const check = options.mayQueue;
-  const mayQueue = check && ((clientId: string, topic: string) => check(clientId, topic, registry.holder(clientId)));
+  const mayQueue = check && ((clientId: string, topic: string) => !check.enforced || check.mayQueue(clientId, topic, registry.holder(clientId)));
   const persistence = new BridgePersistence(new OfflineQueues(options), pendingQos2, { ...options, mayQueue });
   return {
     persistence,

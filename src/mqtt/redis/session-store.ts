@@ -154,10 +154,10 @@ class RedisBridgePersistence extends RedisPersistenceBase {
     }
     if (matched.size === 0) return;
     let targets: QueueTarget[] = [...matched].map(([clientId, subscriptions]) => ({ clientId, subscriptions }));
-    const mayQueue = this.parts.options.mayQueue;
-    if (mayQueue) {
+    const check = this.parts.options.mayQueue;
+    if (check?.enforced) {
       const holders = await this.parts.registry.holders(targets.map((target) => target.clientId));
-      targets = targets.filter((target) => mayQueue(target.clientId, packet.topic, holders.get(target.clientId)));
+      targets = targets.filter((target) => check.mayQueue(target.clientId, packet.topic, holders.get(target.clientId)));
     }
     await this.parts.queues.enqueue(targets, packet);
   }

@@ -98,7 +98,7 @@ test('queue check - a message for an offline session is asked with its owner\'s 
       denied: (action, clientId, topic) => reported.push(`${action} ${clientId} ${topic}`),
     },
   );
-  const ask = (clientId: string, topic: string) => check(clientId, topic, holders[clientId]);
+  const ask = (clientId: string, topic: string) => check.mayQueue(clientId, topic, holders[clientId]);
   assert.equal(ask('alice-1', 'devices/alice/commands/x'), true);
   assert.equal(ask('alice-1', 'devices/bob/commands/x'), false);
   assert.equal(ask('anon-1', 'devices/alice/commands/x'), false);

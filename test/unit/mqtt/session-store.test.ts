@@ -148,9 +148,12 @@ test('session store - a message the client may not receive is not queued for it,
   const sessions = createSessionStore({
     maxOfflineMessages: 2,
     onDropped: () => assert.fail('nothing denied takes the place of an allowed message'),
-    mayQueue: (clientId, topic) => {
-      asked.push(`${clientId} ${topic}`);
-      return !topic.includes('secret');
+    mayQueue: {
+      enforced: true,
+      mayQueue: (clientId, topic) => {
+        asked.push(`${clientId} ${topic}`);
+        return !topic.includes('secret');
+      },
     },
   });
   const aedes = sessions.persistence as unknown as AedesCalls;

@@ -6,7 +6,8 @@ import Packet from 'aedes-packet';
 import { RedisRetainedLedger } from '../../../../src/mqtt/redis/retained-ledger.js';
 import { createRedisSessionStore, type RedisSessionStore } from '../../../../src/mqtt/redis/session-store.js';
 import { RetainedQuota } from '../../../../src/mqtt/retained-quota.js';
-import { ownerOf, type SessionHolder } from '../../../../src/mqtt/session-registry.js';
+import { ownerOf } from '../../../../src/mqtt/session-registry.js';
+import type { QueueCheck } from '../../../../src/mqtt/hooks/authorize-forward.js';
 import { PENDING_QOS2_ENTRY_BYTES } from '../../../../src/config/schema.js';
 import { uniqueName, waitFor } from '../../../helpers/amqp.js';
 import { connectRedis, deleteKeys, redisPersistence } from '../../../helpers/redis.js';
@@ -45,7 +46,7 @@ interface Made {
 }
 
 /** A Redis store on a connection of its own; `settings` to share a key prefix with another (another instance). */
-async function store(options: { settings?: ReturnType<typeof redisPersistence>; mayQueue?: (clientId: string, topic: string, holder: SessionHolder | undefined) => boolean; maxPendingQos2Bytes?: number; withBroker?: boolean } = {}): Promise<Made> {
+async function store(options: { settings?: ReturnType<typeof redisPersistence>; mayQueue?: QueueCheck; maxPendingQos2Bytes?: number; withBroker?: boolean } = {}): Promise<Made> {
   const settings = options.settings ?? redisPersistence(`${uniqueName('unit-store')}:`);
   if (!prefixes.includes(settings.keyPrefix)) prefixes.push(settings.keyPrefix);
   const redis = await connectRedis(settings);
@@ -115,12 +116,14 @@ test('redis session store - persistent subscriptions are in Redis: another insta
 
 test('redis session store - the ACL check asks who holds each session, in one round trip for all of them; "$" topics are not queued for "#" or "+/..."', async () => {
   const asked: string[] = [];
-  const made = await store({
-    mayQueue: (clientId, topic, holder) => {
+  const check = {
+    enforced: true,
+    mayQueue: (clientId: string, topic: string, holder: { owner: string | null } | undefined) => {
       asked.push(`${clientId} ${holder?.owner ?? 'nobody'} ${topic}`);
       return !topic.includes('secret');
     },
-  });
+  };
+  const made = await store({ mayQueue: check });
   const claimed = await made.store.registry.claim({ clientId: 'dev-1', owner: ownerOf('alice'), persistent: true, maxPersistentSessions: 10 });
   assert.ok(claimed.ok);
   made.commands.length = 0;
@@ -137,6 +140,10 @@ test('redis session store - the ACL check asks who holds each session, in one ro
   assert.deepEqual(await queued(made.aedes, 'dev-1'), ['a/open']);
   assert.deepEqual(await queued(made.aedes, 'dev-2'), ['a/open']);
   assert.deepEqual(await queued(made.aedes, 'dev-3'), ['$status/x']);
+  check.enforced = false; // the ACL removed by a reload: nothing to ask, no holder looked up
+  made.commands.length = 0;
+  await made.aedes.outgoingEnqueueCombi(subs, publish('a/secret/now'));
+  assert.deepEqual(made.commands, ['evalsha']);
 });
 
 test('redis session store - QoS 2 receive state as aedes uses it: bounded and refused past it, a resend answered from the store, released by PUBREL', async () => {
