@@ -44,14 +44,6 @@ export interface TestBridge {
 export const TEST_PERSISTENCE: 'memory' | 'redis' = process.env.BRIDGE_TEST_PERSISTENCE === 'redis' ? 'redis' : 'memory';
 
 /**
- * Why a test is skipped when the tests run on Redis (what it checks only the memory state does),
- * or false to run it: `test(name, { skip: memoryOnly('...') }, ...)`.
- */
-export function memoryOnly(reason: string): string | false {
-  return TEST_PERSISTENCE === 'redis' ? `memory persistence only: ${reason}` : false;
-}
-
-/**
  * Starts a bridge on free ports (tcp and ws unless `mqtt.listeners` is given) against the real
  * RabbitMQ and waits until it is connected. With BRIDGE_TEST_PERSISTENCE=redis and no
  * `mqtt.persistence` (or `sessionFile`) given, its state is in Redis under a key prefix of its
