@@ -11,6 +11,7 @@ import { ConfigError } from '../../../src/errors.js';
 
 /** The mqtt settings besides the listeners, all at their defaults. */
 const MQTT_LIMIT_DEFAULTS = {
+  persistence: { type: 'memory' },
   maxOfflineMessages: 1000,
   maxPacketBytes: 16 * 1024 * 1024,
   maxConnections: 100_000,
