@@ -100,8 +100,8 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   private readonly parts: Parts;
   /** QoS 2 packet ids whose delete failed, treated as absent until it is done: client id -> ids. */
   private readonly pendingDeletes = new Map<string, Set<number>>();
-  /** QoS 2 PUBLISHes whose lookup failed: their store is refused too (aedes took the failure for "new"). */
-  private readonly failedLookups = new Set<string>();
+  /** QoS 2 PUBLISHes whose lookup failed, by the aedes client they came on: their store is refused too (aedes took the failure for "new"). */
+  private readonly failedLookups = new WeakMap<object, Set<number>>();
 
   constructor(redis: Redis, parts: Parts) {
     super({ conn: redis });
@@ -180,7 +180,7 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   async incomingStorePacket(client: ClientRef, packet: { messageId?: number; payload?: unknown }): Promise<void> {
     const clientId = idOf(client);
     const messageId = packet.messageId ?? 0;
-    if (this.failedLookups.delete(lookupKey(clientId, messageId))) {
+    if (this.failedLookups.get(client)?.delete(messageId)) {
       this.parts.options.retained.notStored(packet);
       throw new BridgeError('BRIDGE_ERR_REDIS', 'Redis could not tell whether this QoS 2 PUBLISH is a resend: it is not taken');
     }
@@ -210,7 +210,9 @@ class RedisBridgePersistence extends RedisPersistenceBase {
       if (packet.cmd === 'publish') {
         // aedes takes any failure here for "not stored yet": make its store fail too, so that a
         // resend is neither forwarded twice nor acknowledged.
-        this.failedLookups.add(lookupKey(clientId, messageId));
+        let failed = this.failedLookups.get(client);
+        if (!failed) this.failedLookups.set(client, (failed = new Set()));
+        failed.add(messageId);
       } else {
         // A PUBREL: aedes sends PUBCOMP whatever this answers. Closed first, the client sends
         // the PUBREL again when it is back [MQTT-4.4.0-1], and the id is then released.
@@ -295,10 +297,6 @@ class RedisBridgePersistence extends RedisPersistenceBase {
 
 function idOf(ref: ClientRef): string {
   return ref.clientId ?? ref.id ?? '';
-}
-
-function lookupKey(clientId: string, messageId: number): string {
-  return `${messageId}\u0000${clientId}`;
 }
 
 /** Closes an aedes client (the persistence is given the client itself in the QoS 2 calls). */
