@@ -183,9 +183,14 @@ export class RedisOfflineQueues {
     return decoded;
   }
 
-  /** What a session has queued, oldest first, each with the packet id it was sent with (if it was). */
-  async *stream(clientId: string): AsyncGenerator<QueuedPacket> {
+  /**
+   * What a session has queued, oldest first, each with the packet id it was sent with (if it
+   * was): the queue as it is when the stream starts, told to `onSnapshot`, and each message's id
+   * told to `onYield` as it is given (ids as `messageKey` names them).
+   */
+  async *stream(clientId: string, onSnapshot?: (ids: readonly string[]) => void, onYield?: (id: string) => void): AsyncGenerator<QueuedPacket> {
     const ids = await this.redis.lrange(stateKeys.queue(clientId), 0, -1);
+    onSnapshot?.(ids);
     for (let start = 0; start < ids.length; start += STREAM_BATCH) {
       const batch = ids.slice(start, start + STREAM_BATCH);
       const replies = await this.redis
@@ -203,6 +208,7 @@ export class RedisOfflineQueues {
         const packet = decodePacket(encoded);
         const messageId = sent[i];
         if (packet.cmd === 'publish' && messageId !== null && messageId !== undefined) packet.messageId = Number(messageId);
+        onYield?.(batch[i]!);
         yield packet;
       }
     }
@@ -220,7 +226,7 @@ export class RedisOfflineQueues {
 }
 
 /** A message's id in a queue: the broker that took it in and its counter there. */
-function messageKey(packet: { brokerId: string; brokerCounter: number }): string {
+export function messageKey(packet: { brokerId: string; brokerCounter: number }): string {
   return `${packet.brokerId}:${packet.brokerCounter}`;
 }
 

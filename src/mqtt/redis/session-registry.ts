@@ -152,6 +152,8 @@ export interface RedisSessionRegistryOptions {
   readonly now?: () => number;
   /** A release that could not be recorded now (it is tried again on each heartbeat). */
   readonly onReleaseFailed?: (clientId: string, error: unknown) => void;
+  /** A connection of this instance took a client id (its CONNECT goes on). */
+  readonly onClaimed?: (clientId: string) => void;
 }
 
 /**
@@ -202,6 +204,7 @@ export class RedisSessionRegistry implements SessionRegistry {
     this.offline = answer[1];
     this.held.set(request.clientId, claim);
     this.unrecorded.delete(request.clientId);
+    this.options.onClaimed?.(request.clientId);
     return { ok: true, claim };
   }
 

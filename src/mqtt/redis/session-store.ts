@@ -6,7 +6,7 @@ import { BridgeError } from '../../errors.js';
 import type { PendingQos2Packet, SessionStore, SessionStoreOptions } from '../session-store.js';
 import type { RetainedAccounting } from '../retained-quota.js';
 import { RedisPersistenceBase, type StoredSubscription } from './persistence-redis-internals.js';
-import { RedisOfflineQueues, noSuchPacket, type QueueTarget } from './offline-queue.js';
+import { RedisOfflineQueues, messageKey, noSuchPacket, type QueueTarget } from './offline-queue.js';
 import { RedisPendingQos2 } from './pending-qos2.js';
 import type { RedisRetainedLedger } from './retained-ledger.js';
 import { RedisSessionRegistry } from './session-registry.js';
@@ -50,11 +50,13 @@ export function createRedisSessionStore(redis: Redis, ledger: RedisRetainedLedge
     keyPrefix: options.keyPrefix,
     now: options.now,
     onReleaseFailed: (clientId, error) => options.onError(`the end of the connection of ${clientId}`, error),
+    onClaimed: (clientId) => persistence.connecting(clientId),
   });
   const queues = new RedisOfflineQueues(redis, options);
   const pendingQos2 = new RedisPendingQos2(redis, options.maxPendingQos2BytesPerSession ?? Number.POSITIVE_INFINITY);
   const wills = new RedisWills(redis, { instanceId: options.instanceId, keyPrefix: options.keyPrefix, silentAfterMs: options.silentAfterMs, now: options.now });
   const persistence = new RedisBridgePersistence(redis, { registry, queues, pendingQos2, wills, ledger, options });
+
   return {
     persistence,
     registry,
@@ -100,6 +102,8 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   private readonly parts: Parts;
   /** QoS 2 packet ids whose delete failed, treated as absent until it is done: client id -> ids. */
   private readonly pendingDeletes = new Map<string, Set<number>>();
+  /** The sessions whose queue is being sent (after a CONNECT). */
+  private readonly draining = new Map<string, Drain>();
   /** QoS 2 PUBLISHes whose lookup failed, by the aedes client they came on: their store is refused too (aedes took the failure for "new"). */
   private readonly failedLookups = new WeakMap<object, Set<number>>();
 
@@ -162,8 +166,33 @@ class RedisBridgePersistence extends RedisPersistenceBase {
     await this.parts.queues.enqueue(targets, packet);
   }
 
+  /**
+   * Records the packet id a message is sent with (or its PUBREL). A message that arrives live
+   * while the session's queue is still being sent after its CONNECT waits until the queue is out:
+   * each queued message takes two round trips, and live ones overtook them (a newer command
+   * before the older ones on the same topic [MQTT-4.6.0-5]).
+   */
   async outgoingUpdate(client: ClientRef, packet: Packet): Promise<void> {
-    await this.parts.queues.update(idOf(client), packet);
+    const clientId = idOf(client);
+    const drain = this.draining.get(clientId);
+    if (!drain || packet.cmd !== 'publish' || packet.brokerId === undefined) {
+      await this.parts.queues.update(clientId, packet);
+      return;
+    }
+    const id = messageKey(packet);
+    if (drain.given.has(id)) {
+      // One of the queue's own: the last of them lets the live ones go.
+      try {
+        await this.parts.queues.update(clientId, packet);
+      } finally {
+        drain.given.delete(id);
+        if (drain.ended && drain.given.size === 0) drain.finish();
+      }
+      return;
+    }
+    // Not in the queue when it was read (or not read yet): it came live, and waits.
+    if (!drain.started || !drain.snapshot.has(id)) await drain.done;
+    await this.parts.queues.update(clientId, packet);
   }
 
   async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number; brokerId?: string; brokerCounter?: number }): Promise<StoredPacket | undefined> {
@@ -171,8 +200,39 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   }
 
   /** aedes pipes this with an error handler: a failure fails the CONNECT (or the queue's emptying), and the client comes back. */
+  /**
+   * A connection took the client id (its CONNECT goes on): from now until its queue is out, live
+   * messages for it wait. aedes subscribes the session's filters again before it reads the queue,
+   * so a message published meanwhile would otherwise be sent first.
+   */
+  connecting(clientId: string): void {
+    const drain = new Drain(() => {
+      if (this.draining.get(clientId) === drain) this.draining.delete(clientId);
+    });
+    this.draining.set(clientId, drain);
+  }
+
   outgoingStream(client: ClientRef): Readable {
-    return Readable.from(this.parts.queues.stream(idOf(client)));
+    const clientId = idOf(client);
+    let drain = this.draining.get(clientId);
+    if (!drain || drain.started) {
+      this.connecting(clientId);
+      drain = this.draining.get(clientId)!;
+    }
+    drain.start();
+    const stream = Readable.from(
+      this.parts.queues.stream(
+        clientId,
+        (ids) => ids.forEach((id) => drain.snapshot.add(id)),
+        (id) => drain.given.add(id),
+      ),
+    );
+    stream.once('end', () => drain.end());
+    // Failed or destroyed (its client gone) before its end: the live messages waiting go on.
+    stream.once('close', () => {
+      if (!drain.ended) drain.finish();
+    });
+    return stream;
   }
 
   // QoS 2 receive state: packet ids only (see PendingQos2).
@@ -292,6 +352,49 @@ class RedisBridgePersistence extends RedisPersistenceBase {
     } catch (error) {
       this.parts.options.onError(what, error);
     }
+  }
+}
+
+/** How long live messages wait, at most: for a CONNECT to begin reading its queue, and once it is read to its end, for the last queued ones to be sent. */
+const DRAIN_WAIT_MAX_MS = 10_000;
+
+/**
+ * A session's queue being sent after its CONNECT, from the claim of its client id on: the ids it
+ * held when it was read (`snapshot`), those given and not yet sent (`given`), and `done` once all
+ * are out (or the sending stopped).
+ */
+class Drain {
+  readonly snapshot = new Set<string>();
+  readonly given = new Set<string>();
+  started = false;
+  ended = false;
+  readonly done: Promise<void>;
+  private resolve!: () => void;
+  private readonly notStarted: NodeJS.Timeout;
+
+  constructor(private readonly onFinish: () => void) {
+    this.done = new Promise<void>((resolve) => (this.resolve = resolve));
+    // A CONNECT that fails after its claim never reads its queue.
+    this.notStarted = setTimeout(() => this.finish(), DRAIN_WAIT_MAX_MS);
+    this.notStarted.unref();
+  }
+
+  /** The queue is being read. */
+  start(): void {
+    this.started = true;
+    clearTimeout(this.notStarted);
+  }
+
+  /** The queue was read to its end: done once the last message given is sent (or after DRAIN_WAIT_MAX_MS). */
+  end(): void {
+    this.ended = true;
+    if (this.given.size === 0) this.finish();
+    else setTimeout(() => this.finish(), DRAIN_WAIT_MAX_MS).unref();
+  }
+
+  finish(): void {
+    this.onFinish();
+    this.resolve();
   }
 }
 

@@ -205,3 +205,31 @@ test('redis session store - a forward that failed and whose QoS 2 id could not b
   assert.deepEqual(await made.aedes.incomingGetPacket(client, publish2), { cmd: 'publish', qos: 2, messageId: 9 }, 'once taken again, a resend is a duplicate');
   made.store.retryPendingDeletes();
 });
+
+test('redis session store - a message arriving live while a returning session\'s queue is sent waits until the queued ones are out (they took two round trips each and were overtaken)', async () => {
+  const made = await store();
+  const aedes = made.aedes as AedesCalls & { outgoingUpdate(client: object, packet: object): Promise<void> };
+  const queuedBefore = [publish('cmd/1'), publish('cmd/2'), publish('cmd/3')];
+  for (const packet of queuedBefore) await aedes.outgoingEnqueueCombi([{ clientId: 'back', topic: 'cmd/#' }], packet);
+  const stream = aedes.outgoingStream({ id: 'back' }) as unknown as NodeJS.ReadableStream;
+  const drained: Array<{ topic: string; brokerId: string; brokerCounter: number }> = [];
+  stream.on('data', (packet: { topic: string; brokerId: string; brokerCounter: number }) => drained.push(packet));
+  await new Promise((resolve) => stream.once('end', resolve));
+  assert.deepEqual(drained.map((packet) => packet.topic), ['cmd/1', 'cmd/2', 'cmd/3']);
+  const live = publish('cmd/4');
+  await aedes.outgoingEnqueueCombi([{ clientId: 'back', topic: 'cmd/#' }], live);
+  const order: string[] = [];
+  const liveUpdate = aedes.outgoingUpdate({ id: 'back' }, { ...live, messageId: 40 }).then(() => order.push('cmd/4'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(order.length, 0, 'the live message waits');
+  for (const [i, packet] of drained.entries()) {
+    await aedes.outgoingUpdate({ id: 'back' }, { ...packet, messageId: 10 + i });
+    order.push(packet.topic);
+  }
+  await liveUpdate;
+  assert.deepEqual(order, ['cmd/1', 'cmd/2', 'cmd/3', 'cmd/4']);
+  // No queue being sent: nothing waits.
+  const next = publish('cmd/5');
+  await aedes.outgoingEnqueueCombi([{ clientId: 'back', topic: 'cmd/#' }], next);
+  await aedes.outgoingUpdate({ id: 'back' }, { ...next, messageId: 50 });
+});
