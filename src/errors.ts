@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   BRIDGE_ERR_CLUSTER_UNAVAILABLE:
     'Redis, which carries the routes and the messages between bridge instances, could not be reached: at start, or for a downlink message that a device on another instance subscribes to.',
   BRIDGE_ERR_DEPENDENCY: 'An installed library lacks an internal the bridge relies on (another version than package.json names).',
+  BRIDGE_ERR_REDIS:
+    'Redis (mqtt.persistence type redis) could not be reached at start, or could not store or read the MQTT state: what needed it is refused or not acknowledged, and the bridge recovers when Redis answers again.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -22,8 +22,9 @@ export interface RunningBridge {
 /**
  * Starts the bridge as its own process, from the build (dist/) when there is one, with the
  * mapping of RabbitMQ's MQTT plugin (`#` -> amq.topic, routing key `{#}`) and two downlink rules.
+ * `mqttYaml`: more lines under `mqtt:` (indented), such as a `persistence`.
  */
-export async function startBridge(name: string, extraYaml: string[] = []): Promise<RunningBridge> {
+export async function startBridge(name: string, extraYaml: string[] = [], mqttYaml: string[] = []): Promise<RunningBridge> {
   const prefix = name.replace(/[^a-z0-9]/gi, '');
   const commands = `${name}-commands`;
   const file = join(mkdtempSync(join(tmpdir(), 'bridge-bench-')), 'bridge.yaml');
@@ -33,6 +34,7 @@ export async function startBridge(name: string, extraYaml: string[] = []): Promi
       'mqtt:',
       '  listeners: [{ type: tcp, host: 127.0.0.1, port: 0 }]',
       '  maxConnections: 1000000',
+      ...mqttYaml,
       'amqp:',
       `  url: ${AMQP_URL}`,
       `  connectionName: ${name}`,

@@ -98,7 +98,7 @@ function parseConfig(
   return { config: deepFreeze(config), problemAt };
 }
 
-/** Files named in the configuration (certificates, keys, the users file, the session file) are relative to its folder. */
+/** Files named in the configuration (certificates, keys, the users file, the session file, Redis' TLS files) are relative to its folder. */
 function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.output<typeof configSchema> {
   const at = (path: string) => resolve(folder, path);
   const sessionFile = config.mqtt.sessionFile;
@@ -115,11 +115,18 @@ function resolveFiles(config: z.output<typeof configSchema>, folder: string): z.
     ...(tls.cert ? { cert: at(tls.cert) } : {}),
     ...(tls.key ? { key: at(tls.key) } : {}),
   };
-  const mqtt = { ...config.mqtt, listeners, ...(sessionFile ? { sessionFile: at(sessionFile) } : {}) };
+  const persistence = config.mqtt.persistence;
+  const redisTls = persistence.type === 'redis' && persistence.tls;
+  const mqtt = {
+    ...config.mqtt,
+    listeners,
+    ...(sessionFile ? { sessionFile: at(sessionFile) } : {}),
+    ...(redisTls ? { persistence: { ...persistence, tls: { ...(redisTls.ca ? { ca: at(redisTls.ca) } : {}), ...(redisTls.cert ? { cert: at(redisTls.cert) } : {}), ...(redisTls.key ? { key: at(redisTls.key) } : {}) } } } : {}),
+  };
   return { ...config, mqtt, amqp: { ...config.amqp, ...(amqpTls ? { tls: amqpTls } : {}) }, ...(auth ? { auth } : {}) };
 }
 
-/** Certificates, keys and CA files that cannot be read: reported by `validate`, not at the first connection. */
+/** Certificates, keys and CA files (listeners, AMQP, Redis) that cannot be read: reported by `validate`, not at the first connection. */
 function missingFiles(config: z.output<typeof configSchema>, problem: (path: Path, message: string) => ConfigProblem): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const check = (path: Path, file: string | undefined) => {
@@ -136,6 +143,8 @@ function missingFiles(config: z.output<typeof configSchema>, problem: (path: Pat
     for (const key of ['cert', 'key', 'ca'] as const) check(['mqtt', 'listeners', index, key], listener[key]);
   });
   for (const key of ['ca', 'cert', 'key'] as const) check(['amqp', 'tls', key], config.amqp.tls?.[key]);
+  const persistence = config.mqtt.persistence;
+  if (persistence.type === 'redis') for (const key of ['ca', 'cert', 'key'] as const) check(['mqtt', 'persistence', 'tls', key], persistence.tls?.[key]);
   return problems;
 }
 

@@ -187,7 +187,7 @@ export const listenerSchema = z.discriminatedUnion('type', [tcpListener, wsListe
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 export const DEFAULT_REDIS_KEY_PREFIX = 'mqtt-amqp-bridge:';
-/** How long after an instance's last heartbeat in Redis the other instances remove its routes. */
+/** How long after an instance's last heartbeat in Redis the other instances remove its routes and take over its sessions and wills. */
 export const DEFAULT_INSTANCE_TIMEOUT_SECONDS = 15;
 
 /** A Redis URL: redis:// or rediss:// (TLS), user and password optional, the path a database number. */
@@ -240,18 +240,22 @@ const persistenceSchema = z
         .default(DEFAULT_INSTANCE_TIMEOUT_SECONDS)
         .meta({
           description:
-            "Each bridge on this Redis writes a heartbeat every third of this; when an instance's heartbeat is this old (it was killed, or lost Redis), the others remove its routes, so that nothing is sent to it any more. Its devices reconnect elsewhere.",
+            "Each bridge on this Redis writes a heartbeat every third of this; when an instance's heartbeat is this old (it was killed, or lost Redis), the others remove its routes, so that nothing is sent to it any more, take over its persistent sessions (they go offline) and publish its clients' wills. Its devices reconnect elsewhere.",
         }),
     })
       .refine((redis) => (redis.sentinels === undefined) === (redis.sentinelName === undefined), {
         message: '`sentinels` and `sentinelName` go together',
         path: ['sentinelName'],
+      })
+      .refine((redis) => redis.tls === undefined || redis.url.startsWith('rediss://'), {
+        message: '`tls` is for a rediss:// URL (TLS); this URL is redis:// (plain TCP)',
+        path: ['tls'],
       }),
   ])
   .default({ type: 'memory' })
   .meta({
     description:
-      'Where the MQTT state lives: `memory` (one process; `sessionFile` saves it on a graceful stop) or `redis` (durable, shared by several bridges and workers). Redis Cluster is not supported: see docs/scaling.md.',
+      'Where the MQTT state lives: `memory` (one process; `sessionFile` saves it on a graceful stop) or `redis` (durable, shared by several bridges and workers; Sentinel is supported, Redis Cluster is not). What each keeps through a crash, and the Redis settings that make it durable: docs/persistence.md.',
   });
 
 const mqttSchema = z
@@ -274,7 +278,7 @@ const mqttSchema = z
       .optional()
       .meta({
         description:
-          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start; a relative path is from the configuration file\'s folder, and the folder must be writable (in the container image: /app/data). Without it they live in memory only and a restart forgets them.',
+          'File where persistent sessions (subscriptions and queued messages of clean-session=false clients) and retained messages are saved on shutdown and read back (once) on start; a relative path is from the configuration file\'s folder, and the folder must be writable (in the container image: /app/data). Without it they live in memory only and a restart forgets them. With `persistence.type: memory` only (Redis keeps them itself); a crash (SIGKILL, OOM) skips the save: see docs/persistence.md.',
         examples: ['data/sessions.json'],
       }),
     maxPacketBytes: integer(1_024, MQTT_MAX_REMAINING_LENGTH)
@@ -385,6 +389,10 @@ const mqttSchema = z
         description:
           'Longest client identifier accepted; longer ones get CONNACK return code 2 (so does an empty one with clean session = 0 [MQTT-3.1.3-8]). MQTT 3.1.1 requires at least 23 [MQTT-3.1.3-5].',
       }),
+  })
+  .refine((mqtt) => mqtt.sessionFile === undefined || mqtt.persistence.type === 'memory', {
+    message: 'sessionFile saves the memory state on a graceful stop; with `persistence.type: redis` the state is in Redis already: remove sessionFile',
+    path: ['sessionFile'],
   })
   .refine((mqtt) => mqtt.maxBufferedBytesPerAddress === 0 || mqtt.maxBufferedBytesPerAddress >= mqtt.maxPacketBytes + MQTT_MAX_FIXED_HEADER_BYTES, {
     message: 'maxBufferedBytesPerAddress must hold a packet of maxPacketBytes (plus its 5-byte header), or be 0',

@@ -31,32 +31,46 @@ export interface RetainedUsage {
   readonly bytes: number;
 }
 
+/** A retained message itself. */
+export interface RetainedMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos?: number;
+}
+
 /** One retained message as the ledger counts it. */
 export interface RetainedEntry {
   readonly topic: string;
   readonly owner: RetainedOwner;
   readonly payloadBytes: number;
+  /**
+   * The message, given to `stored`: a ledger that keeps the messages beside their counts (Redis)
+   * writes both at once; the memory ledger counts only (aedes' in-memory store keeps the message).
+   */
+  readonly message?: RetainedMessage;
 }
 
 /**
  * The retained messages the store holds, counted in total and per user, with room reserved for
  * the publishes checked and not yet stored: publishes checked at the same time cannot together
  * pass a limit. The counts follow what the store really holds (`stored`), so a publish that
- * fails after its check changes nothing once released. A ledger for a store shared by several
- * bridge instances (Redis) would keep these counts there and check them atomically there, hence
- * the promises; `reserve` answers at once when it can, so that a retained publish is not
- * overtaken by the publishes its client sent after it.
+ * fails after its check changes nothing once released. The ledger of a store shared by several
+ * bridge instances (RedisRetainedLedger, src/mqtt/redis/retained-ledger.ts) keeps these counts
+ * there and checks them atomically there, hence the promises; `reserve` answers at once when it
+ * can, so that a retained publish is not overtaken by the publishes its client sent after it.
  */
 export interface RetainedLedger {
   /** Holds room for a retained publish with a payload, or names the limit it would break. */
   reserve(entry: RetainedEntry): RetainedAdmission | Promise<RetainedAdmission>;
   /** The store now holds this on the topic (an empty payload: nothing); ends the reservation, if one is given. */
   stored(entry: RetainedEntry, reservation?: RetainedReservation): Promise<void>;
-  /** Gives back the room of a publish that will not be stored; nothing for one already ended. */
+  /**
+   * Gives back the room of a publish that will not be stored; nothing for one already ended.
+   * Never rejects: room it cannot give back now is given back later (a Redis ledger's
+   * reservations expire), and callers do not wait for it.
+   */
   release(reservation: RetainedReservation): Promise<void>;
-  /** Who published the message retained on a topic; undefined when none is. */
-  ownerOf(topic: string): RetainedOwner | undefined;
-  /** What is stored now (reservations not included). */
+  /** What is stored now (reservations not included); a shared ledger answers with what it last saw. */
   usage(): RetainedUsage;
 }
 
@@ -135,6 +149,7 @@ export class MemoryRetainedLedger implements RetainedLedger {
     this.end(reservation);
   }
 
+  /** Who published the message retained on a topic; undefined when none is (for the session file). */
   ownerOf(topic: string): RetainedOwner | undefined {
     return this.entries.get(topic)?.owner;
   }

@@ -6,6 +6,7 @@ export interface RetainedPublish {
   readonly topic: string;
   readonly payload: Buffer;
   readonly retain?: boolean;
+  readonly qos?: number;
 }
 
 /** The connection a publish arrived on, as far as the quota needs it. */
@@ -22,8 +23,6 @@ export interface RetainedAccounting {
   stored(packet: RetainedPublish, owner?: RetainedOwner): Promise<void>;
   /** A publish that was admitted will not be stored (aedes took a QoS 2 PUBLISH for a resend, or refused to keep it). */
   notStored(packet: { readonly payload?: unknown }): void;
-  /** Who published the message retained on a topic; undefined when none is. */
-  ownerOf(topic: string): RetainedOwner | undefined;
 }
 
 /**
@@ -39,11 +38,21 @@ export interface RetainedAccounting {
  */
 export class RetainedQuota implements RetainedAccounting {
   private readonly byPayload = new WeakMap<Buffer, RetainedReservation>();
+  /** Publishes stored before their acknowledgement, which aedes' own store later passes over. */
+  private readonly storedEarly = new WeakSet<Buffer>();
   /** The open reservations of each connection, and the set each reservation is in. */
   private readonly byConnection = new WeakMap<PublishConnection, Set<RetainedReservation>>();
   private readonly connectionSet = new WeakMap<RetainedReservation, Set<RetainedReservation>>();
 
-  constructor(private readonly ledger: RetainedLedger) {}
+  /**
+   * `storeBeforeAck`: the store can fail (Redis): a QoS 1 retained publish is then stored before
+   * its PUBACK (`storeBeforeAck()`), since aedes writes the PUBACK before it stores a retained
+   * message, and one it could not store would have been acknowledged.
+   */
+  constructor(
+    private readonly ledger: RetainedLedger,
+    readonly options: { readonly storeBeforeAck?: boolean } = {},
+  ) {}
 
   /**
    * Checks a publish before it goes anywhere: null when it may go on (a retained one with a
@@ -65,7 +74,7 @@ export class RetainedQuota implements RetainedAccounting {
     if (connection?.closed) {
       // Closed while the room was reserved: aedes acknowledges nothing more on it, yet may still
       // store the publish (QoS 0 and 2 go on); the link above keeps its owner for that store.
-      void this.ledger.release(reservation);
+      this.giveBack(reservation);
     } else if (connection) {
       let open = this.byConnection.get(connection);
       if (!open) {
@@ -81,7 +90,10 @@ export class RetainedQuota implements RetainedAccounting {
   /** A publish admitted earlier failed before it was stored: its room is given back. */
   abandon(publish: { readonly payload?: unknown }): void {
     const reservation = Buffer.isBuffer(publish.payload) ? this.byPayload.get(publish.payload) : undefined;
-    if (reservation) void this.end(reservation, () => this.ledger.release(reservation));
+    if (reservation) {
+      this.forget(reservation);
+      this.giveBack(reservation);
+    }
   }
 
   notStored(packet: { readonly payload?: unknown }): void {
@@ -95,36 +107,51 @@ export class RetainedQuota implements RetainedAccounting {
     this.byConnection.delete(connection);
     for (const reservation of open) {
       this.connectionSet.delete(reservation);
-      void this.ledger.release(reservation);
+      this.giveBack(reservation);
     }
   }
 
+  /**
+   * Stores a device's QoS 1 retained publish now, before its PUBACK (with `storeBeforeAck`):
+   * what cannot be stored is then not acknowledged. aedes' own store of it afterwards does nothing.
+   */
+  async storeBeforeAck(packet: RetainedPublish): Promise<void> {
+    await this.stored(packet);
+    this.storedEarly.add(packet.payload);
+  }
+
   async stored(packet: RetainedPublish, owner?: RetainedOwner): Promise<void> {
+    if (this.storedEarly.delete(packet.payload)) return;
     const reservation = this.byPayload.get(packet.payload);
-    const entry = { topic: packet.topic, owner: owner !== undefined ? owner : (reservation?.owner ?? null), payloadBytes: packet.payload.length };
+    const entry = { topic: packet.topic, owner: owner !== undefined ? owner : (reservation?.owner ?? null), payloadBytes: packet.payload.length, message: packet };
     if (!reservation) {
       await this.ledger.stored(entry);
       return;
     }
     this.byPayload.delete(packet.payload);
-    await this.end(reservation, () => this.ledger.stored(entry, reservation));
-  }
-
-  ownerOf(topic: string): RetainedOwner | undefined {
-    return this.ledger.ownerOf(topic);
+    this.forget(reservation);
+    await this.ledger.stored(entry, reservation);
   }
 
   usage(): RetainedUsage {
     return this.ledger.usage();
   }
 
-  /** Ends a reservation with `settle` (a store or a release) and forgets its connection. */
-  private end(reservation: RetainedReservation, settle: () => Promise<void>): Promise<void> {
+  /** Forgets which connection a reservation ending now belongs to. */
+  private forget(reservation: RetainedReservation): void {
     const open = this.connectionSet.get(reservation);
     if (open) {
       open.delete(reservation);
       this.connectionSet.delete(reservation);
     }
-    return settle();
+  }
+
+  /**
+   * Gives a reservation's room back without waiting. A ledger's release never rejects (see
+   * RetainedLedger); the catch is there so that one that did could not become an unhandled
+   * rejection, which would end the process.
+   */
+  private giveBack(reservation: RetainedReservation): void {
+    this.ledger.release(reservation).catch(() => {});
   }
 }

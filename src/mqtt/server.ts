@@ -15,7 +15,7 @@ import { startTcpListener } from './listeners/tcp.js';
 import { startWsListener, type WsMessageLimit } from './listeners/ws.js';
 import { Qos2Forwards } from './qos2-forwards.js';
 import { loadSessions, saveSessions } from './session-snapshot.js';
-import { createSessionStore, type SessionStore } from './session-store.js';
+import { createMqttState, type MqttState, type StateHealth } from './state.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
 import type { PublishHandler } from './types.js';
 import { AEDES_MAX_TOPIC_LEVELS } from '../config/schema.js';
@@ -29,8 +29,8 @@ import { guardProtocol } from './protocol-guard.js';
 import type { Violation } from './protocol-conformance.js';
 import { SubscribeSequences } from './subscribe-sequence.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
-import { MemoryRetainedLedger, type RetainedUsage } from './retained-ledger.js';
-import { RetainedQuota } from './retained-quota.js';
+import type { RetainedUsage } from './retained-ledger.js';
+import type { RetainedQuota } from './retained-quota.js';
 import { RetainedLimitError } from '../errors.js';
 import { createClusterEmitter, type ClusterEmitter } from './cluster/cluster-emitter.js';
 
@@ -77,7 +77,7 @@ export class MqttServer implements DevicePublisher {
   private constructor(
     broker: Aedes,
     identities: ClientIdentities,
-    private readonly sessions: SessionStore,
+    private readonly state: MqttState,
     private readonly expiry: SessionExpiry,
     private readonly retained: RetainedQuota,
     private readonly options: MqttServerOptions,
@@ -99,6 +99,8 @@ export class MqttServer implements DevicePublisher {
     broker.on('clientDisconnect', (client: Client) => logger.debug({ clientId: client.id }, 'client disconnected'));
     broker.on('clientError', (client: Client, error: Error & { code?: unknown }) => logger.debug({ clientId: client.id, code: error.code, err: error.message }, 'client error'));
     broker.on('connectionError', (_client: Client, error: Error) => logger.debug({ err: error.message }, 'connection error before CONNECT'));
+    // aedes emits 'error' when publishing the wills of a dead instance fails (and would throw, unheard).
+    (broker as unknown as NodeJS.EventEmitter).on('error', (error: Error) => logger.warn({ err: error.message }, 'the MQTT server could not publish the wills of an instance that died; it tries again later'));
   }
 
   static async create(options: MqttServerOptions): Promise<MqttServer> {
@@ -113,70 +115,84 @@ export class MqttServer implements DevicePublisher {
     };
     const access = options.access ?? null;
     const sessionWarning = new RateLimitedWarning({ logger: options.logger, message: 'CONNECT refused: client id of another user, or too many sessions' });
-    const retained = new RetainedQuota(new MemoryRetainedLedger(options.config));
     const ingress = new IngressBudget({ limits: options.config });
-    const sessions = createSessionStore({
-      maxOfflineMessages: options.config.maxOfflineMessages,
+    const state = await createMqttState({
+      config: options.config,
+      logger: options.logger,
       onDropped: (clientId) => {
         dropWarning.warn(null, { clientId, max: options.config.maxOfflineMessages });
         options.onOfflineDropped?.(clientId);
       },
-      maxPendingQos2BytesPerSession: options.config.maxPendingQos2BytesPerSession,
       onQos2Refused: (clientId, held) => refused('qos2_pending_bytes', { id: clientId }, `${held} bytes of QoS 2 state awaiting PUBREL`),
-      retained,
-      mayQueue: access ? createQueueCheck(access, (clientId) => sessions.registry.holder(clientId)) : undefined,
+      mayQueue: access ? createQueueCheck(access) : undefined,
+      onCondemned: () => {
+        // The others publish these clients' wills now: close them without.
+        if (!broker) return;
+        for (const client of connectedClients(broker)) {
+          dropWill(client);
+          client.close();
+        }
+      },
     });
+    const sessions = state.store;
+    const retained = state.retained;
     // Every instance on the same Redis is one MQTT server: publishes cross to the instances whose clients subscribe.
-    const cluster = options.config.persistence.type === 'redis' ? await createClusterEmitter({ settings: options.config.persistence, logger: options.logger }) : null;
-    broker = await Aedes.createBroker({
-      ...(cluster && { id: cluster.instanceId, mq: cluster }),
-      persistence: sessions.persistence,
-      maxClientsIdLength: options.config.maxClientIdLength,
-      preConnect: createPreConnect(identities, options.config.maxClientIdLength),
-      authenticate: afterLogin((client) => ingress.loggedIn(client), createAuthenticate(identities, {
-        refusal: options.connectionRefusal ?? (() => null),
-        logins: options.logins ?? null,
-        sessions: { registry: sessions.registry, maxPersistentSessions: options.config.maxSessionsPerUser },
-        onSessionRefused: (reason, clientId, username) => {
-          sessionWarning.warn(null, { reason, clientId, username });
-          options.onSessionRefused?.(reason);
-        },
-        willAllowed: access
-          ? (clientId, username, topic) => {
-              const allowed = access.canPublish({ clientId, username }, topic);
-              if (!allowed) access.denied('will', clientId, topic);
-              return allowed;
-            }
-          : undefined,
-      })),
-      connectTimeout: options.config.connectTimeoutMs,
-      authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null, retained),
-      authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
-      // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
-      maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
-      drainTimeout: options.config.drainTimeoutMs,
-      published: createPublished(options.handler, identities, qos2, () => broker!),
-      authorizeForward: createAuthorizeForward(
-        access && {
-          access,
-          usernameOf: (client) => identities.get(client)?.username,
-          denied: (client, topic) => access.denied('deliver', client.id, topic),
-        },
-      ),
-    }).catch((error: unknown) => {
+    let cluster: ClusterEmitter | null = null;
+    try {
+      if (options.config.persistence.type === 'redis') cluster = await createClusterEmitter({ settings: options.config.persistence, logger: options.logger, instanceId: state.brokerId });
+      broker = await Aedes.createBroker({
+        id: state.brokerId,
+        ...(cluster && { mq: cluster }),
+        persistence: sessions.persistence,
+        maxClientsIdLength: options.config.maxClientIdLength,
+        preConnect: createPreConnect(identities, options.config.maxClientIdLength),
+        authenticate: afterLogin((client) => ingress.loggedIn(client), createAuthenticate(identities, {
+          refusal: options.connectionRefusal ?? (() => null),
+          logins: options.logins ?? null,
+          sessions: { registry: sessions.registry, maxPersistentSessions: options.config.maxSessionsPerUser },
+          onSessionRefused: (reason, clientId, username) => {
+            sessionWarning.warn(null, { reason, clientId, username });
+            options.onSessionRefused?.(reason);
+          },
+          willAllowed: access
+            ? (clientId, username, topic) => {
+                const allowed = access.canPublish({ clientId, username }, topic);
+                if (!allowed) access.denied('will', clientId, topic);
+                return allowed;
+              }
+            : undefined,
+        })),
+        connectTimeout: options.config.connectTimeoutMs,
+        authorizePublish: createAuthorizePublish(options.handler, identities, qos2, options.config, refused, access, options.rate ?? null, retained),
+        authorizeSubscribe: createAuthorizeSubscribe(options.config, refused, access, (client) => identities.get(client)?.username),
+        // Our own topic-level limit is checked (and counted) in the hooks; aedes' is its ceiling.
+        maxTopicLevels: AEDES_MAX_TOPIC_LEVELS,
+        drainTimeout: options.config.drainTimeoutMs,
+        published: createPublished(options.handler, identities, qos2, () => broker!),
+        authorizeForward: createAuthorizeForward(
+          access && {
+            access,
+            usernameOf: (client) => identities.get(client)?.username,
+            denied: (client, topic) => access.denied('deliver', client.id, topic),
+          },
+        ),
+      });
+    } catch (error) {
       cluster?.close(() => {});
+      await state.close();
       throw error;
-    });
+    }
     try {
       checkAedesInternals(broker);
     } catch (error) {
       await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await state.close();
       throw error;
     }
     const sessionFile = options.config.sessionFile;
-    if (sessionFile) {
+    if (sessionFile && state.kind === 'memory') {
       try {
-        const restored = await loadSessions(sessions, sessionFile);
+        const restored = await loadSessions(state.store, sessionFile);
         if (restored) options.logger.info({ file: sessionFile, ...restored }, 'persistent sessions restored');
       } catch (error) {
         // Starting without the sessions beats not starting; the file is kept for inspection.
@@ -192,10 +208,10 @@ export class MqttServer implements DevicePublisher {
         options.logger.info({ clientId }, 'persistent session expired: removed with its subscriptions and queued messages');
         options.onSessionExpired?.();
       },
-      onError: (clientId, error) => options.logger.error({ clientId, err: error }, 'could not remove an expired session'),
+      onError: (clientId, error) => options.logger.error({ clientId, err: error }, clientId === undefined ? 'could not list the expired sessions' : 'could not remove an expired session'),
     });
     expiry.start();
-    return new MqttServer(broker, identities, sessions, expiry, retained, options, refused, ingress, cluster);
+    return new MqttServer(broker, identities, state, expiry, retained, options, refused, ingress, cluster);
   }
 
   get listeners(): readonly RunningListener[] {
@@ -227,7 +243,7 @@ export class MqttServer implements DevicePublisher {
       stream.once('close', () => {
         this.byListener.set(listener, (this.byListener.get(listener) ?? 1) - 1);
         const claim = this.identities.get(handled)?.claim;
-        if (claim !== undefined) this.sessions.registry.release(handled.id, claim);
+        if (claim !== undefined) this.state.store.registry.release(handled.id, claim);
         this.retained.connectionClosed(handled);
         ingress.close();
       });
@@ -288,7 +304,12 @@ export class MqttServer implements DevicePublisher {
 
   /** Client ids connected now, and persistent sessions whose client is away. */
   sessionCounts(): SessionCounts {
-    return this.sessions.registry.counts();
+    return this.state.store.registry.counts();
+  }
+
+  /** Whether the MQTT state (Redis, with `mqtt.persistence.type: redis`) can serve now, and why not. */
+  stateHealth(): StateHealth {
+    return this.state.health();
   }
 
   /** Removes the persistent sessions offline for longer than `mqtt.sessionExpirySeconds` now (it also happens on a timer). */
@@ -380,13 +401,15 @@ export class MqttServer implements DevicePublisher {
     this.ingress.stop();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     const sessionFile = this.options.config.sessionFile;
-    if (!sessionFile) return;
-    try {
-      const saved = await saveSessions(this.sessions, sessionFile);
-      this.options.logger.info({ file: sessionFile, ...saved }, 'persistent sessions saved');
-    } catch (error) {
-      this.options.logger.error({ file: sessionFile, err: error }, 'could not save persistent sessions');
+    if (sessionFile && this.state.kind === 'memory') {
+      try {
+        const saved = await saveSessions(this.state.store, sessionFile);
+        this.options.logger.info({ file: sessionFile, ...saved }, 'persistent sessions saved');
+      } catch (error) {
+        this.options.logger.error({ file: sessionFile, err: error }, 'could not save persistent sessions');
+      }
     }
+    await this.state.close();
   }
 }
 

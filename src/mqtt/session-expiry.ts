@@ -6,7 +6,8 @@ export interface SessionExpiryOptions {
   readonly expiryMs: number;
   /** Called for each session removed, with its client id. */
   readonly onExpired: (clientId: string) => void;
-  readonly onError: (clientId: string, error: unknown) => void;
+  /** A session could not be removed (clientId), or the expired ones could not be listed (undefined). */
+  readonly onError: (clientId: string | undefined, error: unknown) => void;
   readonly now?: () => number;
 }
 
@@ -52,9 +53,24 @@ export class SessionExpiry {
   private async removeExpired(): Promise<number> {
     const { store, expiryMs, onExpired, onError } = this.options;
     let removed = 0;
-    for (const clientId of store.registry.offlineSince(this.now() - expiryMs)) {
-      // Forgotten first: a client that connects meanwhile starts a new session instead of resuming this one.
-      if (!store.registry.forget(clientId)) continue;
+    let expired: string[];
+    try {
+      expired = await store.registry.offlineSince(this.now() - expiryMs);
+    } catch (error) {
+      onError(undefined, error);
+      return 0;
+    }
+    for (const clientId of expired) {
+      // Forgotten first: a client that connects meanwhile starts a new session instead of
+      // resuming this one. With several instances sweeping one registry, only one forgets it.
+      let forgotten: boolean;
+      try {
+        forgotten = await store.registry.forget(clientId);
+      } catch (error) {
+        onError(clientId, error);
+        continue;
+      }
+      if (!forgotten) continue;
       try {
         await store.removeSession(clientId);
         removed++;

@@ -5,8 +5,8 @@
  * The registry also knows which persistent sessions are offline since when (for their expiry)
  * and how many each identity holds (for its cap).
  *
- * Its calls return promises so that a registry shared by several bridge instances can stand
- * behind the same interface; the in-memory one answers at once.
+ * Two implementations: `MemorySessionRegistry` (one process) and `RedisSessionRegistry`
+ * (src/mqtt/redis/session-registry.ts, shared by every bridge on one Redis).
  */
 
 /** An identity as sessions are owned by it. */
@@ -62,22 +62,27 @@ export interface SessionCounts {
   readonly offline: number;
 }
 
+/**
+ * Who holds each client id. The calls that may reach another process (a registry shared by
+ * several bridge instances, in Redis) return promises; `release` and `counts` never wait.
+ */
 export interface SessionRegistry {
   /** Takes the client id for a connection that passed authentication, unless another identity holds it or the owner is at its cap. */
   claim(request: ClaimRequest): Promise<ClaimResult>;
-  /** The connection that made `claim` has closed: a clean session ends, a persistent one goes offline. */
+  /**
+   * The connection that made `claim` has closed: a clean session ends, a persistent one goes
+   * offline. Changes nothing when a newer connection holds the id; never fails (a registry that
+   * cannot record it now keeps trying).
+   */
   release(clientId: string, claim: number): void;
   /** Persistent sessions offline since `offlineBefore` or earlier, oldest first. */
-  offlineSince(offlineBefore: number): string[];
-  /** Forgets an offline session (it expired); false, changing nothing, when a connection holds the id now. */
-  forget(clientId: string): boolean;
-  /** Who holds the client id (a connection, or a persistent session), or undefined when nobody does. */
-  holder(clientId: string): SessionHolder | undefined;
+  offlineSince(offlineBefore: number): Promise<string[]>;
+  /** Forgets an offline session (it expired); false, changing nothing, when a connection holds the id now or another sweep forgot it first. */
+  forget(clientId: string): Promise<boolean>;
+  /** Who holds each of these client ids (a connection, or a persistent session); absent when nobody does. */
+  holders(clientIds: readonly string[]): Promise<Map<string, SessionHolder>>;
+  /** The counts as this instance knows them now. */
   counts(): SessionCounts;
-  /** The persistent sessions, for the session file. */
-  persistentSessions(): SessionRecordSnapshot[];
-  /** Puts back persistent sessions read from the session file. */
-  restore(sessions: readonly SessionRecordSnapshot[]): void;
 }
 
 interface SessionRecord {
@@ -88,7 +93,7 @@ interface SessionRecord {
   offlineSince: number;
 }
 
-/** The registry of one bridge process. */
+/** The registry of one bridge process; it also saves to and restores from the session file. */
 export class MemorySessionRegistry implements SessionRegistry {
   private readonly records = new Map<string, SessionRecord>();
   /** Persistent sessions per owner. */
@@ -130,7 +135,7 @@ export class MemorySessionRegistry implements SessionRegistry {
     else this.records.delete(clientId);
   }
 
-  offlineSince(offlineBefore: number): string[] {
+  async offlineSince(offlineBefore: number): Promise<string[]> {
     const found: Array<[string, number]> = [];
     for (const [clientId, record] of this.records) {
       if (record.connection === null && record.offlineSince <= offlineBefore) found.push([clientId, record.offlineSince]);
@@ -138,7 +143,7 @@ export class MemorySessionRegistry implements SessionRegistry {
     return found.sort((a, b) => a[1] - b[1]).map(([clientId]) => clientId);
   }
 
-  forget(clientId: string): boolean {
+  async forget(clientId: string): Promise<boolean> {
     const record = this.records.get(clientId);
     if (!record || record.connection !== null) return false;
     this.setPersistent(record, false);
@@ -146,9 +151,19 @@ export class MemorySessionRegistry implements SessionRegistry {
     return true;
   }
 
+  /** Who holds the client id (a connection, or a persistent session), or undefined when nobody does. */
   holder(clientId: string): SessionHolder | undefined {
     const record = this.records.get(clientId);
     return record && { owner: record.owner, connected: record.connection !== null };
+  }
+
+  async holders(clientIds: readonly string[]): Promise<Map<string, SessionHolder>> {
+    const found = new Map<string, SessionHolder>();
+    for (const clientId of clientIds) {
+      const holder = this.holder(clientId);
+      if (holder) found.set(clientId, holder);
+    }
+    return found;
   }
 
   counts(): SessionCounts {
@@ -157,6 +172,7 @@ export class MemorySessionRegistry implements SessionRegistry {
     return { connected: this.connected, offline };
   }
 
+  /** The persistent sessions, for the session file. */
   persistentSessions(): SessionRecordSnapshot[] {
     const now = this.now();
     return [...this.records]
@@ -164,6 +180,7 @@ export class MemorySessionRegistry implements SessionRegistry {
       .map(([clientId, record]) => ({ clientId, owner: record.owner, offlineSince: record.connection === null ? record.offlineSince : now }));
   }
 
+  /** Puts back persistent sessions read from the session file. */
   restore(sessions: readonly SessionRecordSnapshot[]): void {
     for (const session of sessions) {
       if (this.records.has(session.clientId)) continue;

@@ -4,7 +4,7 @@ import Packet from 'aedes-packet';
 import { BridgeError } from '../errors.js';
 import type { SessionOwner } from './session-registry.js';
 import type { RetainedOwner } from './retained-ledger.js';
-import type { SessionStore } from './session-store.js';
+import type { MemorySessionStore } from './session-store.js';
 
 /**
  * Persistent sessions (subscriptions and queued QoS 1/2 messages of clean-session=false
@@ -63,7 +63,7 @@ export interface SnapshotCounts {
   retained: number;
 }
 
-export async function saveSessions(store: SessionStore, file: string): Promise<SnapshotCounts> {
+export async function saveSessions(store: MemorySessionStore, file: string): Promise<SnapshotCounts> {
   const now = Date.now();
   const records = new Map(store.registry.persistentSessions().map((record) => [record.clientId, record]));
   const clientIds = new Set([...records.keys(), ...store.persistentClientIds(), ...store.queues.clientIds()]);
@@ -87,7 +87,7 @@ export async function saveSessions(store: SessionStore, file: string): Promise<S
 }
 
 /** Restores a snapshot and removes the file (it is read once); null when there is none. */
-export async function loadSessions(store: SessionStore, file: string): Promise<SnapshotCounts | null> {
+export async function loadSessions(store: MemorySessionStore, file: string): Promise<SnapshotCounts | null> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -6,6 +6,7 @@ import { MemorySessionRegistry, type SessionRegistry } from './session-registry.
 import { PendingQos2 } from './pending-qos2.js';
 import type { RetainedOwner } from './retained-ledger.js';
 import type { RetainedAccounting } from './retained-quota.js';
+import type { QueueCheck } from './hooks/authorize-forward.js';
 
 /** What aedes passes to identify a client or a subscription in the outgoing-queue calls. */
 interface ClientRef {
@@ -27,12 +28,18 @@ export interface SessionStoreOptions {
   /** Told of every retained message stored; none when absent. */
   retained?: RetainedAccounting;
   /**
-   * Whether a message on this topic may be queued for this client's session (its ACL). One it may
-   * not is left out: it would never be sent, and it would take the place of one that would in the
-   * bounded queue. Not asked again for a client and message it refused (a client whose several
-   * filters match is refused, and reports it, once). Everything is queued when absent.
+   * Whether a message on this topic may be queued for this client's session (its ACL), asked
+   * with who holds the session. One it may not is left out: it would never be sent, and it would
+   * take the place of one that would in the bounded queue. Not asked again for a client and
+   * message it refused (a client whose several filters match is refused, and reports it, once).
+   * Everything is queued when absent.
    */
-  mayQueue?: (clientId: string, topic: string) => boolean;
+  mayQueue?: QueueCheck;
+}
+
+/** What the memory store also needs: who published each retained message (for the session file). */
+export interface MemorySessionStoreOptions extends SessionStoreOptions {
+  retainedOwnerOf?: (topic: string) => RetainedOwner | undefined;
 }
 
 /**
@@ -43,7 +50,7 @@ export interface SessionStoreOptions {
 export class OfflineQueues {
   private readonly queues = new Map<string, Packet[]>();
 
-  constructor(private readonly options: SessionStoreOptions) {}
+  constructor(private readonly options: Pick<SessionStoreOptions, 'maxOfflineMessages' | 'onDropped'>) {}
 
   enqueue(clientId: string, packet: Packet): void {
     let queue = this.queues.get(clientId);
@@ -111,28 +118,39 @@ export class OfflineQueues {
 }
 
 /**
- * The MQTT state of one bridge: aedes' in-memory persistence (subscriptions, retained messages,
- * wills) with the outgoing queues replaced by bounded OfflineQueues, the QoS 2 receive state by
- * bounded PendingQos2, every retained message stored told to the retained-message accounting,
- * and the registry of who owns which client id.
+ * The MQTT state behind aedes: its persistence (subscriptions, offline queues, retained
+ * messages, QoS 2 receive state, wills) and the registry of who owns which client id. Two
+ * implementations: `createSessionStore` (memory, this file) and `createRedisSessionStore`
+ * (src/mqtt/redis/session-store.ts); `createMqttState` (src/mqtt/state.ts) picks one.
  */
 export interface SessionStore {
   /** What aedes is given as its persistence. */
   readonly persistence: SessionPersistence;
-  readonly queues: OfflineQueues;
-  readonly pendingQos2: PendingQos2;
   readonly registry: SessionRegistry;
-  /** Ids of clients that hold (or held) subscriptions of a persistent session. */
-  persistentClientIds(): string[];
   /** Removes a session's subscriptions, queued messages and QoS 2 receive state. */
   removeSession(clientId: string): Promise<void>;
+}
+
+/**
+ * The state of one bridge process: aedes' in-memory persistence (subscriptions, retained
+ * messages, wills) with the outgoing queues replaced by bounded OfflineQueues, the QoS 2 receive
+ * state by bounded PendingQos2, every retained message stored told to the retained-message
+ * accounting, and the registry of who owns which client id. What the session file saves and
+ * restores is reached through the extra members.
+ */
+export interface MemorySessionStore extends SessionStore {
+  readonly registry: MemorySessionRegistry;
+  readonly queues: OfflineQueues;
+  readonly pendingQos2: PendingQos2;
+  /** Ids of clients that hold (or held) subscriptions of a persistent session. */
+  persistentClientIds(): string[];
   /** Who published the message retained on a topic (for snapshots). */
   retainedOwner(topic: string): RetainedOwner | undefined;
   /** Stores a retained message read from a snapshot, counted against its owner. */
   restoreRetained(packet: Packet, owner: RetainedOwner): Promise<void>;
 }
 
-/** The calls of aedes' persistence the bridge itself makes (snapshots, session expiry). */
+/** The calls of aedes' persistence the bridge itself makes (snapshots, session expiry, shutdown). */
 export interface SessionPersistence {
   subscriptionsByClient(client: { id: string }): Promise<Array<{ topic: string; qos: number }>>;
   addSubscriptions(client: { id: string }, subscriptions: Array<{ topic: string; qos: number }>): Promise<void>;
@@ -140,11 +158,15 @@ export interface SessionPersistence {
   storeRetained(packet: Packet): Promise<void>;
   /** Forgets a session's QoS 2 receive state (what aedes calls for a clean session). */
   cleanIncoming(client: { id: string }): Promise<void>;
+  /** Forgets the will this broker keeps for a client (a graceful shutdown publishes none). */
+  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
 }
 
-export function createSessionStore(options: SessionStoreOptions, registry: SessionRegistry = new MemorySessionRegistry()): SessionStore {
+export function createSessionStore(options: MemorySessionStoreOptions, registry: MemorySessionRegistry = new MemorySessionRegistry()): MemorySessionStore {
   const pendingQos2 = new PendingQos2({ maxBytesPerSession: options.maxPendingQos2BytesPerSession ?? Number.POSITIVE_INFINITY });
-  const persistence = new BridgePersistence(new OfflineQueues(options), pendingQos2, options);
+  const check = options.mayQueue;
+  const mayQueue = check && ((clientId: string, topic: string) => !check.enforced || check.mayQueue(clientId, topic, registry.holder(clientId)));
+  const persistence = new BridgePersistence(new OfflineQueues(options), pendingQos2, { ...options, mayQueue });
   return {
     persistence,
     queues: persistence.queues,
@@ -157,7 +179,7 @@ export function createSessionStore(options: SessionStoreOptions, registry: Sessi
       await persistence.cleanSubscriptions(client);
       await persistence.cleanIncoming(client);
     },
-    retainedOwner: (topic) => options.retained?.ownerOf(topic),
+    retainedOwner: (topic) => options.retainedOwnerOf?.(topic),
     restoreRetained: (packet, owner) => persistence.storeRetainedOf(packet, owner),
   };
 }
@@ -180,7 +202,7 @@ class BridgePersistence extends MemoryPersistence {
   constructor(
     readonly queues: OfflineQueues,
     private readonly pendingQos2: PendingQos2,
-    private readonly options: SessionStoreOptions,
+    private readonly options: Omit<SessionStoreOptions, 'mayQueue'> & { mayQueue?: ((clientId: string, topic: string) => boolean) | undefined },
   ) {
     super();
   }

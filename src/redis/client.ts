@@ -6,12 +6,15 @@ import { TlsFileError } from '../errors.js';
 /** Delay before the first reconnect to Redis, doubled per attempt up to the maximum. */
 export const REDIS_RECONNECT_INITIAL_DELAY_MS = 100;
 export const REDIS_RECONNECT_MAX_DELAY_MS = 5_000;
+/** A command Redis has not answered in this long fails (a Redis that hangs is treated as one that is down: nothing waits on it without bound). */
+export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
 
 /**
  * ioredis options for `mqtt.persistence` (type redis): the URL's host, port, user, password,
  * database and TLS (`rediss://`), or the sentinels; the key prefix; reconnecting forever with a
  * capped backoff. Commands issued while the connection is down fail at once instead of queueing
- * (`enableOfflineQueue: false`): what cannot be stored is refused, not held in memory unbounded.
+ * (`enableOfflineQueue: false`), and one not answered within REDIS_COMMAND_TIMEOUT_MS fails: what
+ * cannot be stored is refused, not held in memory unbounded.
  */
 export function redisOptions(settings: RedisPersistenceConfig, connectionName: string): RedisOptions {
   const url = new URL(settings.url);
@@ -25,6 +28,11 @@ export function redisOptions(settings: RedisPersistenceConfig, connectionName: s
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    // A command whose connection dropped before its answer has failed for its caller (a downlink
+    // delivery is requeued, a publish refused): sending it again after the reconnect would store
+    // it a second time.
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (attempt) => Math.min(REDIS_RECONNECT_INITIAL_DELAY_MS * 2 ** Math.max(0, attempt - 1), REDIS_RECONNECT_MAX_DELAY_MS),
   };
   if (settings.sentinels) {

@@ -37,3 +37,12 @@ declare module 'aedes-packet' {
   }
   export = Packet;
 }
+
+// aedes-persistence-redis' persistence in its promise form (what aedes 1.2 takes); reached only
+// through src/mqtt/redis/persistence-redis-internals.ts.
+declare module 'aedes-persistence-redis/asyncPersistence.js' {
+  export default class AsyncRedisPersistence {
+    constructor(options?: Record<string, unknown>);
+    setup(broker: unknown): Promise<void>;
+  }
+}

@@ -69,3 +69,12 @@ export async function closeConnectionsNamed(connectionName: string, reason = 'cl
   for (const pid of pids) await rabbitmqctl('close_connection', pid, reason);
   return pids.length;
 }
+
+/** A queue's ready and unacknowledged messages, as RabbitMQ counts them (-1 when there is no such queue). */
+export async function queueDepth(queue: string): Promise<{ ready: number; unacknowledged: number }> {
+  const out = await rabbitmqctl('list_queues', '--quiet', '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged');
+  const line = out.split('\n').find((row) => row.trim().split(/\s+/)[0] === queue);
+  if (!line) return { ready: -1, unacknowledged: -1 };
+  const [, ready, unacknowledged] = line.trim().split(/\s+/);
+  return { ready: Number(ready), unacknowledged: Number(unacknowledged) };
+}

@@ -130,7 +130,8 @@ test('reload - users and ACL change at once; connected devices stay; restart-onl
         auth: { users: [{ username: 'new-user', password: await hashPassword('pw2') }] },
         acl: [{ allow: 'publish', topic: 'y/#' }],
         flow: { maxPendingMessages: 5 },
-        mqtt: { listeners: [{ type: 'tcp', host: '127.0.0.1', port: 1 }] },
+        // Only the listeners change (the rest as the bridge runs, its persistence included).
+        mqtt: { ...(structuredClone(bridge.config.mqtt) as BridgeConfigInput['mqtt']), listeners: [{ type: 'tcp', host: '127.0.0.1', port: 1 }] },
       }),
     );
     assert.deepEqual(result.applied, ['auth', 'acl']);

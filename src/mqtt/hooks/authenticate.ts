@@ -1,6 +1,6 @@
 import type { AedesOptions } from 'aedes';
 import { LoginRefusedError } from '../../errors.js';
-import { IDENTIFIER_REJECTED, NOT_AUTHORIZED } from '../../protocol/mqtt.js';
+import { IDENTIFIER_REJECTED, NOT_AUTHORIZED, SERVER_UNAVAILABLE } from '../../protocol/mqtt.js';
 import { pendingWill } from '../aedes-internals.js';
 import type { ClientIdentities } from '../client-identity.js';
 import { ownerOf, type SessionRegistry } from '../session-registry.js';
@@ -42,7 +42,7 @@ const SESSION_REFUSALS: Record<SessionRefusal, string> = {
 
 /**
  * CONNECT: refuses an unacceptable client identifier (2), every connection while RabbitMQ has
- * been away too long (3), bad credentials (4) and clients not allowed in, whose will the ACL
+ * been away too long or the session registry (Redis) cannot answer (3), bad credentials (4) and clients not allowed in, whose will the ACL
  * does not allow, whose client id another identity holds or that would pass their identity's
  * session cap (5); records the username for templates and the ACL, and the client id's claim.
  */
@@ -66,7 +66,14 @@ export function createAuthenticate(identities: ClientIdentities, options: Authen
       }
       // Claimed last: nothing after this refuses the connection, so a refused CONNECT holds nothing.
       const { registry, maxPersistentSessions } = options.sessions;
-      const claimed = await registry.claim({ clientId: client.id, owner: ownerOf(name), persistent: !client.clean, maxPersistentSessions });
+      let claimed;
+      try {
+        claimed = await registry.claim({ clientId: client.id, owner: ownerOf(name), persistent: !client.clean, maxPersistentSessions });
+      } catch (error) {
+        // A registry that cannot answer (Redis away): the server cannot take the session now.
+        done(new LoginRefusedError(SERVER_UNAVAILABLE, `server unavailable: the session registry did not answer (${(error as Error).message})`), null);
+        return;
+      }
       if (!claimed.ok) {
         options.onSessionRefused?.(claimed.reason, client.id, name);
         done(new LoginRefusedError(NOT_AUTHORIZED, SESSION_REFUSALS[claimed.reason]), null);

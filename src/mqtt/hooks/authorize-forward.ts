@@ -63,22 +63,35 @@ export function createAuthorizeForward(delivery: DeliveryCheck | null = null): A
   };
 }
 
+/** The ACL's check of what may be queued for a session whose client is away. */
+export interface QueueCheck {
+  /** False while no ACL is in force: everything may be queued, and no holder need be looked up. */
+  readonly enforced: boolean;
+  /** Whether a message on `topic` may be queued for the session of `clientId`, which `holder` holds (undefined: nobody is recorded). */
+  mayQueue(clientId: string, topic: string, holder: SessionHolder | undefined): boolean;
+}
+
 /**
  * The same check for a message about to be queued for a persistent session whose client is away
  * (aedes queues it without asking authorizeForward): asked with the identity that owns the
  * session, a message the client may not receive is not queued, and is reported here, once. For a
  * connected client the message is queued and authorizeForward decides (and reports) as it is
  * sent; a session restored from a file that did not record its owner queues everything, and each
- * message is checked when it is sent.
+ * message is checked when it is sent. The session store looks the holders up (at once in memory,
+ * in one round trip for all of a message's sessions in Redis), only while an ACL is in force.
  */
-export function createQueueCheck(access: AccessPolicy, holderOf: (clientId: string) => SessionHolder | undefined): (clientId: string, topic: string) => boolean {
-  return (clientId, topic) => {
-    if (!access.enforced) return true;
-    const holder = holderOf(clientId);
-    if (!holder || holder.connected || holder.owner === null) return true;
-    if (access.canSubscribe({ clientId, username: usernameOfOwner(holder.owner) }, topic)) return true;
-    access.denied('deliver', clientId, topic);
-    return false;
+export function createQueueCheck(access: AccessPolicy): QueueCheck {
+  return {
+    get enforced() {
+      return access.enforced;
+    },
+    mayQueue(clientId, topic, holder) {
+      if (!access.enforced) return true;
+      if (!holder || holder.connected || holder.owner === null) return true;
+      if (access.canSubscribe({ clientId, username: usernameOfOwner(holder.owner) }, topic)) return true;
+      access.denied('deliver', clientId, topic);
+      return false;
+    },
   };
 }
 

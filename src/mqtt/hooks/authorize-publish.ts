@@ -51,8 +51,24 @@ export function createAuthorizePublish(
         return;
       }
       send(client, packet, publish, (error) => {
-        if (error) retained.abandon(packet);
-        callback(error);
+        if (error) {
+          retained.abandon(packet);
+          callback(error);
+          return;
+        }
+        // aedes writes a QoS 1 PUBACK before it stores the retained message: a store that can
+        // fail (Redis) stores it first, so that what it could not store is not acknowledged.
+        if (retained.options.storeBeforeAck && packet.qos === 1 && connection) {
+          retained.storeBeforeAck(packet as PublishPacket & { payload: Buffer }).then(
+            () => callback(null),
+            (stored: Error) => {
+              retained.abandon(packet);
+              callback(stored);
+            },
+          );
+          return;
+        }
+        callback(null);
       });
     };
     const limit = retained.admit(packet as PublishPacket & { payload: Buffer }, owner, connection);

@@ -144,3 +144,26 @@ test('validate - an ACL entry on {clientId} without auth.clientIds is warned of 
   writeFileSync(restricted, readFileSync(file, 'utf8').replace('auth: { anonymous: true }', 'auth: { anonymous: true, clientIds: ["{username}-*"] }'));
   assert.deepEqual(await runCli(['validate', restricted]), { code: 0, stdout: 'ok\n', stderr: '' });
 });
+
+test('validate - Redis persistence: sessionFile beside it, a malformed URL and an unreadable TLS file, each at FILE:LINE:COL', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'bridge-validate-')), 'redis.yaml');
+  writeFileSync(
+    file,
+    ['mqtt:', '  sessionFile: sessions.json', '  persistence:', '    type: redis', '    url: "rediss://:secret@redis.example:6380/x"', '    tls: { ca: /nonexistent/redis-ca.pem }', ''].join('\n'),
+  );
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: [
+      `${file}:2:16: mqtt.sessionFile: sessionFile saves the memory state on a graceful stop; with \`persistence.type: redis\` the state is in Redis already: remove sessionFile`,
+      `${file}:5:10: mqtt.persistence.url: a Redis URL is redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), DB a number`,
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+  writeFileSync(file, ['mqtt:', '  persistence:', '    type: redis', '    url: "rediss://:secret@redis.example:6380/2"', '    tls: { ca: /nonexistent/redis-ca.pem }', ''].join('\n'));
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: `${file}:5:16: mqtt.persistence.tls.ca: /nonexistent/redis-ca.pem does not exist\n`,
+    stderr: '',
+  });
+});

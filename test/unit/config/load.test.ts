@@ -671,3 +671,51 @@ test('loadLocatedConfigFile - locates an entry by its path as FILE:LINE:COL; an 
   assert.equal(locate('downlink[0].queue'), `${file}:9:23`);
   assert.equal(locate('downlink[0].queueName'), `${file}:9:5`);
 });
+
+// --- mqtt.persistence -------------------------------------------------------------------------
+
+test('loadConfigText - Redis persistence: the URL, the key prefix, the sentinels, tls only with rediss://, and no sessionFile beside it', () => {
+  const config = loadConfigText('mqtt:\n  persistence: { type: redis, url: "redis://u:p@r.example:6380/4", keyPrefix: "fleet-a:" }\n', FILE, { env: {} });
+  assert.deepEqual(config.mqtt.persistence, { type: 'redis', url: 'redis://u:p@r.example:6380/4', keyPrefix: 'fleet-a:' });
+  assert.deepEqual(loadConfigText('mqtt: { persistence: { type: redis } }\n', FILE, { env: {} }).mqtt.persistence, { type: 'redis', url: 'redis://127.0.0.1:6379/0', keyPrefix: 'mqtt-amqp-bridge:' });
+  assertProblems(
+    [
+      'mqtt:',
+      '  sessionFile: data/sessions.json',
+      '  persistence:',
+      '    type: redis',
+      '    url: "redis://r.example/0"',
+      '    tls: { ca: ca.pem }',
+      '    sentinels: [{ host: s1 }]',
+      '',
+    ].join('\n'),
+    [
+      'conf/test.yaml:2:16: mqtt.sessionFile: sessionFile saves the memory state on a graceful stop; with `persistence.type: redis` the state is in Redis already: remove sessionFile',
+      'conf/test.yaml:4:5: mqtt.persistence.sentinelName: `sentinels` and `sentinelName` go together',
+      'conf/test.yaml:6:10: mqtt.persistence.tls: `tls` is for a rediss:// URL (TLS); this URL is redis:// (plain TCP)',
+    ],
+  );
+  assertProblems('mqtt: { persistence: { type: redis, url: "redis://r.example/db1" } }\n', [
+    'conf/test.yaml:1:42: mqtt.persistence.url: a Redis URL is redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), DB a number',
+  ]);
+});
+
+test('loadConfigFile - Redis TLS files are relative to the configuration\'s folder, and one that cannot be read is a problem at its entry', () => {
+  const folder = configFolder({
+    'bridge.yaml': 'mqtt:\n  persistence:\n    type: redis\n    url: "rediss://r.example:6380/0"\n    tls: { ca: certs/redis-ca.pem, cert: certs/missing.pem, key: certs/client.key }\n',
+    'certs/redis-ca.pem': 'ca',
+    'certs/client.key': 'key',
+  });
+  const file = join(folder, 'bridge.yaml');
+  assert.throws(
+    () => loadConfigFile(file, { env: {} }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.message.split('\n'), [`${file}:5:42: mqtt.persistence.tls.cert: ${join(folder, 'certs/missing.pem')} does not exist`]);
+      return true;
+    },
+  );
+  writeFileSync(join(folder, 'certs/missing.pem'), 'cert');
+  const persistence = loadConfigFile(file, { env: {} }).mqtt.persistence;
+  assert.deepEqual(persistence.type === 'redis' && persistence.tls, { ca: join(folder, 'certs/redis-ca.pem'), cert: join(folder, 'certs/missing.pem'), key: join(folder, 'certs/client.key') });
+});

@@ -163,7 +163,7 @@ test("aedes internals - what the retained and QoS 2 accounting relies on: the st
   const sessions = createSessionStore({
     maxOfflineMessages: 10,
     onDropped: () => {},
-    retained: { stored: async (packet) => void stored.push(packet.payload), notStored: (packet) => notStored.push(packet.payload), ownerOf: () => undefined },
+    retained: { stored: async (packet) => void stored.push(packet.payload), notStored: (packet) => notStored.push(packet.payload) },
   });
   const { broker, received, send } = await connectedBroker(() => {}, {
     persistence: sessions.persistence,

@@ -97,14 +97,14 @@ test('queue check - a message for an offline session is asked with its owner\'s 
       onDeniedPublish: 'disconnect',
       denied: (action, clientId, topic) => reported.push(`${action} ${clientId} ${topic}`),
     },
-    (clientId) => holders[clientId],
   );
-  assert.equal(check('alice-1', 'devices/alice/commands/x'), true);
-  assert.equal(check('alice-1', 'devices/bob/commands/x'), false);
-  assert.equal(check('anon-1', 'devices/alice/commands/x'), false);
-  assert.equal(check('alice-2', 'devices/bob/commands/x'), true, 'connected: queued, and authorizeForward refuses it as it is sent');
-  assert.equal(check('restored-1', 'devices/bob/commands/x'), true, 'owner unknown: checked when it is sent');
-  assert.equal(check('unknown', 'devices/bob/commands/x'), true, 'no session recorded: checked when it is sent');
+  const ask = (clientId: string, topic: string) => check.mayQueue(clientId, topic, holders[clientId]);
+  assert.equal(ask('alice-1', 'devices/alice/commands/x'), true);
+  assert.equal(ask('alice-1', 'devices/bob/commands/x'), false);
+  assert.equal(ask('anon-1', 'devices/alice/commands/x'), false);
+  assert.equal(ask('alice-2', 'devices/bob/commands/x'), true, 'connected: queued, and authorizeForward refuses it as it is sent');
+  assert.equal(ask('restored-1', 'devices/bob/commands/x'), true, 'owner unknown: checked when it is sent');
+  assert.equal(ask('unknown', 'devices/bob/commands/x'), true, 'no session recorded: checked when it is sent');
   assert.deepEqual(asked, ['alice-1 alice devices/alice/commands/x', 'alice-1 alice devices/bob/commands/x', 'anon-1 (anonymous) devices/alice/commands/x']);
   assert.deepEqual(reported, ['deliver alice-1 devices/bob/commands/x', 'deliver anon-1 devices/alice/commands/x']);
 });

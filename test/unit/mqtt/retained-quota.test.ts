@@ -29,7 +29,7 @@ test("retained quota - aedes' store of the admitted publish (its payload Buffer)
   await retained.stored({ topic: publish.topic, payload: publish.payload, retain: true });
   assert.deepEqual(ledger.reserved(), { messages: 0, bytes: 0 });
   assert.deepEqual(ledger.usageOf('alice'), { messages: 1, bytes: 21 });
-  assert.deepEqual(retained.ownerOf('devices/alice/state'), alice);
+  assert.deepEqual(ledger.ownerOf('devices/alice/state'), alice);
 });
 
 test('retained quota - past a limit the publish is refused with the limit, and nothing is held for it', () => {
@@ -80,7 +80,7 @@ test('retained quota - a message restored from a session file counts against the
   await retained.stored(retainedPublish('restored'), alice);
   await retained.stored(retainedPublish('unknown'));
   assert.deepEqual(ledger.usageOf('alice'), { messages: 1, bytes: 10 });
-  assert.equal(retained.ownerOf('unknown'), null);
+  assert.equal(ledger.ownerOf('unknown'), null);
   assert.deepEqual(retained.usage(), { messages: 2, bytes: 10 + 9 });
 });
 
@@ -94,4 +94,47 @@ test('retained quota - with a ledger that answers later (a shared store), admiss
   assert.ok(first instanceof Promise);
   assert.equal(await first, null);
   assert.equal(await retained.admit(retainedPublish('b'), alice, null), 'retained_messages_per_user');
+});
+
+test('retained quota - a ledger whose release rejects never makes an unhandled rejection (it would end the process)', async () => {
+  const memory = new MemoryRetainedLedger({ maxRetainedMessages: 10, maxRetainedBytes: 100, maxRetainedMessagesPerUser: 10, maxRetainedBytesPerUser: 100 });
+  let released = 0;
+  const failing = Object.assign(Object.create(memory) as MemoryRetainedLedger, {
+    release: async () => {
+      released++;
+      throw new Error('Redis is away');
+    },
+  });
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const retained = new RetainedQuota(failing);
+    const connection = { closed: false };
+    const [a, b, c] = [retainedPublish('a'), retainedPublish('b'), retainedPublish('c')];
+    assert.equal(retained.admit(a, alice, connection), null);
+    assert.equal(retained.admit(b, alice, connection), null);
+    assert.equal(retained.admit(c, alice, { closed: true }), null); // closed meanwhile: released at once
+    retained.abandon(a);
+    retained.connectionClosed(connection);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(released, 3);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+test('retained quota - storeBeforeAck stores a publish once: aedes\' own store of it afterwards does nothing', async () => {
+  const { ledger } = quota();
+  const retained = new RetainedQuota(ledger, { storeBeforeAck: true });
+  const publish = retainedPublish('early', 'v');
+  assert.equal(retained.admit(publish, alice, { closed: false }), null);
+  await retained.storeBeforeAck(publish);
+  assert.deepEqual(ledger.usageOf('alice'), { messages: 1, bytes: 6 });
+  await retained.stored({ ...publish });
+  assert.deepEqual(ledger.usageOf('alice'), { messages: 1, bytes: 6 });
+  await retained.stored({ ...publish });
+  assert.deepEqual(ledger.usage(), { messages: 1, bytes: 6 }, 'a later store of the same Buffer (a resend aedes stores again) counts as a replacement');
 });

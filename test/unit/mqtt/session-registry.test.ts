@@ -33,9 +33,9 @@ test('session registry - a clean session ends with its connection; a persistent 
   registry.release('p1', persistent.claim);
   assert.deepEqual(registry.counts(), { connected: 0, offline: 1 });
   assert.ok((await claim(registry, 'c1', bob)).ok, 'nobody holds a clean session that ended');
-  assert.deepEqual(registry.offlineSince(49), []);
-  assert.deepEqual(registry.offlineSince(50), ['p1']);
-  assert.equal(registry.forget('p1'), true);
+  assert.deepEqual(await registry.offlineSince(49), []);
+  assert.deepEqual(await registry.offlineSince(50), ['p1']);
+  assert.equal(await registry.forget('p1'), true);
   assert.ok((await claim(registry, 'p1', bob)).ok, 'an expired session is nobody\'s');
 });
 
@@ -46,7 +46,7 @@ test('session registry - a takeover by the same identity: the old connection clo
   assert.ok(old.ok && taken.ok);
   registry.release('d', old.claim);
   assert.deepEqual(registry.counts(), { connected: 1, offline: 0 });
-  assert.equal(registry.forget('d'), false, 'a connected session is not forgotten');
+  assert.equal(await registry.forget('d'), false, 'a connected session is not forgotten');
   registry.release('d', taken.claim);
   assert.deepEqual(registry.counts(), { connected: 0, offline: 1 });
 });
@@ -73,7 +73,7 @@ test('session registry - sessions restored without an owner go to the first iden
     { clientId: 'owned', owner: bob, offlineSince: 200 },
   ]);
   assert.deepEqual(registry.counts(), { connected: 0, offline: 2 });
-  assert.deepEqual(registry.offlineSince(1_000), ['old', 'owned'], 'oldest first');
+  assert.deepEqual(await registry.offlineSince(1_000), ['old', 'owned'], 'oldest first');
   assert.deepEqual(await claim(registry, 'owned', alice), { ok: false, reason: 'owned_by_another' });
   const taken = await claim(registry, 'old', alice);
   assert.ok(taken.ok);

@@ -14,7 +14,7 @@ const directory = mkdtempSync(join(tmpdir(), 'bridge-snapshot-'));
 function store() {
   const ledger = new MemoryRetainedLedger({ maxRetainedMessages: 100, maxRetainedBytes: 100_000, maxRetainedMessagesPerUser: 2, maxRetainedBytesPerUser: 10_000 });
   const quota = new RetainedQuota(ledger);
-  return { ledger, quota, sessions: createSessionStore({ maxOfflineMessages: 10, onDropped: () => {}, retained: quota }) };
+  return { ledger, quota, sessions: createSessionStore({ maxOfflineMessages: 10, onDropped: () => {}, retained: quota, retainedOwnerOf: (topic) => ledger.ownerOf(topic) }) };
 }
 
 /** Publishes a retained message as aedes does after admission: checked, then stored. */

@@ -91,7 +91,7 @@ function qos2Store(maxPendingQos2BytesPerSession: number) {
     onDropped: () => {},
     maxPendingQos2BytesPerSession,
     onQos2Refused: (clientId, held) => refusals.push([clientId, held]),
-    retained: { stored: async () => {}, notStored: (packet) => notStored.push(packet), ownerOf: () => undefined },
+    retained: { stored: async () => {}, notStored: (packet) => notStored.push(packet) },
   });
   return { sessions, aedes: sessions.persistence as unknown as Qos2Calls, refusals, notStored };
 }
@@ -128,7 +128,8 @@ test('session store - every retained message stored is told to the accounting, a
   const sessions = createSessionStore({
     maxOfflineMessages: 10,
     onDropped: () => {},
-    retained: { stored: async (packet, owner) => void told.push([packet.topic, packet.payload.toString(), owner]), notStored: () => {}, ownerOf: () => ({ username: 'alice' }) },
+    retained: { stored: async (packet, owner) => void told.push([packet.topic, packet.payload.toString(), owner]), notStored: () => {} },
+    retainedOwnerOf: () => ({ username: 'alice' }),
   });
   await sessions.persistence.storeRetained(new Packet({ cmd: 'publish', topic: 'a', payload: Buffer.from('1'), qos: 0, retain: true }));
   await sessions.restoreRetained(new Packet({ cmd: 'publish', topic: 'b', payload: Buffer.from('2'), qos: 0, retain: true }), { username: 'bob' });
@@ -147,9 +148,12 @@ test('session store - a message the client may not receive is not queued for it,
   const sessions = createSessionStore({
     maxOfflineMessages: 2,
     onDropped: () => assert.fail('nothing denied takes the place of an allowed message'),
-    mayQueue: (clientId, topic) => {
-      asked.push(`${clientId} ${topic}`);
-      return !topic.includes('secret');
+    mayQueue: {
+      enforced: true,
+      mayQueue: (clientId, topic) => {
+        asked.push(`${clientId} ${topic}`);
+        return !topic.includes('secret');
+      },
     },
   });
   const aedes = sessions.persistence as unknown as AedesCalls;
