@@ -14,10 +14,6 @@ import { counterTotal, deleteKeys, REDIS_URL, startClusterBridge, type ClusterBr
 
 // Many bridges on one Redis and one RabbitMQ act as one MQTT server (docs/architecture.md, "Many
 // instances, one MQTT server"). Three bridges run as their own processes; C is killed last.
-// The tests marked `todo` need the MQTT state in Redis (sessions, retained messages, wills),
-// which another part of issue 12 builds: they run, and say so when they fail.
-
-const NEEDS_REDIS_STATE = 'needs the MQTT state (sessions, retained, wills) in Redis: issue 12, part R1';
 const keyPrefix = `${uniqueName('cluster')}:`;
 const topicRoot = uniqueName('cluster');
 const uplinkExchange = uniqueName('cluster-uplink');
@@ -177,7 +173,7 @@ test('cluster - a publish crosses to another instance only when a subscription t
   await publisher.endAsync();
 });
 
-test('cluster - retained message set through A is delivered by B', { todo: NEEDS_REDIS_STATE }, async () => {
+test('cluster - retained message set through A is delivered by B', async () => {
   const topic = `${topicRoot}/retained/${uniqueName('r')}`;
   const publisher = await device(a.url('tcp'));
   await publisher.publishAsync(topic, 'kept', { qos: 1, retain: true });
@@ -189,7 +185,7 @@ test('cluster - retained message set through A is delivered by B', { todo: NEEDS
   await publisher.publishAsync(topic, '', { qos: 1, retain: true });
 });
 
-test('cluster - a persistent session left on A resumes on B with session present and what was queued', { todo: NEEDS_REDIS_STATE }, async () => {
+test('cluster - a persistent session left on A resumes on B with session present and what was queued', async () => {
   const clientId = uniqueName('persistent');
   const topic = `${topicRoot}/persistent/${clientId}`;
   const first = await device(a.url('tcp'), { clientId, clean: false });
@@ -213,7 +209,7 @@ test('cluster - a persistent session left on A resumes on B with session present
   }
 });
 
-test('cluster - a will fires once', { todo: NEEDS_REDIS_STATE }, async () => {
+test('cluster - a will fires once', async () => {
   const clientId = uniqueName('will');
   const topic = `${topicRoot}/will/${clientId}`;
   const watchers = await Promise.all([a, b, c].map((bridge) => device(bridge.url('tcp'))));

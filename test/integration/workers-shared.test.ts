@@ -7,16 +7,12 @@ import { transientExchange } from '../helpers/bridge.js';
 import { deleteRedisKeys, killWorkers, REDIS_URL, startWorkers, type WorkersProcess } from '../helpers/workers.js';
 
 /*
- * `run --workers 2` acts as one MQTT server: what the workers share through Redis (R1: the MQTT
- * state) and route between them (R2: the cluster emitter). Until both are merged the workers are
- * separate servers and these tests fail; they are skipped unless BRIDGE_TEST_SHARED_WORKERS=1.
- * After the merge, run them with it set, then remove the gate.
+ * `run --workers 2` acts as one MQTT server: what the workers share through Redis (the MQTT
+ * state) and route between them (the cluster emitter).
  */
-const WAITS_FOR_SHARED_STATE =
-  process.env.BRIDGE_TEST_SHARED_WORKERS === '1' ? false : 'issue 12: needs the MQTT state in Redis (R1) and routing between instances (R2); run with BRIDGE_TEST_SHARED_WORKERS=1';
 
-/** Each test: skipped until the merge, and failing (not hanging) when what it waits for never comes. */
-const SHARED = { skip: WAITS_FOR_SHARED_STATE, timeout: 60_000 };
+/** Each test fails (not hangs) when what it waits for never comes. */
+const SHARED = { timeout: 60_000 };
 
 const keyPrefix = `${uniqueName('workers-shared')}:`;
 const uplinkExchange = uniqueName('workers-shared-up');
@@ -27,7 +23,6 @@ let consumer: TestConsumer;
 const clients: MqttClient[] = [];
 
 before(async () => {
-  if (WAITS_FOR_SHARED_STATE) return;
   await withChannel(async (channel) => {
     await channel.assertExchange(uplinkExchange, 'topic', { durable: false, autoDelete: false });
     await channel.assertExchange(commands, 'topic', { durable: false, autoDelete: false });
@@ -48,7 +43,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (WAITS_FOR_SHARED_STATE) return;
   await Promise.all(clients.map((client) => client.endAsync(true).catch(() => {})));
   await killWorkers(workers);
   await consumer?.close();

@@ -676,8 +676,8 @@ test('loadLocatedConfigFile - locates an entry by its path as FILE:LINE:COL; an 
 
 test('loadConfigText - Redis persistence: the URL, the key prefix, the sentinels, tls only with rediss://, and no sessionFile beside it', () => {
   const config = loadConfigText('mqtt:\n  persistence: { type: redis, url: "redis://u:p@r.example:6380/4", keyPrefix: "fleet-a:" }\n', FILE, { env: {} });
-  assert.deepEqual(config.mqtt.persistence, { type: 'redis', url: 'redis://u:p@r.example:6380/4', keyPrefix: 'fleet-a:' });
-  assert.deepEqual(loadConfigText('mqtt: { persistence: { type: redis } }\n', FILE, { env: {} }).mqtt.persistence, { type: 'redis', url: 'redis://127.0.0.1:6379/0', keyPrefix: 'mqtt-amqp-bridge:' });
+  assert.deepEqual(config.mqtt.persistence, { type: 'redis', url: 'redis://u:p@r.example:6380/4', keyPrefix: 'fleet-a:', instanceTimeoutSeconds: 15 });
+  assert.deepEqual(loadConfigText('mqtt: { persistence: { type: redis } }\n', FILE, { env: {} }).mqtt.persistence, { type: 'redis', url: 'redis://127.0.0.1:6379/0', keyPrefix: 'mqtt-amqp-bridge:', instanceTimeoutSeconds: 15 });
   assertProblems(
     [
       'mqtt:',
