@@ -4,7 +4,7 @@ import type { ConfigLocator } from './config/load.js';
 import type { BridgeConfig, ListenerConfig } from './config/schema.js';
 import type { RunningListener } from './mqtt/listeners/listener.js';
 import type { RetainedUsage } from './mqtt/retained-ledger.js';
-import { MqttServer, type MqttServerOptions } from './mqtt/server.js';
+import { MqttServer, type MqttServerOptions, type SharedStateReadings } from './mqtt/server.js';
 import type { SessionCounts } from './mqtt/session-registry.js';
 import { startHttpServer, type HttpServerOptions, type RunningHttpServer } from './observability/http-server.js';
 import type { BrokerRefusal, BrokerState, DevicePublisher, MessagePublisher } from './ports.js';
@@ -24,6 +24,10 @@ export interface MqttSide extends DevicePublisher {
   bufferedBytes(): { readonly unauthenticated: number; readonly authenticated: number };
   sessionCounts(): SessionCounts;
   retainedUsage(): RetainedUsage;
+  /** Why it cannot serve as configured now (Redis, the routing between instances); empty when it can. */
+  unreadyReasons(): readonly string[];
+  /** Redis and the routing between instances, for the metrics; null with `mqtt.persistence.type: memory`. */
+  sharedState(): SharedStateReadings | null;
 }
 
 /** The broker side as the bridge drives it (AmqpBackend; a fake in the lifecycle tests). */

@@ -126,6 +126,7 @@ export class Bridge {
       amqpRefused: () => this.broker.refused(),
       sessions: () => this.mqtt?.sessionCounts() ?? { connected: 0, offline: 0 },
       retained: () => this.mqtt?.retainedUsage() ?? { messages: 0, bytes: 0 },
+      sharedState: () => this.mqtt?.sharedState() ?? null,
     });
     this.uplink = new UplinkPipeline({ resolver: () => this.resolver, publisher: this.broker.publisher, flow: this.flow, metrics, logger: this.logger.child({ part: 'uplink' }) });
   }
@@ -158,6 +159,7 @@ export class Bridge {
     if (this.current !== 'running') reasons.push(`bridge: ${this.current}`);
     if (this.mqtt && this.mqtt.listeners.length !== this.config.mqtt.listeners.length) reasons.push('mqtt: not every listener is up');
     if (this.broker.state !== 'connected') reasons.push(`amqp: ${this.broker.state}`);
+    if (this.mqtt && this.current === 'running') reasons.push(...this.mqtt.unreadyReasons());
     // Ready with what RabbitMQ refuses listed: the other rules flow (docs/operations.md says why).
     return { ready: reasons.length === 0, reasons, degraded: this.broker.refused().map(({ summary }) => summary) };
   }

@@ -32,10 +32,17 @@ import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
 import type { RetainedUsage } from './retained-ledger.js';
 import type { RetainedQuota } from './retained-quota.js';
 import { RetainedLimitError } from '../errors.js';
-import { createClusterEmitter, type ClusterEmitter } from './cluster/cluster-emitter.js';
+import { createClusterEmitter, type ClusterEmitter, type ClusterStats } from './cluster/cluster-emitter.js';
 
 /** The routing between bridge instances, as readiness and metrics see it. */
 export type ClusterView = Pick<ClusterEmitter, 'instanceId' | 'health' | 'stats'>;
+
+/** What the metrics read of the shared state (`mqtt.persistence.type: redis`). */
+export interface SharedStateReadings {
+  /** The state in Redis can serve (connected, answering). */
+  readonly ready: boolean;
+  readonly cluster: ClusterStats | null;
+}
 
 export interface MqttServerOptions {
   config: BridgeConfig['mqtt'];
@@ -310,6 +317,22 @@ export class MqttServer implements DevicePublisher {
   /** Whether the MQTT state (Redis, with `mqtt.persistence.type: redis`) can serve now, and why not. */
   stateHealth(): StateHealth {
     return this.state.health();
+  }
+
+  /** Why the MQTT side cannot serve as configured now (the state in Redis, the routing between instances); empty when it can. */
+  unreadyReasons(): string[] {
+    const reasons: string[] = [];
+    const state = this.state.health();
+    if (!state.ready) reasons.push(`mqtt state: ${state.reason ?? 'not ready'}`);
+    const cluster = this.cluster?.health();
+    if (cluster && !cluster.ready) reasons.push(`mqtt cluster: ${cluster.reason ?? 'not ready'}`);
+    return reasons;
+  }
+
+  /** With `mqtt.persistence.type: redis`: whether the state in Redis can serve, and the routing between instances; null with memory. */
+  sharedState(): SharedStateReadings | null {
+    if (this.state.kind !== 'redis') return null;
+    return { ready: this.state.health().ready, cluster: this.cluster?.stats() ?? null };
   }
 
   /** Removes the persistent sessions offline for longer than `mqtt.sessionExpirySeconds` now (it also happens on a timer). */

@@ -118,6 +118,36 @@ export const METRICS = {
     help: 'CONNECTs refused, by CONNACK return code (1 protocol level, 2 identifier, 3 unavailable, 4 bad credentials, 5 not authorized).',
     labels: ['return_code'],
   },
+  mqttStateReady: {
+    type: 'gauge',
+    name: 'mqtt_state_ready',
+    help: 'By store (memory, redis: mqtt.persistence.type): 1 while the MQTT state can serve. With redis, 0 while Redis is unreachable, slow or failing (CONNECTs get CONNACK 3, retained and QoS 2 publishes are not acknowledged; /readyz says why).',
+    labels: ['store'],
+  },
+  clusterInstances: {
+    type: 'gauge',
+    name: 'cluster_instances',
+    help: 'With mqtt.persistence.type redis: the other bridge instances (or workers) on the same Redis that this one routes to.',
+    labels: [],
+  },
+  clusterFilters: {
+    type: 'gauge',
+    name: 'cluster_filters',
+    help: "With mqtt.persistence.type redis: subscription filters in the routing table, by where: local (this instance's clients), remote (the other instances', one held by two counted twice).",
+    labels: ['where'],
+  },
+  clusterMessages: {
+    type: 'counter',
+    name: 'cluster_messages_total',
+    help: 'With mqtt.persistence.type redis: publishes sent to other instances (one per instance with a matching subscription) and received from them, by direction: sent, received.',
+    labels: ['direction'],
+  },
+  clusterMessagesLost: {
+    type: 'counter',
+    name: 'cluster_messages_lost_total',
+    help: 'With mqtt.persistence.type redis: publishes between instances that were lost (at most once between instances), by reason: send_failed (Redis refused or was away), unreceived (no instance listened: it died), receive_backlog (local delivery too far behind), malformed (unreadable: another version of the bridge?).',
+    labels: ['reason'],
+  },
   configReloads: { type: 'counter', name: 'config_reloads_total', help: 'Configuration reloads, by result: applied, invalid.', labels: ['result'] },
 } as const satisfies Record<string, MetricDefinition>;
 
@@ -176,6 +206,51 @@ export interface GaugeReadings {
   amqpRefused(): ReadonlyArray<{ readonly kind: 'exchange' | 'queue'; readonly name: string }>;
   sessions(): { readonly connected: number; readonly offline: number };
   retained(): { readonly messages: number; readonly bytes: number };
+  /** The state in Redis and the routing between instances; null with `mqtt.persistence.type: memory`. */
+  sharedState(): SharedStateReadings | null;
+}
+
+/** What the bridge reads of Redis and of the routing between instances. */
+export interface SharedStateReadings {
+  readonly ready: boolean;
+  readonly cluster: {
+    readonly instances: number;
+    readonly localFilters: number;
+    readonly remoteFilters: number;
+    readonly sent: number;
+    readonly sendFailed: number;
+    readonly unreceived: number;
+    readonly received: number;
+    readonly receivedDropped: number;
+    readonly malformed: number;
+  } | null;
+}
+
+/**
+ * Series read from the state shared in Redis (every worker of `run --workers N` reads the same
+ * fleet-wide value): the primary takes them from one worker instead of adding them up.
+ */
+export const FLEET_WIDE_SERIES: ReadonlyArray<{ readonly name: string; readonly labels?: Readonly<Record<string, string>> }> = [
+  { name: METRIC_PREFIX + 'mqtt_sessions', labels: { state: 'offline' } },
+  { name: METRIC_PREFIX + 'retained_messages' },
+  { name: METRIC_PREFIX + 'retained_bytes' },
+];
+
+interface MetricJson {
+  readonly name: string;
+  readonly values: ReadonlyArray<{ readonly labels: Partial<Record<string, string | number>>; readonly value: number }>;
+}
+
+/** The workers' metrics with the FLEET_WIDE_SERIES of all but the first set to 0, so that adding them up counts those once. */
+export function countFleetWideOnce<M extends MetricJson>(perWorker: readonly (readonly M[])[]): M[][] {
+  return perWorker.map((metrics, index) =>
+    metrics.map((metric) => {
+      const shared = FLEET_WIDE_SERIES.filter((series) => series.name === metric.name);
+      if (index === 0 || shared.length === 0) return metric;
+      const isShared = (labels: Partial<Record<string, string | number>>) => shared.some((series) => Object.entries(series.labels ?? {}).every(([key, wanted]) => String(labels[key]) === wanted));
+      return { ...metric, values: metric.values.map((value) => (isShared(value.labels) ? { ...value, value: 0 } : value)) };
+    }),
+  );
 }
 
 export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
@@ -274,6 +349,46 @@ export class BridgeMetrics {
     gauge(METRICS.retainedBytes, function (r) {
       this.set(r.retained().bytes);
     });
+    gauge(METRICS.mqttStateReady, function (r) {
+      const shared = r.sharedState();
+      this.set({ store: shared ? 'redis' : 'memory' }, shared && !shared.ready ? 0 : 1);
+    });
+    gauge(METRICS.clusterInstances, function (r) {
+      this.set(r.sharedState()?.cluster?.instances ?? 0);
+    });
+    gauge(METRICS.clusterFilters, function (r) {
+      const cluster = r.sharedState()?.cluster;
+      this.set({ where: 'local' }, cluster?.localFilters ?? 0);
+      this.set({ where: 'remote' }, cluster?.remoteFilters ?? 0);
+    });
+    // The emitter keeps running totals; the counters follow them at each scrape.
+    const followed = (definition: MetricDefinition, series: (cluster: NonNullable<SharedStateReadings['cluster']>) => Record<string, number>) => {
+      const label = definition.labels[0]!;
+      const seen = new Map<string, number>();
+      new Counter({
+        name: METRIC_PREFIX + definition.name,
+        help: definition.help,
+        labelNames: [label],
+        registers: [this.registry],
+        collect() {
+          const cluster = reading()?.sharedState()?.cluster;
+          if (!cluster) return;
+          for (const [value, total] of Object.entries(series(cluster))) {
+            const grown = total - (seen.get(value) ?? 0);
+            if (grown > 0) this.inc({ [label]: value }, grown);
+            else if (!seen.has(value)) this.inc({ [label]: value }, 0);
+            seen.set(value, Math.max(total, seen.get(value) ?? 0));
+          }
+        },
+      });
+    };
+    followed(METRICS.clusterMessages, (cluster) => ({ sent: cluster.sent, received: cluster.received }));
+    followed(METRICS.clusterMessagesLost, (cluster) => ({
+      send_failed: cluster.sendFailed,
+      unreceived: cluster.unreceived,
+      receive_backlog: cluster.receivedDropped,
+      malformed: cluster.malformed,
+    }));
   }
 
   /** Where the gauges read from (the bridge sets it once its parts exist). */

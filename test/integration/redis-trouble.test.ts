@@ -114,6 +114,13 @@ test('redis trouble - Redis down: uplink without retain flows; CONNECT gets 3; r
     await redis.stop('SIGKILL');
     await waitFor(() => !server.stateHealth().ready, 'the state to say it is not ready');
     assert.match(server.stateHealth().reason ?? '', /Redis at redis:\/\/127\.0\.0\.1:\d+\/0 is unreachable/);
+    // /readyz and the metrics say so too: a load balancer sends new devices elsewhere.
+    const readyz = await fetch(`${bridge.bridge.http!.url}/readyz`);
+    assert.equal(readyz.status, 503);
+    const reasons = ((await readyz.json()) as { reasons: string[] }).reasons;
+    assert.ok(reasons.some((reason) => /^mqtt state: Redis at redis:\/\/127\.0\.0\.1:\d+\/0 is unreachable/.test(reason)), reasons.join('; '));
+    assert.ok(reasons.includes('mqtt cluster: Redis unreachable: publishes to and from other bridge instances are lost'), reasons.join('; '));
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_state_ready', { store: 'redis' }), 0);
 
     // A device's own publish without retain needs no Redis: acknowledged after RabbitMQ confirmed it.
     await publisher.publishAsync(`${prefix}/up/qos1`, 'one', { qos: 1 });
@@ -144,6 +151,8 @@ test('redis trouble - Redis down: uplink without retain flows; CONNECT gets 3; r
 
     await redis.start();
     await waitFor(() => server.stateHealth().ready, () => `the state to be ready again (${server.stateHealth().reason})`, 20_000);
+    await waitFor(async () => (await fetch(`${bridge.bridge.http!.url}/readyz`)).status === 200, () => `/readyz to answer 200 again (${bridge.bridge.readiness().reasons.join('; ')})`, 20_000);
+    assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_mqtt_state_ready', { store: 'redis' }), 1);
     await queueDrained();
     const back = await comeBack(clientId);
     try {

@@ -50,6 +50,8 @@ function fakeParts(overrides: Partial<Record<string, Step>> = {}) {
     bufferedBytes: () => ({ unauthenticated: 0, authenticated: 0 }),
     sessionCounts: () => ({ connected: 0, offline: 0 }),
     retainedUsage: () => ({ messages: 0, bytes: 0 }),
+    unreadyReasons: () => [],
+    sharedState: () => null,
     publishToDevices: (_message, done) => done(null),
   };
   class FakeBroker extends EventEmitter implements BrokerSide {
@@ -82,7 +84,7 @@ function fakeParts(overrides: Partial<Record<string, Step>> = {}) {
       return { port: 9, url: 'http://fake:9', close: () => act('http.close') };
     },
   };
-  return { parts, log, broker };
+  return { parts, log, broker, mqtt };
 }
 
 const config = (input: BridgeConfigInput = {}) => configSchema.parse({ http: { port: 0 }, ...input }) as BridgeConfig;
@@ -254,6 +256,43 @@ test('Bridge - what the broker refuses leaves the bridge ready, listed as degrad
   });
   assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_amqp_refused', { kind: 'exchange' }), 1, 'one exchange, however many rules wait for it');
   assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_amqp_refused', { kind: 'queue' }), 1);
+  await bridge.stop();
+});
+
+test('Bridge - readiness and the metrics follow the shared state: Redis and the routing between instances', async () => {
+  const { parts, broker, mqtt } = fakeParts();
+  const bridge = bridgeWith(parts);
+  await bridge.start();
+  broker.state = 'connected';
+  const cluster = { instances: 2, localFilters: 3, remoteFilters: 5, sent: 10, sendFailed: 1, unreceived: 0, received: 4, receivedDropped: 0, malformed: 0 };
+  let shared = { ready: true, cluster };
+  let unready: string[] = [];
+  Object.assign(mqtt, { unreadyReasons: () => unready, sharedState: () => shared });
+  assert.deepEqual(bridge.readiness(), { ready: true, reasons: [], degraded: [] });
+  const value = (name: string, labels?: Record<string, string>) => bridge.metrics.value(`mqtt_amqp_bridge_${name}`, labels);
+  assert.deepEqual(
+    [await value('mqtt_state_ready', { store: 'redis' }), await value('cluster_instances'), await value('cluster_filters', { where: 'local' }), await value('cluster_filters', { where: 'remote' })],
+    [1, 2, 3, 5],
+  );
+  assert.deepEqual([await value('cluster_messages_total', { direction: 'sent' }), await value('cluster_messages_lost_total', { reason: 'send_failed' })], [10, 1]);
+
+  unready = ['mqtt state: Redis at redis://r:6379/0 is unreachable'];
+  shared = { ready: false, cluster: { ...cluster, sent: 15, sendFailed: 3 } };
+  assert.deepEqual(bridge.readiness(), { ready: false, reasons: unready, degraded: [] });
+  assert.equal(await value('mqtt_state_ready', { store: 'redis' }), 0);
+  assert.deepEqual([await value('cluster_messages_total', { direction: 'sent' }), await value('cluster_messages_lost_total', { reason: 'send_failed' })], [15, 3], 'the counters follow the running totals');
+  assert.deepEqual([await value('cluster_messages_total', { direction: 'sent' })], [15], 'a second scrape adds nothing');
+  await bridge.stop();
+});
+
+test('Bridge - with memory persistence the state is always ready and there is no routing between instances', async () => {
+  const { parts, broker } = fakeParts();
+  const bridge = bridgeWith(parts);
+  await bridge.start();
+  broker.state = 'connected';
+  assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_mqtt_state_ready', { store: 'memory' }), 1);
+  assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_mqtt_state_ready', { store: 'redis' }), 0);
+  assert.equal(await bridge.metrics.value('mqtt_amqp_bridge_cluster_messages_total'), 0);
   await bridge.stop();
 });
 

@@ -7,7 +7,7 @@ import { loadLocatedConfigFile } from '../../config/load.js';
 import type { BridgeConfig } from '../../config/schema.js';
 import { BridgeError } from '../../errors.js';
 import type { Readiness } from '../../observability/http-server.js';
-import { WORKER_STATE_LABELS, WorkerMetrics, type WorkerState } from '../../observability/metrics.js';
+import { countFleetWideOnce, WORKER_STATE_LABELS, WorkerMetrics, type WorkerState } from '../../observability/metrics.js';
 import type { CommandIo } from '../io.js';
 import type { ReloadOutcome } from '../reload.js';
 import { isFromWorker, type ToWorker, type WorkerAnswer } from './messages.js';
@@ -127,12 +127,13 @@ export class WorkerPool {
    * workers are asked here rather than through `AggregatorRegistry.clusterMetrics()`, which asks
    * every connected worker, one still loading included (it cannot answer yet, and the whole scrape
    * fails after 5 s), and waits for all: here a worker late by WORKER_ANSWER_TIMEOUT_MS is left out.
+   * What every worker reads alike from Redis (FLEET_WIDE_SERIES) is taken from one of them.
    */
   async metricsText(): Promise<string> {
     const answers = await Promise.all(
       this.slots.map((slot) => (slot.state === 'running' && slot.worker ? this.ask(slot.worker, { type: 'bridge:metrics', id: this.newId() }, WORKER_ANSWER_TIMEOUT_MS) : Promise.resolve(null))),
     );
-    const perWorker = answers.flatMap((answer) => (answer?.type === 'bridge:metrics' ? [answer.metrics] : []));
+    const perWorker = countFleetWideOnce(answers.flatMap((answer) => (answer?.type === 'bridge:metrics' ? [answer.metrics] : [])));
     return AggregatorRegistry.aggregate([...perWorker, await this.metrics.registry.getMetricsAsJSON()]).metrics();
   }
 
