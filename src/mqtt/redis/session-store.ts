@@ -191,7 +191,16 @@ class RedisBridgePersistence extends RedisPersistenceBase {
       return;
     }
     // Not in the queue when it was read (or not read yet): it came live, and waits.
-    if (!drain.started || !drain.snapshot.has(id)) await drain.done;
+    const waited = !drain.started || !drain.snapshot.has(id);
+    if (waited) await drain.done;
+    if (waited && drain.snapshot.has(id)) {
+      // It was queued before the queue was read, so the queue sent it (and its PUBACK may have
+      // cleared it): this live copy repeats it. QoS 1 allows that, unrecorded; a QoS 2 copy
+      // under a second packet id would be delivered twice, so aedes closes the connection and
+      // the device comes back to what its queue still holds.
+      if (packet.qos === 1) return;
+      throw noSuchPacket();
+    }
     await this.parts.queues.update(clientId, packet);
   }
 

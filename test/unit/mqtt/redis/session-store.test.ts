@@ -233,3 +233,32 @@ test('redis session store - a message arriving live while a returning session\'s
   await aedes.outgoingEnqueueCombi([{ clientId: 'back', topic: 'cmd/#' }], next);
   await aedes.outgoingUpdate({ id: 'back' }, { ...next, messageId: 50 });
 });
+
+test('redis session store - a live copy of a message the returning session\'s queue already sent (and its PUBACK cleared): QoS 1 goes on unrecorded, QoS 2 fails so that it is not sent under a second packet id', async () => {
+  const made = await store();
+  const aedes = made.aedes as AedesCalls & {
+    outgoingUpdate(client: object, packet: object): Promise<void>;
+    outgoingClearMessageId(client: object, packet: object): Promise<unknown>;
+  };
+  const persistence = made.aedes as unknown as { connecting(clientId: string): void };
+  for (const qos of [1, 2] as const) {
+    const clientId = `again-${qos}`;
+    const message = publish(`cmd/${qos}`, qos);
+    await aedes.outgoingEnqueueCombi([{ clientId, topic: 'cmd/#' }], message);
+    // The CONNECT claimed the client id; the message is delivered live before the queue is read.
+    persistence.connecting(clientId);
+    const live = aedes.outgoingUpdate({ id: clientId }, { ...message, messageId: 70 }).then(
+      () => 'sent',
+      (error: { code?: string }) => error.code,
+    );
+    const stream = aedes.outgoingStream({ id: clientId }) as unknown as NodeJS.ReadableStream;
+    const drained: Array<typeof message> = [];
+    stream.on('data', (packet: typeof message) => drained.push(packet));
+    await new Promise((resolve) => stream.once('end', resolve));
+    assert.deepEqual(drained.map((packet) => packet.topic), [`cmd/${qos}`], 'the queue holds it');
+    await aedes.outgoingUpdate({ id: clientId }, { ...drained[0]!, messageId: 7 });
+    await aedes.outgoingClearMessageId({ id: clientId }, { messageId: 7 });
+    assert.equal(await live, qos === 1 ? 'sent' : 'BRIDGE_ERR_PACKET_NOT_FOUND');
+    assert.deepEqual(await queued(aedes, clientId), [], 'nothing left queued');
+  }
+});
