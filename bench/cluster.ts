@@ -5,7 +5,8 @@
  * commands), two bridges A and B on it and a third, M, with `memory` persistence, all against the
  * machine's RabbitMQ; then measures, with the `mqtt` package from this process:
  * - device to device, within one instance (A to A, and M to M) and across two (A to B): msgs/s
- *   of a burst, and latency p50/p99 at a steady rate, QoS 0 and 1;
+ *   of a burst with the bridges' CPU per message (summed over the bridges on the path), and
+ *   latency p50/p99 at a steady rate, QoS 0 and 1;
  * - Redis commands per uplink message, with no MQTT subscriber anywhere and with one on B;
  * - the two transports considered, bare: Redis PUBLISH to a SUBSCRIBE connection, and an AMQP
  *   publish to a queue with a consumer (RabbitMQ as the bus, one queue per instance).
@@ -21,6 +22,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { AMQP_URL, delay, uniqueName, waitFor } from '../test/helpers/amqp.js';
 import { freePort } from '../test/helpers/bridge-process.js';
 import { startClusterBridge, type ClusterBridge } from '../test/helpers/cluster.js';
+import { totalCpuSeconds } from './lib/proc.js';
 import { latencyHistogram, median, percentilesMs, round, type Percentiles } from './lib/stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -62,20 +64,28 @@ async function burst(publisher: MqttClient, topic: string, count: number, qos: 0
   });
 }
 
-async function throughput(from: string, to: string, qos: 0 | 1): Promise<number> {
+interface Throughput {
+  msgsPerSecond: number;
+  /** CPU microseconds per message delivered, summed over the bridges on the path. */
+  bridgeCpuUsPerMsg: number;
+}
+
+async function throughput(from: string, to: string, qos: 0 | 1, pids: readonly number[]): Promise<Throughput> {
   const topic = `bench/${uniqueName('tp')}`;
   const subscriber = await connect(to);
   let received = 0;
   subscriber.on('message', () => received++);
   await subscriber.subscribeAsync(topic, { qos });
   const publisher = await connect(from);
+  const cpuBefore = totalCpuSeconds(pids);
   const started = performance.now();
   await burst(publisher, topic, BURST, qos);
   await waitFor(() => received >= BURST * (qos === 0 ? 0.99 : 1), () => `${BURST} messages (have ${received})`, 120_000).catch(() => {});
   const seconds = (performance.now() - started) / 1000;
+  const cpu = totalCpuSeconds(pids) - cpuBefore;
   await publisher.endAsync();
   await subscriber.endAsync();
-  return Math.round(received / seconds);
+  return { msgsPerSecond: Math.round(received / seconds), bridgeCpuUsPerMsg: round((cpu * 1e6) / Math.max(1, received)) };
 }
 
 async function latency(from: string, to: string, qos: 0 | 1): Promise<Percentiles> {
@@ -223,17 +233,28 @@ async function main(): Promise<void> {
     const b = await startClusterBridge(directory, 'b', clustered());
     const m = await startClusterBridge(directory, 'm', { ...clustered(), mqtt: {} });
     bridges.push(a, b, m);
+    const pid = (bridge: ClusterBridge) => bridge.process.child.pid!;
     const paths = [
-      ['within one instance, memory (M to M)', m.url('tcp'), m.url('tcp')],
-      ['within one instance, redis (A to A)', a.url('tcp'), a.url('tcp')],
-      ['across two instances (A to B)', a.url('tcp'), b.url('tcp')],
+      ['within one instance, memory (M to M)', m.url('tcp'), m.url('tcp'), [pid(m)]],
+      ['within one instance, redis (A to A)', a.url('tcp'), a.url('tcp'), [pid(a)]],
+      ['across two instances (A to B)', a.url('tcp'), b.url('tcp'), [pid(a), pid(b)]],
     ] as const;
     // Warm-up (JIT, connections): one unmeasured burst on each path.
-    for (const [, from, to] of paths) await throughput(from, to, 1);
+    for (const [, from, to, pids] of paths) await throughput(from, to, 1, pids);
     for (const qos of [0, 1] as const) {
-      const runs = new Map<string, number[]>(paths.map(([label]) => [label, []]));
-      for (let run = 0; run < REPEAT; run++) for (const [label, from, to] of paths) runs.get(label)!.push(await throughput(from, to, qos));
-      for (const [label, values] of runs) print({ figure: 'device-to-device throughput', path: label, qos, messages: BURST, msgsPerSecond: median(values), runs: values });
+      const runs = new Map<string, Throughput[]>(paths.map(([label]) => [label, []]));
+      for (let run = 0; run < REPEAT; run++) for (const [label, from, to, pids] of paths) runs.get(label)!.push(await throughput(from, to, qos, pids));
+      for (const [label, values] of runs) {
+        print({
+          figure: 'device-to-device throughput',
+          path: label,
+          qos,
+          messages: BURST,
+          msgsPerSecond: median(values.map((value) => value.msgsPerSecond)),
+          bridgeCpuUsPerMsg: median(values.map((value) => value.bridgeCpuUsPerMsg)),
+          runs: values.map((value) => value.msgsPerSecond),
+        });
+      }
     }
     for (const qos of [0, 1] as const) {
       const runs = new Map<string, Percentiles[]>(paths.map(([label]) => [label, []]));

@@ -14,9 +14,9 @@ import { payloadFor } from './lib/payload.js';
 
 const now = () => performance.timeOrigin + performance.now();
 
-async function connectMany(url: string, count: number, prefix: string): Promise<MqttClient[]> {
+async function connectMany(url: string, count: number, prefix: string, clean = true): Promise<MqttClient[]> {
   return Promise.all(
-    Array.from({ length: count }, (_, i) => mqtt.connectAsync(url, { clientId: `${prefix}-${i}-${process.pid}`, protocolVersion: 4, reconnectPeriod: 0, clean: true })),
+    Array.from({ length: count }, (_, i) => mqtt.connectAsync(url, { clientId: `${prefix}-${i}-${process.pid}`, protocolVersion: 4, reconnectPeriod: 0, clean })),
   );
 }
 
@@ -79,7 +79,7 @@ let latestDelivery = 0;
 async function subscribe(command: Extract<LoadCommand, { kind: 'subscribe' }>): Promise<LoadResult> {
   deliveries.clear();
   latestDelivery = 0;
-  subscribers = await connectMany(command.url, command.subscribers, 'bench-sub');
+  subscribers = await connectMany(command.url, command.subscribers, command.clientPrefix, command.clean);
   await Promise.all(
     subscribers.map(async (client, i) => {
       client.on('message', (_topic, payload) => {

@@ -11,6 +11,8 @@ export interface RunningBridge {
   /** Routing keys of this run start with this word (topics with `${prefix}/`). */
   prefix: string;
   pid: number | null;
+  /** Every process doing the bridge's work (with `--workers`: the primary and its workers), for CPU figures. */
+  pids: number[];
   /** The bridge's AMQP connection name, for `rabbitmqctl close_connection`. */
   connectionName: string;
   /** Exchange the downlink rules consume from. */
@@ -22,9 +24,9 @@ export interface RunningBridge {
 /**
  * Starts the bridge as its own process, from the build (dist/) when there is one, with the
  * mapping of RabbitMQ's MQTT plugin (`#` -> amq.topic, routing key `{#}`) and two downlink rules.
- * `mqttYaml`: more lines under `mqtt:` (indented), such as a `persistence`.
+ * `mqttYaml`: more lines under `mqtt:` (indented), such as a `persistence`; `workers`: `run --workers N`.
  */
-export async function startBridge(name: string, extraYaml: string[] = [], mqttYaml: string[] = []): Promise<RunningBridge> {
+export async function startBridge(name: string, extraYaml: string[] = [], mqttYaml: string[] = [], workers = 1): Promise<RunningBridge> {
   const prefix = name.replace(/[^a-z0-9]/gi, '');
   const commands = `${name}-commands`;
   const file = join(mkdtempSync(join(tmpdir(), 'bridge-bench-')), 'bridge.yaml');
@@ -52,11 +54,14 @@ export async function startBridge(name: string, extraYaml: string[] = [], mqttYa
   );
   // BENCH_PROFILE=1: a CPU profile of the bridge in .bench-out/profiles (node --cpu-prof).
   const nodeFlags = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=.bench-out/profiles'] : [];
-  const bridge = runBridgeProcess(['--config', file], {}, { fromBuild: existsSync('dist/cli/bin.js'), nodeFlags });
+  const bridge = runBridgeProcess(['--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])], {}, { fromBuild: existsSync('dist/cli/bin.js'), nodeFlags });
   const { child, lines } = bridge;
   const kill = () => child.kill('SIGKILL');
   process.on('exit', kill);
   await waitForAmqp(bridge, 60_000);
+  const running = () => bridge.lines.find((line) => line.msg === `bridge running with ${workers} workers`);
+  if (workers > 1) await waitFor(() => running() !== undefined, `the ${workers} workers to run`, 60_000);
+  const workerPids = workers > 1 ? (running()!.pids as number[]) : [];
   const listening = () => lines.find((line) => line.listener === 'tcp');
   await waitFor(() => listening() !== undefined, 'the bridge to listen', 10_000);
   const port = Number(new URL(String(listening()!.address)).port);
@@ -64,6 +69,7 @@ export async function startBridge(name: string, extraYaml: string[] = [], mqttYa
     url: `mqtt://127.0.0.1:${port}`,
     prefix,
     pid: child.pid ?? null,
+    pids: [...(child.pid ? [child.pid] : []), ...workerPids],
     connectionName: name,
     commands,
     lines,
@@ -86,6 +92,7 @@ export function externalEndpoint(url: string, name: string): RunningBridge {
     url,
     prefix: name.replace(/[^a-z0-9]/gi, ''),
     pid: null,
+    pids: [],
     connectionName: '',
     commands: '',
     lines: [],

@@ -5,7 +5,7 @@ export type LoadCommand =
   | { kind: 'amqp-publish'; amqpUrl: string; publishers: number; perPublisher: number; confirm: boolean; exchange: string; routingPrefix: string; payloadBytes: number; window: number }
   | { kind: 'publish'; url: string; clients: number; perClient: number; qos: 0 | 1 | 2; topicPrefix: string; payloadBytes: number; window: number }
   | { kind: 'paced'; url: string; clients: number; rate: number; seconds: number; qos: 0 | 1 | 2; topicPrefix: string; payloadBytes: number }
-  | { kind: 'subscribe'; url: string; subscribers: number; qos: 0 | 1 | 2; topicPrefix: string }
+  | { kind: 'subscribe'; url: string; subscribers: number; qos: 0 | 1 | 2; topicPrefix: string; clientPrefix: string; clean: boolean }
   | { kind: 'await'; expected: number; timeoutMs: number }
   | { kind: 'idle'; url: string; connections: number; keepaliveSeconds: number; sources: string[] }
   | { kind: 'close' };

@@ -11,6 +11,19 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
 }
 
+/** CPU seconds used so far by all of `pids` (a bridge with its workers); 0 for none. */
+export function totalCpuSeconds(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+}
+
+/** Busy and total CPU time of the whole machine so far, in clock ticks, from /proc/stat (all cores). */
+export function machineTicks(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  const idle = fields[3]! + (fields[4] ?? 0); // idle, iowait
+  return { busy: total - idle, total };
+}
+
 /** Resident memory of a process in KiB: now (VmRSS) or its peak (VmHWM). */
 export function memoryKiB(pid: number, which: 'VmRSS' | 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

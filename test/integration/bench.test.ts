@@ -12,7 +12,7 @@ test('bench - `npm run bench -- --quick --scenario uplink-qos1` prints a JSON li
   const result = lines.filter((line) => line.startsWith('{"scenario"')).map((line) => JSON.parse(line) as Record<string, unknown>);
   assert.equal(result.length, 1);
   const figures = result[0]!;
-  assert.deepEqual(Object.keys(figures), ['scenario', 'target', 'messages', 'runs', 'msgsPerSecond', 'bridgeCpuUsPerMsg', 'rabbitCpuUsPerMsg', 'lost', 'duplicated']);
+  assert.deepEqual(Object.keys(figures), ['scenario', 'target', 'messages', 'runs', 'msgsPerSecond', 'bridgeCpuUsPerMsg', 'rabbitCpuUsPerMsg', 'lost', 'duplicated', 'rabbitResourceAlarms']);
   assert.equal(figures.scenario, 'uplink-qos1');
   assert.equal(figures.target, 'bridge');
   assert.equal(figures.messages, 20_000);
