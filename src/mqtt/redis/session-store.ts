@@ -205,6 +205,8 @@ class RedisBridgePersistence extends RedisPersistenceBase {
   }
 
   async outgoingClearMessageId(client: ClientRef, packet: { messageId?: number; brokerId?: string; brokerCounter?: number }): Promise<StoredPacket | undefined> {
+    // A PUBACK from a clean session: aedes records nothing it sends to one, so there is nothing to ask Redis.
+    if ((client as { clean?: boolean }).clean === true && packet.brokerId === undefined) return undefined;
     return this.parts.queues.clear(idOf(client), packet);
   }
 

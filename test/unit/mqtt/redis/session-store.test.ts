@@ -262,3 +262,17 @@ test('redis session store - a live copy of a message the returning session\'s qu
     assert.deepEqual(await queued(aedes, clientId), [], 'nothing left queued');
   }
 });
+
+test('redis session store - a PUBACK from a clean session costs no Redis command (nothing sent to it is recorded); a queued message cleared for one still is', async () => {
+  const made = await store();
+  const aedes = made.aedes as AedesCalls & { outgoingClearMessageId(client: object, packet: object): Promise<unknown> };
+  made.commands.length = 0;
+  assert.equal(await aedes.outgoingClearMessageId({ id: 'clean', clean: true }, { cmd: 'puback', messageId: 3 }), undefined);
+  assert.deepEqual(made.commands, []);
+  const message = publish('cmd/clean');
+  await aedes.outgoingEnqueueCombi([{ clientId: 'was-persistent', topic: 'cmd/#' }], message);
+  made.commands.length = 0;
+  await aedes.outgoingClearMessageId({ id: 'was-persistent', clean: true }, message);
+  assert.ok(made.commands.length > 0, 'a queued message is cleared in Redis');
+  assert.deepEqual(await queued(aedes, 'was-persistent'), []);
+});
