@@ -4,11 +4,11 @@ import { BridgeError } from '../errors.js';
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
-export type UplinkDropReason = 'render_failed' | 'exchange_refused' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
+export type UplinkDropReason = 'render_failed' | 'exchange_refused' | 'address_refused' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
 export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused' | 'retained_limit';
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
-export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
+export type UplinkFailReason = 'nacked' | 'rejected' | 'released' | 'modified' | 'timeout' | 'abandoned' | 'shutdown';
 
 export interface MetricDefinition {
   readonly type: 'counter' | 'gauge' | 'histogram';
@@ -34,13 +34,13 @@ export const METRICS = {
   uplinkDropped: {
     type: 'counter',
     name: 'uplink_dropped_total',
-    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_refused (QoS 0 to an exchange RabbitMQ refuses; QoS 1/2 there are not acknowledged and time out), too_large, qos0_failed, qos0_overflow, rate_limited.',
+    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_refused (QoS 0 to an exchange RabbitMQ refuses; QoS 1/2 there are not acknowledged and time out), address_refused (the same for an AMQP 1.0 address), too_large, qos0_failed, qos0_overflow, rate_limited.',
     labels: ['reason'],
   },
   uplinkFailed: {
     type: 'counter',
     name: 'uplink_failed_total',
-    help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason: nacked, timeout, abandoned, shutdown.',
+    help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason: nacked (AMQP 0-9-1), rejected, released, modified (the AMQP 1.0 outcome), timeout, abandoned, shutdown.',
     labels: ['reason'],
   },
   uplinkRateDelayed: { type: 'counter', name: 'uplink_rate_delayed_total', help: 'QoS 1/2 publishes held back by limits.publishesPerSecond (then forwarded).', labels: [] },
