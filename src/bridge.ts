@@ -97,6 +97,7 @@ export class Bridge {
       downlink: { subscriptions: downlinkSubscriptions(config.downlink, compileDownlinkRules(config.downlink)), handler: downlink },
       logger: this.logger.child({ part: 'amqp' }),
       onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
+      onUndecodable: (rule) => metrics.downlinkRejected.inc({ rule, reason: 'undecodable' }),
     });
     this.authenticator = new Authenticator(config.auth, this.logger.child({ part: 'auth' }));
     this.flow = new FlowController({

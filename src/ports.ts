@@ -50,7 +50,7 @@ export type BrokerState = 'connecting' | 'connected' | 'disconnected' | 'closed'
  * bridge may not use it): what needs it waits, everything else flows.
  */
 export interface BrokerRefusal {
-  readonly kind: 'exchange' | 'queue';
+  readonly kind: 'exchange' | 'queue' | 'address';
   readonly name: string;
   /** One line for /readyz: what, the broker's answer, the configuration entry, what waits. */
   readonly summary: string;

@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, connect as connectTcp } from 'node:net';
+import rhea, { type Connection, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+import { delay, waitFor } from './amqp.js';
+
+/** Debian's python3 with python3-qpid-proton (a pyenv `python3` on the PATH may lack it). */
+const PROTON_PYTHON = '/usr/bin/python3';
+const PROTON_BROKER = '/usr/share/proton/examples/python/broker.py';
+
+/** A free TCP port on 127.0.0.1 (closed again at once). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * The Apache Qpid Proton example broker (libqpid-proton11-dev-examples) on a port of its own:
+ * an AMQP 1.0 broker that keeps a queue per address (in memory: killing it loses them).
+ */
+export class QpidBroker {
+  private process: ChildProcess | null = null;
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `amqp://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<QpidBroker> {
+    const broker = new QpidBroker(await freePort());
+    await broker.restart();
+    return broker;
+  }
+
+  /** Starts it again on the same port (after `kill`). */
+  async restart(): Promise<void> {
+    const child = spawn(PROTON_PYTHON, [PROTON_BROKER, '-a', `127.0.0.1:${this.port}`], { stdio: 'ignore' });
+    this.process = child;
+    await waitFor(() => accepts(this.port), `the Qpid Proton broker on port ${this.port}`);
+  }
+
+  /** SIGKILL: every connection to it drops at once, and its queues are gone. */
+  async kill(): Promise<void> {
+    const child = this.process;
+    this.process = null;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** A received message with its delivery, for a test to settle as it likes. */
+export interface Received {
+  readonly message: Message;
+  readonly delivery: Delivery;
+}
+
+/** An AMQP 1.0 client of the test's own (rhea): sends to and receives from addresses. */
+export class Amqp10TestClient {
+  private readonly receivers: Receiver[] = [];
+
+  private constructor(readonly connection: Connection) {}
+
+  static async connect(options: { host?: string; port: number; username?: string; password?: string }): Promise<Amqp10TestClient> {
+    const container = rhea.create_container();
+    const connection = container.connect({ host: options.host ?? '127.0.0.1', port: options.port, reconnect: false, username: options.username, password: options.password });
+    connection.on('error', () => {});
+    connection.on('disconnected', () => {});
+    await new Promise<void>((resolve, reject) => {
+      connection.once('connection_open', () => resolve());
+      connection.once('connection_error', (context: EventContext) => reject(new Error(JSON.stringify(context.connection.error))));
+    });
+    return new Amqp10TestClient(connection);
+  }
+
+  /** Receives from an address; messages are accepted at once unless `manual`. */
+  async receive(address: string, options: { manual?: boolean; credit?: number } = {}): Promise<Received[]> {
+    const received: Received[] = [];
+    const receiver = this.connection.open_receiver({ source: { address }, autoaccept: !options.manual, credit_window: options.credit ?? 100 });
+    receiver.on('message', (context: EventContext) => received.push({ message: context.message!, delivery: context.delivery! }));
+    await new Promise<void>((resolve) => receiver.once('receiver_open', () => resolve()));
+    this.receivers.push(receiver);
+    return received;
+  }
+
+  /** Sends and waits for the broker's outcome; resolves with it. */
+  async send(address: string, message: Message): Promise<string> {
+    const sender: Sender = this.connection.open_sender({ target: { address } });
+    await new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+    const outcome = await new Promise<string>((resolve) => {
+      for (const name of ['accepted', 'rejected', 'released', 'modified']) sender.once(name, () => resolve(name));
+      sender.send(message);
+    });
+    sender.close();
+    return outcome;
+  }
+
+  async close(): Promise<void> {
+    if (this.connection.is_closed()) return;
+    await Promise.race([new Promise((resolve) => this.connection.once('connection_close', resolve).close()), delay(1_000)]);
+  }
+}
