@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
-import type { Connection, Delivery, EventContext, Sender } from 'rhea';
+import type { Connection, Delivery, EventContext, Sender, SenderOptions } from 'rhea';
 import { BridgeError, PublishError } from '../errors.js';
 import { isAddressDestination } from '../mapping/destination.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
 import { toAmqp10Message, type AddressMessage } from './message.js';
-import { describePeerError, endpointError, outcomeError, type PeerError } from './rhea-internals.js';
+import { describePeerError, endpointError, outcomeError, senderCredit, type PeerError } from './rhea-internals.js';
 
 /** After the broker refused a link to an address, publishes there fail at once for this long; then the link is attached again. */
 export const ADDRESS_RETRY_MS = 1_000;
@@ -41,6 +41,8 @@ interface Entry {
 /** One address: its sender link on the current connection, what waits for it, what is in flight on it. */
 class AddressLink {
   sender: Sender | null = null;
+  /** Transfers handed to rhea on this sender (see senderCredit). */
+  handedOver = 0;
   readonly waiting = new Fifo<Entry>();
   readonly inFlight = new Map<Delivery, Entry>();
   refusedUntil = 0;
@@ -168,29 +170,44 @@ export class Amqp10Publisher implements MessagePublisher {
       return;
     }
     const sender = link.sender ?? this.openSender(connection, link);
-    while (this.inFlight < this.options.maxUnsettled && sender.sendable()) {
+    let credit = this.creditLeft(sender, link);
+    while (this.inFlight < this.options.maxUnsettled && credit > 0) {
       const entry = link.waiting.shift();
       if (!entry) break;
       if (entry.settled) continue;
       this.send(sender, link, entry);
+      credit--;
     }
-    if (link.waiting.length > 0 && !sender.sendable()) this.watchCredit();
+    if (link.waiting.length > 0 && credit <= 0) this.watchCredit();
+  }
+
+  /** The credit not yet spoken for: the link's, less what was handed to rhea and not yet written. */
+  private creditLeft(sender: Sender, link: AddressLink): number {
+    if (!sender.is_open()) return 0;
+    const { credit, written } = senderCredit(sender);
+    // A drain [AMQP 1.0, 2.6.7] counts deliveries up without transfers: what was handed over is all written.
+    if (written > link.handedOver) link.handedOver = written;
+    return credit - (link.handedOver - written);
   }
 
   private send(sender: Sender, link: AddressLink, entry: Entry): void {
     entry.sentAt = performance.now();
     const delivery = sender.send(toAmqp10Message(entry.message));
+    link.handedOver++;
     link.inFlight.set(delivery, entry);
     this.inFlight++;
     this.creditCame();
   }
 
   private openSender(connection: Connection, link: AddressLink): Sender {
-    const sender = connection.open_sender({ target: { address: link.address }, autosettle: true });
+    // `modified` is an outcome of its own here, not rhea's default of reporting it as released.
+    const sender = connection.open_sender({ target: { address: link.address }, autosettle: true, treat_modified_as_released: false } as SenderOptions);
     link.sender = sender;
+    link.handedOver = 0;
     const current = () => link.sender === sender;
     sender.on('sendable', () => {
       if (!current()) return;
+      if (this.creditLeft(sender, link) <= 0) return;
       this.creditCame();
       this.pump(link);
     });
@@ -277,7 +294,7 @@ export class Amqp10Publisher implements MessagePublisher {
     if (this.stallTimer || this.stalled) return;
     this.stallTimer = setTimeout(() => {
       this.stallTimer = null;
-      if (![...this.links.values()].some((link) => link.waiting.length > 0 && link.sender !== null && !link.sender.sendable())) return;
+      if (![...this.links.values()].some((link) => link.waiting.length > 0 && link.sender !== null && this.creditLeft(link.sender, link) <= 0)) return;
       this.stalled = true;
       this.options.logger.warn('the AMQP 1.0 broker grants no link credit: publishing waits');
       this.options.onCreditStalled?.(true);

@@ -140,7 +140,7 @@ export class Amqp10Receivers {
       rule.unsettled--;
       if (rule.receiver === receiver) {
         if (outcome === 'ack') delivery.accept();
-        else if (outcome === 'requeue') delivery.release({ delivery_failed: false });
+        else if (outcome === 'requeue') delivery.release(); // with parameters rhea would send modified
         else delivery.reject({ condition: condition ?? NOT_DELIVERABLE, description: description ?? 'the bridge cannot make it an MQTT publish' });
         receiver.add_credit(1);
       }

@@ -1,11 +1,11 @@
 import { createRequire } from 'node:module';
-import rhea, { type Delivery } from 'rhea';
+import rhea, { type Delivery, type Sender } from 'rhea';
 import { BridgeError } from '../errors.js';
 
 /**
  * The one place that relies on rhea beyond its typed API: its client SASL mechanism list (rhea
  * picks a mechanism from the URL's user and password on its own, and never ANONYMOUS without a
- * user name nor EXTERNAL without a flag), the shape of a received body (a data section is a
+ * user name nor EXTERNAL without a flag), a sender's credit and delivery count, the shape of a received body (a data section is a
  * `Section` with `typecode` 0x75 and `content`; an amqp-value is the value itself), and where a
  * peer's error condition sits on a delivery's outcome and on a link.
  */
@@ -49,6 +49,17 @@ export function bodyBytes(body: unknown): Buffer | null {
     return section.content.every((part) => Buffer.isBuffer(part)) ? Buffer.concat(section.content) : null;
   }
   return Buffer.isBuffer(section.content) ? section.content : null;
+}
+
+/**
+ * A sender's link credit and the transfers it has written [AMQP 1.0, 2.6.7]. rhea takes a send
+ * beyond the credit and keeps it until credit comes, and takes the credit only when it writes
+ * the transfer (later in the turn): `sendable()` stays true while a loop sends, so the bridge
+ * counts what it handed over itself and sets it against these.
+ */
+export function senderCredit(sender: Sender): { readonly credit: number; readonly written: number } {
+  const link = sender as unknown as { credit?: unknown; delivery_count?: unknown };
+  return { credit: typeof link.credit === 'number' ? link.credit : 0, written: typeof link.delivery_count === 'number' ? link.delivery_count : 0 };
 }
 
 /** A peer's error condition [AMQP 1.0, 2.8.14]: `amqp:not-found` and its description. */

@@ -118,3 +118,107 @@ export class Amqp10TestClient {
     await Promise.race([new Promise((resolve) => this.connection.once('connection_close', resolve).close()), delay(1_000)]);
   }
 }
+
+/** A transfer the peer received from the bridge, not yet settled unless the peer settles on its own. */
+export interface PeerTransfer {
+  readonly address: string;
+  readonly message: Message;
+  readonly delivery: Delivery;
+}
+
+export type PeerOutcome = 'accept' | 'reject' | 'release' | 'modify';
+
+/**
+ * An AMQP 1.0 peer the test controls (rhea's server side): it takes the bridge's sender links,
+ * grants the credit the test says, settles transfers as the test says (or at once with
+ * `autoSettle`), refuses the addresses it is told to, and can drop the connection.
+ */
+export class Amqp10Peer {
+  readonly transfers: PeerTransfer[] = [];
+  readonly connections: Connection[] = [];
+  /** SASL as the bridge authenticated: mechanism and user. */
+  readonly logins: Array<{ mechanism: string; username: string | undefined; password: string | undefined }> = [];
+  /** Settles each transfer at once with this outcome; null holds them for the test. */
+  autoSettle: PeerOutcome | null = 'accept';
+  /** Credit each new receiver link (a bridge sender) gets at once. */
+  initialCredit = 100;
+  /** Credit given back per settled transfer (0: none, the credit runs out). */
+  creditPerSettle = 1;
+  /** Addresses whose links are refused (detached with amqp:not-found). */
+  readonly refusedAddresses = new Set<string>();
+  private readonly links: Receiver[] = [];
+
+  private constructor(
+    private readonly server: import('node:net').Server,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `amqp://127.0.0.1:${this.port}`;
+  }
+
+  static async start(options: { plain?: boolean } = {}): Promise<Amqp10Peer> {
+    const container = rhea.create_container();
+    let peer: Amqp10Peer | null = null;
+    if (options.plain) {
+      (container.sasl_server_mechanisms as { enable_plain(check: (user: string, password: string) => boolean): void }).enable_plain((username, password) => {
+        peer?.logins.push({ mechanism: 'PLAIN', username, password });
+        return true;
+      });
+    } else {
+      (container.sasl_server_mechanisms as { enable_anonymous(): void }).enable_anonymous();
+    }
+    const server = container.listen({ port: 0, host: '127.0.0.1', receiver_options: { credit_window: 0, autoaccept: false } });
+    await new Promise<void>((resolve) => (server.listening ? resolve() : server.once('listening', () => resolve())));
+    peer = new Amqp10Peer(server, (server.address() as { port: number }).port);
+    const self = peer;
+    container.on('connection_open', (context: EventContext) => {
+      self.connections.push(context.connection);
+      if (!options.plain && self.logins.length < self.connections.length) self.logins.push({ mechanism: 'ANONYMOUS', username: undefined, password: undefined });
+    });
+    container.on('disconnected', () => {});
+    container.on('error', () => {});
+    container.on('receiver_open', (context: EventContext) => {
+      const receiver = context.receiver!;
+      const address = receiver.target.address;
+      if (self.refusedAddresses.has(address)) {
+        receiver.close({ condition: 'amqp:not-found', description: `no node "${address}"` });
+        return;
+      }
+      self.links.push(receiver);
+      receiver.add_credit(self.initialCredit);
+    });
+    container.on('message', (context: EventContext) => {
+      const transfer = { address: context.receiver!.target.address, message: context.message!, delivery: context.delivery! };
+      self.transfers.push(transfer);
+      if (self.autoSettle) self.settle(transfer, self.autoSettle);
+    });
+    return peer;
+  }
+
+  /** Settles one transfer; gives back `creditPerSettle` credit on its link. */
+  settle(transfer: PeerTransfer, outcome: PeerOutcome): void {
+    const { delivery } = transfer;
+    if (outcome === 'accept') delivery.accept();
+    else if (outcome === 'reject') delivery.reject({ condition: 'amqp:resource-limit-exceeded', description: 'queue full' });
+    else if (outcome === 'release') delivery.release();
+    else delivery.modified({ delivery_failed: true });
+    if (this.creditPerSettle > 0) (delivery.link as Receiver).add_credit(this.creditPerSettle);
+  }
+
+  /** Credit for every open link of the bridge's senders. */
+  grant(credit: number): void {
+    for (const link of this.links) if (link.is_open()) link.add_credit(credit);
+  }
+
+  /** Drops every connection at once (the socket, as a network cut or a crash does). */
+  cut(): void {
+    // With an error, so that rhea's side of it ends too (its idle timers with it).
+    for (const connection of this.connections.splice(0)) (connection as unknown as { socket?: { destroy(error: Error): void } }).socket?.destroy(new Error('cut by the test'));
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
