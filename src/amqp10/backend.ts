@@ -43,6 +43,8 @@ export class Amqp10Backend extends EventEmitter<{ state: [BrokerState]; blocked:
     this.config = options.config;
     this.logger = options.logger;
     this.container = rhea.create_container({ id: containerIdOf(this.config) });
+    // What the links and sessions did not handle themselves (they do): logged, never thrown.
+    this.container.on('error', (error: unknown) => this.logger.warn({ err: error }, 'AMQP 1.0 error'));
     this.publisher = new Amqp10Publisher({
       maxUnsettled: this.config.maxUnconfirmed,
       publishTimeoutMs: this.config.publishTimeoutMs,

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
-import type { Connection, Delivery, EventContext, Sender, SenderOptions } from 'rhea';
+import type { Connection, Delivery, EventContext, Sender } from 'rhea';
 import { BridgeError, PublishError } from '../errors.js';
 import { isAddressDestination } from '../mapping/destination.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
 import { toAmqp10Message, type AddressMessage } from './message.js';
-import { describePeerError, endpointError, outcomeError, senderCredit, type PeerError } from './rhea-internals.js';
+import { describePeerError, endSessionLater, endpointError, outcomeError, senderCredit, type PeerError } from './rhea-internals.js';
 
 /** After the broker refused a link to an address, publishes there fail at once for this long; then the link is attached again. */
 export const ADDRESS_RETRY_MS = 1_000;
@@ -200,21 +200,31 @@ export class Amqp10Publisher implements MessagePublisher {
   }
 
   private openSender(connection: Connection, link: AddressLink): Sender {
+    // A session per link: RabbitMQ 3.x ends the whole session when it refuses an address, which must not take the other addresses' links with it.
+    const session = connection.create_session();
+    session.open();
     // `modified` is an outcome of its own here, not rhea's default of reporting it as released.
-    const sender = connection.open_sender({ target: { address: link.address }, autosettle: true, treat_modified_as_released: false } as SenderOptions);
+    const sender = session.open_sender({ target: { address: link.address }, autosettle: true, treat_modified_as_released: false });
     link.sender = sender;
     link.handedOver = 0;
     const current = () => link.sender === sender;
+    const closed = (error: PeerError | null) => {
+      if (!current()) return;
+      link.sender = null;
+      endSessionLater(session);
+      if (error) this.onRefused(link, error);
+      else this.reattach(link);
+    };
     sender.on('sendable', () => {
       if (!current()) return;
       if (this.creditLeft(sender, link) <= 0) return;
+      // Credit, not the attach, says the broker took the link: one it refuses is attached and detached at once.
+      if (link.refusal !== null) {
+        link.refusal = null;
+        this.options.onAddressRefused?.(link.address, null);
+      }
       this.creditCame();
       this.pump(link);
-    });
-    sender.on('sender_open', () => {
-      if (!current() || link.refusal === null) return;
-      link.refusal = null;
-      this.options.onAddressRefused?.(link.address, null);
     });
     for (const outcome of ['accepted', 'rejected', 'released', 'modified'] as const) {
       sender.on(outcome, (context: EventContext) => {
@@ -222,13 +232,9 @@ export class Amqp10Publisher implements MessagePublisher {
       });
     }
     sender.on('sender_error', () => {});
-    sender.on('sender_close', () => {
-      if (!current()) return;
-      link.sender = null;
-      const error = endpointError(sender);
-      if (error) this.onRefused(link, error);
-      else this.reattach(link);
-    });
+    sender.on('sender_close', () => closed(endpointError(sender)));
+    session.on('session_error', () => {});
+    session.on('session_close', () => closed(endpointError(session)));
     return sender;
   }
 

@@ -3,7 +3,7 @@ import type { Connection, Delivery, EventContext, Receiver } from 'rhea';
 import type { DownlinkSubscription } from '../amqp/downlink-consumers.js';
 import type { DeliveryHandler, DeliveryOutcome } from '../ports.js';
 import { fromAmqp10Message } from './message.js';
-import { endpointError, type PeerError } from './rhea-internals.js';
+import { endSessionLater, endpointError, type PeerError } from './rhea-internals.js';
 
 /** How long a receiver link the broker closed waits before it is attached again. */
 export const RECEIVER_RETRY_DELAY_MS = 1_000;
@@ -94,27 +94,35 @@ export class Amqp10Receivers {
     const connection = this.connection;
     if (!connection || rule.receiver) return;
     const { subscription } = rule;
-    const receiver = connection.open_receiver({ source: { address: subscription.queue }, credit_window: 0, autoaccept: false, autosettle: true });
+    // A session per link, as for the senders: RabbitMQ 3.x ends the session of a link it refuses.
+    const session = connection.create_session();
+    session.open();
+    const receiver = session.open_receiver({ source: { address: subscription.queue }, credit_window: 0, autoaccept: false, autosettle: true });
     rule.receiver = receiver;
     const current = () => rule.receiver === receiver;
     receiver.on('receiver_open', () => {
       if (!current()) return;
       receiver.add_credit(subscription.prefetch);
       this.options.logger.info({ rule: subscription.rule, address: subscription.queue, prefetch: subscription.prefetch }, 'downlink receiver attached');
-      if (rule.refused) {
+      // A broker that refuses the address attaches and detaches at once: still open a turn later, it took it.
+      setImmediate(() => {
+        if (!current() || !receiver.is_open() || !rule.refused) return;
         rule.refused = false;
         this.options.onRefused?.(rule.subscription, null);
-      }
+      });
     });
     receiver.on('message', (context: EventContext) => {
       if (!context.delivery || !context.message) return;
       this.onMessage(rule, receiver, context.delivery, context);
     });
     receiver.on('receiver_error', () => {});
-    receiver.on('receiver_close', () => {
+    receiver.on('receiver_close', () => closed(endpointError(receiver)));
+    session.on('session_error', () => {});
+    session.on('session_close', () => closed(endpointError(session)));
+    const closed = (error: PeerError | null) => {
       if (!current()) return;
       this.forget(rule);
-      const error = endpointError(receiver);
+      endSessionLater(session);
       if (error && !rule.refused) {
         rule.refused = true;
         this.options.logger.error({ rule: subscription.rule, address: subscription.queue, condition: error.condition, description: error.description }, 'the AMQP 1.0 broker refuses the downlink rule\'s address');
@@ -126,7 +134,7 @@ export class Amqp10Receivers {
         if (this.rules.get(rule.subscription.rule) === rule) this.open(rule);
       }, RECEIVER_RETRY_DELAY_MS);
       rule.retry.unref();
-    });
+    };
   }
 
   private onMessage(rule: RuleReceiver, receiver: Receiver, delivery: Delivery, context: EventContext): void {
@@ -171,6 +179,7 @@ export class Amqp10Receivers {
       await idle(rule, timeoutMs);
       rule.receiver = null;
       receiver.close();
+      receiver.session.close();
     }
     if (rule.refused) this.options.onRefused?.(rule.subscription, null);
     this.options.logger.info({ rule: rule.subscription.rule, address: rule.subscription.queue }, 'downlink receiver detached');

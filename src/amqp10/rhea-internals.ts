@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import rhea, { type Delivery, type Sender } from 'rhea';
+import rhea, { type Delivery, type Sender, type Session } from 'rhea';
 import { BridgeError } from '../errors.js';
 
 /**
@@ -60,6 +60,17 @@ export function bodyBytes(body: unknown): Buffer | null {
 export function senderCredit(sender: Sender): { readonly credit: number; readonly written: number } {
   const link = sender as unknown as { credit?: unknown; delivery_count?: unknown };
   return { credit: typeof link.credit === 'number' ? link.credit : 0, written: typeof link.delivery_count === 'number' ? link.delivery_count : 0 };
+}
+
+/**
+ * Ends the session of a link the peer closed, once rhea has answered the peer's detach (it does
+ * on the next tick): ended first, the detach would come on a session the peer no longer knows,
+ * and a peer may close the whole connection for that.
+ */
+export function endSessionLater(session: Session): void {
+  setImmediate(() => {
+    if (!session.is_closed()) session.close();
+  });
 }
 
 /** A peer's error condition [AMQP 1.0, 2.8.14]: `amqp:not-found` and its description. */
