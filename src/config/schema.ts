@@ -833,6 +833,9 @@ function uniqueNames(rules: ReadonlyArray<{ name: string }>, context: z.Refineme
   });
 }
 
+/** Uplink properties AMQP 1.0 has no field for [AMQP 1.0, 3.2.4]. */
+const AMQP091_ONLY_PROPERTIES = ['type', 'appId'] as const;
+
 /** The keys of a rule that belong to one protocol only. */
 const PROTOCOL_KEYS = {
   uplink: { '0-9-1': ['exchange', 'routingKey'], '1.0': ['address', 'subject'] },
@@ -853,6 +856,12 @@ function rulesFitTheProtocol(
         if (rule[key] === undefined) continue;
         const instead = protocol === '1.0' ? '`address` (and `subject`)' : direction === 'uplink' ? '`exchange` and `routingKey`' : '`exchange` and `routingKey`, or `queue`';
         context.addIssue({ code: 'custom', message: `\`${key}\` is an AMQP ${other} key but ${mode}: ${direction === 'uplink' ? 'an' : 'a'} ${direction} rule names ${instead}`, path: [direction, index, key] });
+      }
+      const properties = rule.properties as Record<string, unknown> | undefined;
+      for (const key of AMQP091_ONLY_PROPERTIES) {
+        if (protocol === '1.0' && properties?.[key] !== undefined) {
+          context.addIssue({ code: 'custom', message: `AMQP 1.0 messages have no \`${key}\` property (${mode}); send it as a header instead`, path: [direction, index, 'properties', key] });
+        }
       }
       if (protocol === '1.0' && rule.address === undefined) {
         context.addIssue({ code: 'custom', message: `is required (${mode})`, path: [direction, index, 'address'] });

@@ -71,6 +71,22 @@ test('reload - uplink and downlink rules added, changed and removed: links follo
   }
 });
 
+test('reload - a configuration of the other protocol is refused as a whole; the bridge runs on', async () => {
+  const address = uniqueName('kept');
+  const bridge = await startTestBridge({ amqp: { protocol: '1.0', url: broker.url }, uplink: [{ name: 'up', topic: '#', address }] });
+  try {
+    const next = configSchema.parse({ ...bridge.config, amqp: { ...bridge.config.amqp, protocol: '0-9-1' }, uplink: [{ name: 'up', topic: '#', exchange: 'amq.topic' }] }) as BridgeConfig;
+    await assert.rejects(bridge.bridge.reload(next), { code: 'BRIDGE_ERR_STATE', message: /amqp\.protocol changes from "1\.0" to "0-9-1" only at a restart/ });
+    const received = await client.receive(address);
+    const device = await connectClient(bridge.url('tcp'), { clientId: uniqueName('dev') });
+    await device.publishAsync('still/here', 'ok', { qos: 1 });
+    await waitFor(() => received.length === 1, 'the publish at the address of the rules in force');
+    await device.endAsync();
+  } finally {
+    await bridge.stop();
+  }
+});
+
 test('faults - the connection to the broker cut twice mid-stream: every acknowledged QoS 1 message is at the broker', async () => {
   const address = uniqueName('stream');
   const proxy = await StallProxy.start(broker.port);
