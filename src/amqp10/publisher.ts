@@ -62,6 +62,8 @@ class AddressLink {
  */
 export class Amqp10Publisher implements MessagePublisher {
   private readonly links = new Map<string, AddressLink>();
+  /** The links with messages waiting, for the pump after a settlement. */
+  private readonly hungry = new Set<AddressLink>();
   private readonly deadlines = new DeadlineQueue<Entry>();
   private connection: Connection | null = null;
   private inFlight = 0;
@@ -112,13 +114,14 @@ export class Amqp10Publisher implements MessagePublisher {
       return;
     }
     link.waiting.push(entry);
+    this.hungry.add(link);
     this.pump(link);
   }
 
   /** A new connection: the senders are attached again as publishes need them, and what waited goes out. */
   attach(connection: Connection): void {
     this.connection = connection;
-    for (const link of this.links.values()) if (link.waiting.length > 0) this.pump(link);
+    this.pumpAll();
   }
 
   /** The connection is gone: unsettled transfers wait, in their order, for the next one. */
@@ -281,6 +284,7 @@ export class Amqp10Publisher implements MessagePublisher {
     const count = link.inFlight.size;
     link.inFlight.clear();
     link.waiting.unshiftAll(entries);
+    if (entries.length > 0) this.hungry.add(link);
     return count;
   }
 
@@ -289,10 +293,12 @@ export class Amqp10Publisher implements MessagePublisher {
     this.settle(entry, entry.message.atMostOnce ? new PublishError('BRIDGE_ERR_ADDRESS_REFUSED', why) : new PublishError('BRIDGE_ERR_PUBLISH_REJECTED', why));
   }
 
+  /** Pumps the links that have messages waiting (not every address ever used). */
   private pumpAll(): void {
-    for (const link of this.links.values()) {
+    for (const link of this.hungry) {
       if (this.inFlight >= this.options.maxUnsettled) return;
       this.pump(link);
+      if (link.waiting.length === 0) this.hungry.delete(link);
     }
   }
 
@@ -300,7 +306,7 @@ export class Amqp10Publisher implements MessagePublisher {
     if (this.stallTimer || this.stalled) return;
     this.stallTimer = setTimeout(() => {
       this.stallTimer = null;
-      if (![...this.links.values()].some((link) => link.waiting.length > 0 && link.sender !== null && this.creditLeft(link.sender, link) <= 0)) return;
+      if (![...this.hungry].some((link) => link.waiting.length > 0 && link.sender !== null && this.creditLeft(link.sender, link) <= 0)) return;
       this.stalled = true;
       this.options.logger.warn('the AMQP 1.0 broker grants no link credit: publishing waits');
       this.options.onCreditStalled?.(true);
