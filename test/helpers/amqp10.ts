@@ -147,6 +147,8 @@ export class Amqp10Peer {
   /** Addresses whose links are refused (detached with amqp:not-found). */
   readonly refusedAddresses = new Set<string>();
   private readonly links: Receiver[] = [];
+  /** The peer's sender on each address a bridge receiver attached to. */
+  readonly senders = new Map<string, Sender>();
 
   private constructor(
     private readonly server: import('node:net').Server,
@@ -188,6 +190,16 @@ export class Amqp10Peer {
       self.links.push(receiver);
       receiver.add_credit(self.initialCredit);
     });
+    // The bridge's receivers (downlink rules) are the peer's senders.
+    container.on('sender_open', (context: EventContext) => {
+      const sender = context.sender!;
+      const address = (sender.source as { address: string }).address;
+      if (self.refusedAddresses.has(address)) {
+        sender.close({ condition: 'amqp:not-found', description: `no node "${address}"` });
+        return;
+      }
+      self.senders.set(address, sender);
+    });
     container.on('message', (context: EventContext) => {
       const transfer = { address: context.receiver!.target.address, message: context.message!, delivery: context.delivery! };
       self.transfers.push(transfer);
@@ -204,6 +216,20 @@ export class Amqp10Peer {
     else if (outcome === 'release') delivery.release();
     else delivery.modified({ delivery_failed: true });
     if (this.creditPerSettle > 0) (delivery.link as Receiver).add_credit(this.creditPerSettle);
+  }
+
+  /** Sends to the bridge's receiver on `address` (once it has credit); resolves with the bridge's outcome. */
+  async sendTo(address: string, message: Message): Promise<string> {
+    await waitFor(() => this.senders.get(address)?.sendable() === true, `credit from the bridge's receiver on "${address}"`);
+    const sender = this.senders.get(address)!;
+    return new Promise<string>((resolve) => {
+      const delivery = sender.send(message);
+      for (const name of ['accepted', 'rejected', 'released', 'modified']) {
+        sender.on(name, (context: EventContext) => {
+          if (context.delivery === delivery) resolve(name);
+        });
+      }
+    });
   }
 
   /** Credit for every open link of the bridge's senders. */

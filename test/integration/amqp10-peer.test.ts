@@ -198,3 +198,32 @@ describe('AMQP 1.0: credit withheld, a refused address, a connection cut', () =>
     }
   });
 });
+
+describe('AMQP 1.0: downlink receivers', () => {
+  test('a source address the broker refuses is reported and retried; once the broker takes it, messages flow and are accepted', async () => {
+    const peer = await Amqp10Peer.start();
+    peer.refusedAddresses.add('commands');
+    const bridge = await startTestBridge({
+      amqp: { protocol: '1.0', url: peer.url },
+      downlink: [{ name: 'commands', address: 'commands', subject: '{device}.#', topic: 'd/{device}/{#}', prefetch: 5 }],
+    });
+    try {
+      await waitFor(() => bridge.bridge.readiness().degraded.length === 1, 'the refusal reported');
+      assert.match(bridge.bridge.readiness().degraded[0]!, /^address "commands": the broker refuses it \(amqp:not-found: no node "commands"\); downlink rule commands \(downlink\[0\]\) waits$/);
+      peer.refusedAddresses.delete('commands');
+      await waitFor(() => peer.senders.has('commands') && bridge.bridge.readiness().degraded.length === 0, 'the receiver attached again');
+      const device = await connectClient(bridge.url('tcp'), { clientId: uniqueName('dev') });
+      const got: string[] = [];
+      device.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+      await device.subscribeAsync('d/#', { qos: 1 });
+      assert.equal(await peer.sendTo('commands', { subject: 'd1.reboot', body: 'now' }), 'accepted');
+      assert.equal(await peer.sendTo('commands', { subject: 'nomatch', body: { not: 'bytes' } }), 'rejected');
+      await waitFor(() => got.length === 1, 'the command');
+      assert.deepEqual(got, ['d/d1/reboot=now']);
+      await device.endAsync();
+    } finally {
+      await bridge.stop();
+      await peer.stop();
+    }
+  });
+});
