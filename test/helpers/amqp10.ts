@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect as connectTcp } from 'node:net';
-import rhea, { type Connection, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+import rhea, { type Connection, type Delivery, type EventContext, type Message, type Receiver, type Sender, type ServerConnectionOptions } from 'rhea';
 import { delay, waitFor } from './amqp.js';
 
 /** Debian's python3 with python3-qpid-proton (a pyenv `python3` on the PATH may lack it). */
@@ -159,10 +159,17 @@ export class Amqp10Peer {
     return `amqp://127.0.0.1:${this.port}`;
   }
 
-  static async start(options: { plain?: boolean } = {}): Promise<Amqp10Peer> {
+  /**
+   * `plain`: SASL PLAIN only (recorded in `logins`); `external`: TLS with client certificates
+   * checked against `external.ca`, SASL EXTERNAL only (the connection opens only with it);
+   * otherwise SASL ANONYMOUS.
+   */
+  static async start(options: { plain?: boolean; external?: { key: Buffer; cert: Buffer; ca: Buffer } } = {}): Promise<Amqp10Peer> {
     const container = rhea.create_container();
     let peer: Amqp10Peer | null = null;
-    if (options.plain) {
+    if (options.external) {
+      // No mechanism of the container's own: rhea offers EXTERNAL alone to a client with a valid certificate.
+    } else if (options.plain) {
       (container.sasl_server_mechanisms as { enable_plain(check: (user: string, password: string) => boolean): void }).enable_plain((username, password) => {
         peer?.logins.push({ mechanism: 'PLAIN', username, password });
         return true;
@@ -170,13 +177,18 @@ export class Amqp10Peer {
     } else {
       (container.sasl_server_mechanisms as { enable_anonymous(): void }).enable_anonymous();
     }
-    const server = container.listen({ port: 0, host: '127.0.0.1', receiver_options: { credit_window: 0, autoaccept: false } });
+    const listen = { port: 0, host: '127.0.0.1', receiver_options: { credit_window: 0, autoaccept: false } };
+    const server = options.external
+      ? container.listen({ ...listen, transport: 'tls', ...options.external, requestCert: true, rejectUnauthorized: true, enable_sasl_external: true } as ServerConnectionOptions)
+      : container.listen(listen);
     await new Promise<void>((resolve) => (server.listening ? resolve() : server.once('listening', () => resolve())));
     peer = new Amqp10Peer(server, (server.address() as { port: number }).port);
     const self = peer;
     container.on('connection_open', (context: EventContext) => {
       self.connections.push(context.connection);
-      if (!options.plain && self.logins.length < self.connections.length) self.logins.push({ mechanism: 'ANONYMOUS', username: undefined, password: undefined });
+      if (!options.plain && self.logins.length < self.connections.length) {
+        self.logins.push({ mechanism: options.external ? 'EXTERNAL' : 'ANONYMOUS', username: undefined, password: undefined });
+      }
     });
     container.on('disconnected', () => {});
     container.on('error', () => {});

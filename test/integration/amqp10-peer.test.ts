@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Amqp10Peer } from '../helpers/amqp10.js';
+import { makeCertificates } from '../helpers/certs.js';
 import { delay, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 
@@ -40,6 +41,24 @@ describe('AMQP 1.0: SASL and the container id', () => {
     const bridge = await bridgeOn(peer);
     try {
       assert.deepEqual(peer.logins.map(({ mechanism }) => mechanism), ['ANONYMOUS']);
+    } finally {
+      await bridge.stop();
+      await peer.stop();
+    }
+  });
+  test('amqps with a client certificate and no password: EXTERNAL (a peer that offers nothing else)', async () => {
+    const certs = makeCertificates('bridge-client');
+    const peer = await Amqp10Peer.start({ external: { key: certs.read(certs.serverKey), cert: certs.read(certs.serverCert), ca: certs.read(certs.ca) } });
+    const bridge = await startTestBridge({
+      amqp: { protocol: '1.0', url: `amqps://localhost:${peer.port}`, tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } },
+      uplink: ALL_TO('uplink'),
+    });
+    try {
+      assert.deepEqual(peer.logins.map(({ mechanism }) => mechanism), ['EXTERNAL']);
+      const device = await connectClient(bridge.url('tcp'), { clientId: uniqueName('dev') });
+      await device.publishAsync('over/tls', 'x', { qos: 1 });
+      await device.endAsync();
+      assert.equal(peer.transfers.at(-1)?.message.subject, 'over.tls');
     } finally {
       await bridge.stop();
       await peer.stop();
