@@ -202,3 +202,7 @@ test('validate - address and subject in 0-9-1 mode are errors at the key', async
     stderr: '',
   });
 });
+
+test('validate - the AMQP 1.0 example (config/examples/amqp10.yaml) is valid', async () => {
+  assert.deepEqual(await runCli(['validate', 'config/examples/amqp10.yaml']), { code: 0, stdout: 'ok\n', stderr: '' });
+});
