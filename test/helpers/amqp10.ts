@@ -37,7 +37,8 @@ function accepts(port: number): Promise<boolean> {
 export class QpidBroker {
   private process: ChildProcess | null = null;
 
-  private constructor(readonly port: number) {}
+  /** Not started: `restart()` starts it on this port. */
+  constructor(readonly port: number) {}
 
   get url(): string {
     return `amqp://127.0.0.1:${this.port}`;

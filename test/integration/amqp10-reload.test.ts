@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { configSchema, type BridgeConfig, type BridgeConfigInput } from '../../src/config/schema.js';
-import { Amqp10TestClient, QpidBroker, type Received } from '../helpers/amqp10.js';
+import { Amqp10TestClient, freePort, QpidBroker, type Received } from '../helpers/amqp10.js';
 import { delay, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
 import { StallProxy } from '../helpers/stall-proxy.js';
@@ -119,6 +119,36 @@ test('faults - the connection to the broker cut twice mid-stream: every acknowle
   } finally {
     await bridge.stop();
     await proxy.close();
+  }
+});
+
+test('faults - a broker not there at start: not ready, reconnect attempts with backoff; the broker comes: ready, and a publish waiting meanwhile goes through', async () => {
+  const port = await freePort();
+  const address = uniqueName('late');
+  const bridge = await startTestBridge(
+    { amqp: { protocol: '1.0', url: `amqp://127.0.0.1:${port}`, reconnect: { initialDelayMs: 50, maxDelayMs: 200 }, publishTimeoutMs: 30_000 }, uplink: [{ name: 'late', topic: '#', address }] },
+    { waitForReady: false },
+  );
+  const late = new QpidBroker(port);
+  try {
+    assert.deepEqual(bridge.bridge.readiness().reasons, ['amqp: connecting']);
+    const device = await connectClient(bridge.url('tcp'), { clientId: uniqueName('dev') });
+    let acked = false;
+    const published = device.publishAsync('before/start', 'waited', { qos: 1 }).then(() => (acked = true));
+    await delay(500);
+    assert.equal(acked, false, 'no PUBACK while there is no broker');
+    await late.restart();
+    await bridge.bridge.ready();
+    await published;
+    const lateClient = await Amqp10TestClient.connect({ port });
+    const received = await lateClient.receive(address);
+    await waitFor(() => received.length === 1, 'the waiting publish at the late broker');
+    assert.equal(bodyOf(received[0]!.message), 'waited');
+    await device.endAsync();
+    await lateClient.close();
+  } finally {
+    await bridge.stop();
+    await late.kill();
   }
 });
 
