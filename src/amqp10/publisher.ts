@@ -12,12 +12,16 @@ import { describePeerError, endSessionLater, endpointError, outcomeError, sender
 export const ADDRESS_RETRY_MS = 1_000;
 /** Messages waiting while no link grants credit for this long: the broker is taken as blocking (the flow controller's `blocked`). */
 export const CREDIT_STALL_MS = 1_000;
+/** Most sender links (each on its session) open at once: addresses a template renders are as many as the devices make. */
+export const DEFAULT_MAX_SENDER_LINKS = 1_000;
 
 export type Amqp10Outcome = 'accepted' | 'rejected' | 'released' | 'modified';
 
 export interface Amqp10PublisherOptions {
   /** Most transfers sent and not yet settled by the broker, over all addresses. */
   maxUnsettled: number;
+  /** Most sender links open at once (DEFAULT_MAX_SENDER_LINKS); past it the least recently used idle one is detached. */
+  maxSenderLinks?: number;
   publishTimeoutMs: number;
   logger: Logger;
   /** Called with the seconds from sending each transfer to its `accepted`. */
@@ -47,8 +51,14 @@ class AddressLink {
   readonly inFlight = new Map<Delivery, Entry>();
   refusedUntil = 0;
   refusal: PeerError | null = null;
+  /** When a message last went out on it (for detaching the least recently used). */
+  lastUsed = 0;
 
   constructor(readonly address: string) {}
+
+  get idle(): boolean {
+    return this.waiting.length === 0 && this.inFlight.size === 0;
+  }
 }
 
 /**
@@ -197,12 +207,28 @@ export class Amqp10Publisher implements MessagePublisher {
     entry.sentAt = performance.now();
     const delivery = sender.send(toAmqp10Message(entry.message));
     link.handedOver++;
+    link.lastUsed = this.now();
     link.inFlight.set(delivery, entry);
     this.inFlight++;
     this.creditCame();
   }
 
+  /** Detaches the least recently used idle sender when as many are open as allowed; forgets its address. */
+  private makeRoomForSender(): void {
+    const open = [...this.links.values()].filter((candidate) => candidate.sender !== null);
+    if (open.length < (this.options.maxSenderLinks ?? DEFAULT_MAX_SENDER_LINKS)) return;
+    let oldest: AddressLink | null = null;
+    for (const candidate of open) if (candidate.idle && (!oldest || candidate.lastUsed < oldest.lastUsed)) oldest = candidate;
+    if (!oldest) return; // every open link has work: one more it is
+    const sender = oldest.sender!;
+    oldest.sender = null;
+    sender.close();
+    endSessionLater(sender.session);
+    if (oldest.refusal === null) this.links.delete(oldest.address);
+  }
+
   private openSender(connection: Connection, link: AddressLink): Sender {
+    this.makeRoomForSender();
     // A session per link: RabbitMQ 3.x ends the whole session when it refuses an address, which must not take the other addresses' links with it.
     const session = connection.create_session();
     session.open();

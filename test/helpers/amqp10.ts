@@ -245,6 +245,11 @@ export class Amqp10Peer {
     });
   }
 
+  /** The addresses of the bridge's sender links open now. */
+  openLinks(): string[] {
+    return this.links.filter((link) => link.is_open()).map((link) => link.target.address);
+  }
+
   /** Credit for every open link of the bridge's senders. */
   grant(credit: number): void {
     for (const link of this.links) if (link.is_open()) link.add_credit(credit);
