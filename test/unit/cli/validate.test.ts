@@ -206,3 +206,9 @@ test('validate - address and subject in 0-9-1 mode are errors at the key', async
 test('validate - the AMQP 1.0 example (config/examples/amqp10.yaml) is valid', async () => {
   assert.deepEqual(await runCli(['validate', 'config/examples/amqp10.yaml']), { code: 0, stdout: 'ok\n', stderr: '' });
 });
+
+test('validate --amqp - asks AMQP 0-9-1 RabbitMQ only: with an AMQP 1.0 configuration it is a usage error', async () => {
+  const result = await runCli(['validate', fixture('amqp10'), '--amqp', 'amqp://guest:guest@127.0.0.1:5672']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--amqp asks an AMQP 0-9-1 RabbitMQ what it would refuse; this configuration speaks AMQP 1\.0/);
+});
