@@ -4,7 +4,8 @@
  * Builds the bridge, starts it as its own process on a free port with the mapping of RabbitMQ's
  * MQTT plugin (`#` -> amq.topic, `{#}`), generates load with the `mqtt` package from a separate
  * load process, consumes on AMQP with amqplib, and prints one JSON line per scenario, then a
- * Markdown table. Throughput figures are medians of repeated runs, and every uplink figure is
+ * Markdown table (`--amqp10`: the uplink scenarios also through a bridge speaking AMQP 1.0 to the
+ * same RabbitMQ). Throughput figures are medians of repeated runs, and every uplink figure is
  * also a ratio to the direct-AMQP ceiling measured in the same run. Speed is never asserted.
  */
 import { execFileSync } from 'node:child_process';
@@ -94,12 +95,16 @@ async function main(): Promise<void> {
   const bridge = await startBridge(`bench-${tag}`);
   const targets: Array<{ name: string; endpoint: RunningBridge }> = [{ name: 'bridge', endpoint: bridge }];
   if (options.compare) targets.push({ name: 'compare', endpoint: externalEndpoint(options.compare, `bench${tag}`) });
+  // The same uplink through AMQP 1.0 to the same RabbitMQ, in the same run.
+  const amqp10 = options.amqp10 ? await startBridge(`bench10-${tag}`, [], [], { amqp10: true }) : null;
+  if (amqp10) targets.push({ name: 'bridge-amqp10', endpoint: amqp10 });
   const results: ScenarioResult[] = [];
   const started = Date.now();
   try {
     for (const scenario of options.scenarios) {
       for (const target of targets) {
         if (target.name === 'compare' && !scenario.comparable) continue;
+        if (target.name === 'bridge-amqp10' && !scenario.name.startsWith('uplink-')) continue;
         const context: BenchContext = { target: target.endpoint, targetName: target.name, load, quick: options.quick, repeats: options.repeats, tag };
         for (const result of await scenario.run(context)) {
           console.log(JSON.stringify(result));
@@ -110,6 +115,7 @@ async function main(): Promise<void> {
   } finally {
     load.stop();
     await bridge.stop();
+    await amqp10?.stop();
   }
   const final = withRatios(results);
   // Only a full run of every scenario stands for the docs; a quick or partial one is kept apart.

@@ -119,7 +119,7 @@ const memoryVariant: Variant = { name: 'memory', mqtt: () => ['  maxOfflineMessa
 /** One run of `scenario` on a bridge of its own started for `variant`, with Redis' CPU and how busy the machine was. */
 async function measure(load: LoadGenerator, variant: Variant, run: number, scenario: (context: BenchContext) => Promise<ScenarioResult>): Promise<Measured> {
   const tag = `${variant.name.replace(/\W/g, '')}${run}${Date.now().toString(36)}`;
-  const bridge = await startBridge(`bench-scale-${tag}`, [], variant.mqtt(run), variant.workers ?? 1);
+  const bridge = await startBridge(`bench-scale-${tag}`, [], variant.mqtt(run), { workers: variant.workers ?? 1 });
   try {
     const pid = variant.redis ? await redisPid(variant.redis) : null;
     const redisBefore = pid ? cpuSeconds(pid) : 0;

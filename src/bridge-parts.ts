@@ -1,4 +1,5 @@
 import { AmqpBackend, type AmqpBackendOptions, type UplinkExchange } from './amqp/backend.js';
+import { Amqp10Backend } from './amqp10/backend.js';
 import type { DownlinkSubscription } from './amqp/downlink-consumers.js';
 import type { ConfigLocator } from './config/load.js';
 import type { BridgeConfig, ListenerConfig } from './config/schema.js';
@@ -30,7 +31,7 @@ export interface MqttSide extends DevicePublisher {
   sharedState(): SharedStateReadings | null;
 }
 
-/** The broker side as the bridge drives it (AmqpBackend; a fake in the lifecycle tests). */
+/** The broker side as the bridge drives it (AmqpBackend for AMQP 0-9-1, Amqp10Backend for 1.0; a fake in the lifecycle tests). */
 export interface BrokerSide {
   readonly publisher: MessagePublisher;
   readonly state: BrokerState;
@@ -62,6 +63,6 @@ export interface BridgeParts {
 
 export const REAL_PARTS: BridgeParts = {
   createMqtt: (options) => MqttServer.create(options),
-  createBroker: (options) => new AmqpBackend(options),
+  createBroker: (options) => (options.config.protocol === '1.0' ? new Amqp10Backend(options) : new AmqpBackend(options)),
   startHttp: (options) => startHttpServer(options),
 };

@@ -8,14 +8,14 @@ import type { AccessPolicy, PublishRate } from './mqtt/access.js';
 import type { BridgeMetrics } from './observability/metrics.js';
 import { RateLimitedWarning } from './observability/rate-limited-warning.js';
 
-/** The queue each downlink rule consumes and, for `exchange` rules, how the bridge declares and binds it. */
+/** The queue each downlink rule consumes (AMQP 1.0: the address it receives from) and, for `exchange` rules, how the bridge declares and binds it. */
 export function downlinkSubscriptions(rules: readonly DownlinkRuleSettings[], compiled: readonly DownlinkRuleResolver[]): DownlinkSubscription[] {
   return rules.map((rule, index) => {
     const resolver = compiled[index]!;
     const bindingKey = resolver.rule.bindingKey;
     return {
       rule: rule.name,
-      queue: downlinkQueueName(rule),
+      queue: rule.address ?? downlinkQueueName(rule),
       binding:
         rule.exchange !== undefined && bindingKey !== null
           ? { exchange: rule.exchange, key: bindingKey, deadLetterExchange: rule.deadLetterExchange }

@@ -97,6 +97,7 @@ export class Bridge {
       downlink: { subscriptions: downlinkSubscriptions(config.downlink, compileDownlinkRules(config.downlink)), handler: downlink },
       logger: this.logger.child({ part: 'amqp' }),
       onConfirmLatency: (seconds) => metrics.confirmLatency.observe(seconds),
+      onUndecodable: (rule) => metrics.downlinkRejected.inc({ rule, reason: 'undecodable' }),
     });
     this.authenticator = new Authenticator(config.auth, this.logger.child({ part: 'auth' }));
     this.flow = new FlowController({
@@ -305,6 +306,10 @@ export class Bridge {
 
   private async applyReload(next: BridgeConfig, locate: ConfigLocator | undefined): Promise<ReloadResult> {
     this.mustBeRunning('reload');
+    if (next.amqp.protocol !== this.config.amqp.protocol) {
+      // The rules name their destinations in the protocol's terms: new rules for the old back end cannot run.
+      throw new BridgeError('BRIDGE_ERR_STATE', `amqp.protocol changes from "${this.config.amqp.protocol}" to "${next.amqp.protocol}" only at a restart; nothing of this configuration was applied`);
+    }
     const { applied, restartRequired, effective } = planReload(this.config, next);
     // Everything that can fail is built first; then the swap.
     const resolver = new UplinkResolver(effective.uplink);

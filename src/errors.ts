@@ -15,6 +15,12 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISH_TIMEOUT: 'RabbitMQ did not confirm a publish within amqp.publishTimeoutMs; the device is not acknowledged.',
   BRIDGE_ERR_PUBLISH_ABANDONED:
     'A publish was in flight on too many AMQP channels that closed before confirming it; it is failed so that the device retransmits.',
+  BRIDGE_ERR_PUBLISH_REJECTED:
+    'The AMQP 1.0 broker settled a transfer as rejected (its error condition is logged); the device is not acknowledged and retransmits.',
+  BRIDGE_ERR_PUBLISH_RELEASED: 'The AMQP 1.0 broker settled a transfer as released (not processed); the device is not acknowledged and retransmits.',
+  BRIDGE_ERR_PUBLISH_MODIFIED: 'The AMQP 1.0 broker settled a transfer as modified (not processed); the device is not acknowledged and retransmits.',
+  BRIDGE_ERR_ADDRESS_REFUSED:
+    'The AMQP 1.0 broker refused to attach a link to an address (it does not exist, or the bridge may not use it): QoS 0 publishes to it are dropped and counted, QoS 1/2 ones wait (unacknowledged) until it is attached or they time out.',
   BRIDGE_ERR_PUBLISH_TOO_LARGE: 'The AMQP client refused to encode a publish (for example headers over 64 KiB).',
   BRIDGE_ERR_EXCHANGE_REFUSED:
     'A QoS 0 publish was routed to an exchange RabbitMQ refuses (missing, declared with other arguments, or not allowed): it is dropped and counted.',
@@ -108,6 +114,10 @@ export type PublishErrorCode =
   | 'BRIDGE_ERR_PUBLISH_NACKED'
   | 'BRIDGE_ERR_PUBLISH_TIMEOUT'
   | 'BRIDGE_ERR_PUBLISH_ABANDONED'
+  | 'BRIDGE_ERR_PUBLISH_REJECTED'
+  | 'BRIDGE_ERR_PUBLISH_RELEASED'
+  | 'BRIDGE_ERR_PUBLISH_MODIFIED'
+  | 'BRIDGE_ERR_ADDRESS_REFUSED'
   | 'BRIDGE_ERR_PUBLISH_TOO_LARGE'
   | 'BRIDGE_ERR_EXCHANGE_REFUSED'
   | 'BRIDGE_ERR_PUBLISHER_CLOSED';

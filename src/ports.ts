@@ -1,17 +1,19 @@
 import type { PublishError } from './errors.js';
+import type { Destination } from './mapping/destination.js';
 import type { DownlinkRuleResolver } from './mapping/downlink.js';
 import type { HeaderValue, UplinkProperties } from './mapping/uplink.js';
 
 /**
  * The small interfaces through which the MQTT side and the message-broker side meet in
- * bridge.ts. amqp/ implements them for AMQP 0-9-1; another back end (AMQP 1.0) would
- * implement the same ones without touching mqtt/, mapping/ or the pipelines.
+ * bridge.ts. amqp/ implements them for AMQP 0-9-1, amqp10/ for AMQP 1.0; mqtt/, mapping/ and the
+ * pipelines do not know which one runs. A message's destination is an exchange and a routing key
+ * (0-9-1) or an address and a subject (1.0): see mapping/destination.ts.
  */
 
+export type { Destination } from './mapping/destination.js';
+
 /** One message to publish to the broker. */
-export interface OutboundMessage {
-  readonly exchange: string;
-  readonly routingKey: string;
+export type OutboundMessage = Destination & {
   readonly content: Buffer;
   readonly headers: Readonly<Record<string, HeaderValue>>;
   readonly properties: Readonly<UplinkProperties>;
@@ -25,7 +27,7 @@ export interface OutboundMessage {
    * publish fails at once (it is dropped and counted) instead of waiting there until its timeout.
    */
   readonly atMostOnce: boolean;
-}
+};
 
 /** Called once per publish: null when the broker confirmed it, else why it failed. */
 export type PublishCallback = (error: PublishError | null) => void;
@@ -48,24 +50,24 @@ export type BrokerState = 'connecting' | 'connected' | 'disconnected' | 'closed'
  * bridge may not use it): what needs it waits, everything else flows.
  */
 export interface BrokerRefusal {
-  readonly kind: 'exchange' | 'queue';
+  readonly kind: 'exchange' | 'queue' | 'address';
   readonly name: string;
   /** One line for /readyz: what, the broker's answer, the configuration entry, what waits. */
   readonly summary: string;
 }
 
 /** One message the broker delivered to a downlink consumer. */
-export interface InboundDelivery {
-  readonly exchange: string;
-  readonly routingKey: string;
+export type InboundDelivery = Destination & {
   readonly content: Buffer;
+  /** AMQP 0-9-1 headers, or AMQP 1.0 application-properties. */
   readonly headers: Readonly<Record<string, unknown>> | undefined;
-}
+};
 
 /**
- * What becomes of a delivery: `ack` once the MQTT side has it; `dead-letter` (rejected without
- * requeue, so a dead-letter exchange on the queue catches it) when it can never be delivered;
- * `requeue` when it may succeed later.
+ * What becomes of a delivery: `ack` once the MQTT side has it (AMQP 1.0: accepted); `dead-letter`
+ * (rejected without requeue, so a dead-letter exchange on the queue catches it; AMQP 1.0: rejected
+ * with an error condition) when it can never be delivered; `requeue` (AMQP 1.0: released) when it
+ * may succeed later.
  */
 export type DeliveryOutcome = 'ack' | 'dead-letter' | 'requeue';
 

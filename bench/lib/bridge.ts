@@ -24,9 +24,12 @@ export interface RunningBridge {
 /**
  * Starts the bridge as its own process, from the build (dist/) when there is one, with the
  * mapping of RabbitMQ's MQTT plugin (`#` -> amq.topic, routing key `{#}`) and two downlink rules.
- * `mqttYaml`: more lines under `mqtt:` (indented), such as a `persistence`; `workers`: `run --workers N`.
+ * `mqttYaml`: more lines under `mqtt:` (indented), such as a `persistence`. `workers`: `run --workers N`.
+ * `amqp10`: the same uplink mapping spoken in AMQP 1.0 to RabbitMQ's rabbitmq_amqp1_0 plugin
+ * (address `/exchange/amq.topic`, the subject as routing key), and no downlink rules.
  */
-export async function startBridge(name: string, extraYaml: string[] = [], mqttYaml: string[] = [], workers = 1): Promise<RunningBridge> {
+export async function startBridge(name: string, extraYaml: string[] = [], mqttYaml: string[] = [], options: { workers?: number; amqp10?: boolean } = {}): Promise<RunningBridge> {
+  const { workers = 1, amqp10 = false } = options;
   const prefix = name.replace(/[^a-z0-9]/gi, '');
   const commands = `${name}-commands`;
   const file = join(mkdtempSync(join(tmpdir(), 'bridge-bench-')), 'bridge.yaml');
@@ -37,15 +40,19 @@ export async function startBridge(name: string, extraYaml: string[] = [], mqttYa
       '  listeners: [{ type: tcp, host: 127.0.0.1, port: 0 }]',
       '  maxConnections: 1000000',
       ...mqttYaml,
-      'amqp:',
-      `  url: ${AMQP_URL}`,
-      `  connectionName: ${name}`,
-      `  exchanges: [{ name: ${commands}, type: topic, durable: false, autoDelete: false }]`,
-      'uplink:',
-      '  - { name: compat, topic: "#", exchange: amq.topic, routingKey: "{#}" }',
-      'downlink:',
-      `  - { name: down0, exchange: ${commands}, routingKey: "down0.{device}", topic: "${prefix}/down0/{device}", qos: 0, queueName: ${commands}-0, prefetch: 1000 }`,
-      `  - { name: down1, exchange: ${commands}, routingKey: "down1.{device}", topic: "${prefix}/down1/{device}", qos: 1, queueName: ${commands}-1, prefetch: 1000 }`,
+      ...(amqp10
+        ? ['amqp:', '  protocol: "1.0"', `  url: ${AMQP_URL}`, `  containerId: ${name}`, 'uplink:', '  - { name: compat, topic: "#", address: /exchange/amq.topic, subject: "{#}" }']
+        : [
+            'amqp:',
+            `  url: ${AMQP_URL}`,
+            `  connectionName: ${name}`,
+            `  exchanges: [{ name: ${commands}, type: topic, durable: false, autoDelete: false }]`,
+            'uplink:',
+            '  - { name: compat, topic: "#", exchange: amq.topic, routingKey: "{#}" }',
+            'downlink:',
+            `  - { name: down0, exchange: ${commands}, routingKey: "down0.{device}", topic: "${prefix}/down0/{device}", qos: 0, queueName: ${commands}-0, prefetch: 1000 }`,
+            `  - { name: down1, exchange: ${commands}, routingKey: "down1.{device}", topic: "${prefix}/down1/{device}", qos: 1, queueName: ${commands}-1, prefetch: 1000 }`,
+          ]),
       'http: { enabled: false }',
       'log: { level: info }',
       ...extraYaml,

@@ -42,6 +42,8 @@ export interface AmqpBackendOptions {
   logger: Logger;
   /** Called with the seconds from writing each publish to its confirm. */
   onConfirmLatency?: (seconds: number) => void;
+  /** AMQP 1.0: called for each delivery of a rule rejected because its body is not bytes or a string. */
+  onUndecodable?: (rule: string) => void;
 }
 
 /**

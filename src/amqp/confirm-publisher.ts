@@ -1,6 +1,7 @@
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { Logger } from 'pino';
-import { PublishError } from '../errors.js';
+import { BridgeError, PublishError } from '../errors.js';
+import { isAddressDestination, type ExchangeDestination } from '../mapping/destination.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
@@ -23,8 +24,11 @@ export interface ConfirmPublisherOptions {
   onConfirmLatency?: (seconds: number) => void;
 }
 
+/** A message to an exchange: the only kind the AMQP 0-9-1 back end is given (the configuration makes sure). */
+type ExchangeMessage = OutboundMessage & ExchangeDestination;
+
 interface Entry {
-  readonly message: OutboundMessage;
+  readonly message: ExchangeMessage;
   readonly options: Options.Publish;
   readonly done: PublishCallback;
   readonly deadline: number;
@@ -89,6 +93,7 @@ export class ConfirmPublisher implements MessagePublisher {
       done(new PublishError('BRIDGE_ERR_PUBLISHER_CLOSED', 'the bridge is shutting down'));
       return;
     }
+    if (isAddressDestination(message)) throw new BridgeError('BRIDGE_ERR_INTERNAL', `an AMQP 1.0 message (to address "${message.address}") reached the AMQP 0-9-1 publisher`);
     const entry: Entry = {
       message,
       options: toPublishOptions(message),

@@ -21,7 +21,7 @@ export interface QueueBinding {
 /** What the AMQP side needs to know of a downlink rule. */
 export interface DownlinkSubscription {
   readonly rule: string;
-  /** The queue consumed: the bridge's own (declared and bound) or an existing one. */
+  /** The queue consumed: the bridge's own (declared and bound) or an existing one. (AMQP 1.0: the address a receiver link is attached to.) */
   readonly queue: string;
   /** Present when the bridge declares the queue and binds it. */
   readonly binding: { readonly exchange: string; readonly key: string; readonly deadLetterExchange: string | undefined } | null;

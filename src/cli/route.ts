@@ -1,7 +1,8 @@
 import { loadConfigFile } from '../config/load.js';
 import { downlinkQueueName } from '../config/schema.js';
 import { RenderError, TopicError, UsageError } from '../errors.js';
-import { compileDownlinkRules } from '../mapping/downlink.js';
+import { isAddressDestination } from '../mapping/destination.js';
+import { compileDownlinkRules, type DownlinkDelivery } from '../mapping/downlink.js';
 import { assertTopicName } from '../mapping/topic.js';
 import { UplinkResolver, type UplinkPublish } from '../mapping/uplink.js';
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { readAll, writeLine, type CommandIo } from './io.js';
 
 export const ROUTE_USAGE = `mqtt-amqp-bridge route FILE TOPIC [--client-id ID] [--username U] [--qos 0|1|2]
   mqtt-amqp-bridge route FILE --topics TOPICS_FILE|- [--client-id ID] [--username U] [--qos 0|1|2]
-  mqtt-amqp-bridge route FILE --amqp EXCHANGE ROUTING_KEY [--header NAME=VALUE ...]`;
+  mqtt-amqp-bridge route FILE --amqp EXCHANGE ROUTING_KEY [--header NAME=VALUE ...]
+  mqtt-amqp-bridge route FILE --amqp ADDRESS [SUBJECT] [--header NAME=VALUE ...]   (amqp.protocol "1.0")`;
 export const ROUTE_CLIENT_ID_DEFAULT = 'route-cli';
 
 /**
@@ -86,18 +88,10 @@ function routeOne(resolver: UplinkResolver, publish: UplinkPublish, io: CommandI
     return false;
   }
   const { persistent, ...properties } = route.properties;
-  writeLine(
-    io.stdout,
-    JSON.stringify({
-      direction: 'uplink',
-      topic: publish.topic,
-      rule: route.rule,
-      exchange: route.exchange,
-      routingKey: route.routingKey,
-      headers: route.headers,
-      properties: { ...properties, deliveryMode: persistent ? 2 : 1 },
-    }),
-  );
+  const destination = isAddressDestination(route)
+    ? { address: route.address, subject: route.subject ?? null, applicationProperties: route.headers, properties: { ...properties, durable: persistent } }
+    : { exchange: route.exchange, routingKey: route.routingKey, headers: route.headers, properties: { ...properties, deliveryMode: persistent ? 2 : 1 } };
+  writeLine(io.stdout, JSON.stringify({ direction: 'uplink', topic: publish.topic, rule: route.rule, ...destination }));
   return true;
 }
 
@@ -107,36 +101,46 @@ function readStdin(io: CommandIo): Promise<string> {
 }
 
 /**
- * `route FILE --amqp EXCHANGE ROUTING_KEY`: one JSON line per downlink rule whose queue the
- * message would reach (rules bound to that exchange whose pattern matches), with the MQTT
- * topic it becomes; exit 1 when none would take it or its topic cannot be rendered.
+ * `route FILE --amqp EXCHANGE ROUTING_KEY` (AMQP 1.0: `--amqp ADDRESS [SUBJECT]`): one JSON line
+ * per downlink rule that would take the message (rules bound to that exchange, or receiving from
+ * that address, whose pattern matches), with the MQTT topic it becomes; exit 1 when none would
+ * take it or its topic cannot be rendered.
  */
 function routeDownlink(positional: readonly string[], headerArgs: readonly string[], io: CommandIo): number {
-  if (positional.length !== 3) throw new UsageError(`usage: ${ROUTE_USAGE}`);
-  const [file, exchange, routingKey] = positional as [string, string, string];
+  if (positional.length < 2 || positional.length > 3) throw new UsageError(`usage: ${ROUTE_USAGE}`);
   const headers = parseHeaderArgs(headerArgs);
-  const config = loadConfigFile(file, { env: io.env });
+  const config = loadConfigFile(positional[0]!, { env: io.env });
+  const byAddress = config.amqp.protocol === '1.0';
+  if (!byAddress && positional.length !== 3) throw new UsageError(`usage: ${ROUTE_USAGE}`);
+  const [, from, key] = positional as [string, string, string | undefined];
+  const source: DownlinkDelivery = byAddress ? { address: from, subject: key, headers } : { exchange: from, routingKey: key!, headers };
+  const described = byAddress ? { address: from, subject: key ?? null } : { exchange: from, routingKey: key };
   const resolvers = compileDownlinkRules(config.downlink);
   let routed = 0;
   let failed = 0;
   config.downlink.forEach((rule, index) => {
-    if (rule.exchange !== exchange) return;
-    const base = { direction: 'downlink', exchange, routingKey, rule: rule.name, queue: downlinkQueueName(rule) };
+    if ((byAddress ? rule.address : rule.exchange) !== from) return;
+    const base = { direction: 'downlink', ...described, rule: rule.name, ...(byAddress ? {} : { queue: downlinkQueueName(rule) }) };
     try {
-      const route = resolvers[index]!.resolve({ exchange, routingKey, headers });
+      const route = resolvers[index]!.resolve(source);
       if (!route) return;
       writeLine(io.stdout, JSON.stringify({ ...base, topic: route.topic, qos: route.qos, retain: route.retain }));
       routed++;
     } catch (error) {
       if (!(error instanceof RenderError)) throw error;
       writeLine(io.stdout, JSON.stringify({ ...base, topic: null, error: error.message }));
-      writeLine(io.stderr, `rule "${rule.name}" takes the message but dead-letters it: ${error.message}`);
+      writeLine(io.stderr, `rule "${rule.name}" takes the message but ${byAddress ? 'rejects' : 'dead-letters'} it: ${error.message}`);
       failed++;
     }
   });
   if (routed + failed === 0) {
-    writeLine(io.stdout, JSON.stringify({ direction: 'downlink', exchange, routingKey, rule: null }));
-    writeLine(io.stderr, `no downlink rule bound to exchange "${exchange}" matches routing key "${routingKey}" (rules that consume a named queue are not considered)`);
+    writeLine(io.stdout, JSON.stringify({ direction: 'downlink', ...described, rule: null }));
+    writeLine(
+      io.stderr,
+      byAddress
+        ? `no downlink rule receiving from address "${from}" matches ${key === undefined ? 'a message without a subject' : `subject "${key}"`}`
+        : `no downlink rule bound to exchange "${from}" matches routing key "${key}" (rules that consume a named queue are not considered)`,
+    );
     return 1;
   }
   return failed > 0 ? 1 : 0;

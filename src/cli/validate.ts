@@ -41,6 +41,10 @@ export async function validateCommand(argv: readonly string[], io: CommandIo): P
   const { config, locate, warnings } = validated;
   for (const warning of warnings) writeLine(io.stdout, formatProblem({ ...warning, message: `warning: ${warning.message}` }));
   const url = options.get('amqp');
+  if (typeof url === 'string' && config.amqp.protocol !== '0-9-1') {
+    // What an AMQP 1.0 broker refuses shows only when a link is attached: `run` reports it (/readyz).
+    throw new UsageError(`--amqp asks an AMQP 0-9-1 RabbitMQ what it would refuse; this configuration speaks AMQP ${config.amqp.protocol}`);
+  }
   if (typeof url === 'string' && (await brokerRefuses(config, url, locate, io)) > 0) return 1;
   if (warnings.length > 0 && options.has('strict')) return 1;
   writeLine(io.stdout, warnings.length > 0 ? `ok, with ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : 'ok');

@@ -44,7 +44,8 @@ function shadowedRules(config: BridgeConfig, uplink: readonly CompiledUplinkRule
 
 function collidingRoutingKeys(config: BridgeConfig, uplink: readonly CompiledUplinkRule[]): LintWarning[] {
   const warnings: LintWarning[] = [];
-  const used = uplink.map((rule) => new Set(rule.routingKey.placeholders));
+  // A 1.0 rule sends to an address, which a subject need not tell apart: only routing keys are checked.
+  const used = uplink.map((rule) => new Set<string>(rule.protocol === '0-9-1' ? (rule.key?.placeholders ?? []) : ['topic']));
   config.uplink.forEach((rule, index) => {
     if (used[index]!.has('topic')) return; // the whole topic is in the key: no two topics collide
     const dropped = droppedLevels(uplink[index]!.pattern, used[index]!);

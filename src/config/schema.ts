@@ -26,6 +26,10 @@ export const DEFAULT_REFUSED_RETRY_MS = 120_000;
 export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
 export const DEFAULT_RECONNECT_FACTOR = 2;
 export const DEFAULT_RECONNECT_JITTER = 0.2;
+export const AMQP_PROTOCOLS = ['0-9-1', '1.0'] as const;
+export type AmqpProtocol = (typeof AMQP_PROTOCOLS)[number];
+export const DEFAULT_AMQP_PROTOCOL: AmqpProtocol = '0-9-1';
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 60;
 export const DEFAULT_DOWNLINK_PREFETCH = 100;
 export const DEFAULT_MAX_OFFLINE_MESSAGES = 1000;
 export const DOWNLINK_QUEUE_PREFIX = 'bridge.downlink.';
@@ -434,6 +438,13 @@ const reconnectSchema = z
 
 const amqpSchema = z
   .strictObject({
+    protocol: z
+      .enum(AMQP_PROTOCOLS)
+      .default(DEFAULT_AMQP_PROTOCOL)
+      .meta({
+        description:
+          'The protocol the broker side speaks: `0-9-1` (RabbitMQ: rules name an `exchange` and a `routingKey`) or `1.0` (the OASIS standard: Apache Qpid, ActiveMQ Artemis and Classic, Azure Service Bus, Solace, RabbitMQ 4 and RabbitMQ 3.x with its AMQP 1.0 plugin; rules name an `address` and a `subject`). See docs/amqp-1.0.md.',
+      }),
     url: z
       .string()
       .regex(/^amqps?:\/\//, 'an AMQP URL starts with amqp:// or amqps://')
@@ -441,22 +452,41 @@ const amqpSchema = z
       // reach the error that the URL parser throws (as its `input`), and from there the output.
       .refine((url) => URL.canParse(url), 'is not a valid URL (is the port a number up to 65535? are `/`, `?` and `#` in the password percent-encoded?)')
       .default(DEFAULT_AMQP_URL)
-      .meta({ description: 'RabbitMQ to connect to; the password never appears in logs.', examples: [DEFAULT_AMQP_URL] }),
+      .meta({
+        description:
+          'The broker to connect to; the password never appears in logs. With `protocol: "1.0"` the user and password in the URL are sent with SASL PLAIN, no user means SASL ANONYMOUS, and a client certificate (`tls`) with no password means SASL EXTERNAL.',
+        examples: [DEFAULT_AMQP_URL],
+      }),
     connectionName: z
       .string()
       .min(1)
       .default(DEFAULT_CONNECTION_NAME)
-      .meta({ description: 'Connection name shown by RabbitMQ (management UI, `rabbitmqctl list_connections`).' }),
+      .meta({ description: 'Connection name shown by RabbitMQ (management UI, `rabbitmqctl list_connections`). AMQP 0-9-1 only; AMQP 1.0 has `containerId`.' }),
+    containerId: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'AMQP 1.0 only: the container id the bridge opens its connection with (brokers show it, and some allow one connection per id). Default: `mqtt-amqp-bridge-<hostname>-<process id>`.',
+        examples: ['bridge-eu-1'],
+      }),
+    idleTimeoutSeconds: integer(0, 3600)
+      .default(DEFAULT_IDLE_TIMEOUT_SECONDS)
+      .meta({
+        description:
+          'AMQP 1.0 only: the idle timeout the bridge announces; the broker sends something at least every half of it, and a connection silent for longer is taken as lost. 0 announces none. (AMQP 0-9-1 has `heartbeatSeconds`.)',
+      }),
     heartbeatSeconds: integer(0, 3600)
       .default(DEFAULT_HEARTBEAT_SECONDS)
-      .meta({ description: 'AMQP heartbeat interval; 0 disables heartbeats.' }),
+      .meta({ description: 'AMQP 0-9-1 heartbeat interval; 0 disables heartbeats. (AMQP 1.0 has `idleTimeoutSeconds`.)' }),
     exchanges: z
       .array(exchangeSchema)
       .default([])
-      .meta({ description: 'Exchanges declared (asserted) on every (re)connect. Rules may also use existing exchanges such as amq.topic.' }),
+      .meta({ description: 'AMQP 0-9-1 only: exchanges declared (asserted) on every (re)connect. Rules may also use existing exchanges such as amq.topic.' }),
     maxUnconfirmed: integer(1, 65_535)
       .default(DEFAULT_MAX_UNCONFIRMED)
-      .meta({ description: 'Most publishes awaiting a RabbitMQ confirm at once; more wait in the bridge.' }),
+      .meta({ description: 'Most publishes awaiting a RabbitMQ confirm (AMQP 1.0: unsettled transfers) at once; more wait in the bridge.' }),
     publishTimeoutMs: integer(1)
       .default(DEFAULT_PUBLISH_TIMEOUT_MS)
       .meta({
@@ -484,7 +514,7 @@ const amqpSchema = z
           'TLS for an `amqps://` URL. With a client certificate and no password in the URL, the bridge authenticates with the EXTERNAL mechanism (the certificate is the identity).',
       }),
   })
-  .meta({ description: 'The RabbitMQ (AMQP 0-9-1) side.' });
+  .meta({ description: 'The broker side: RabbitMQ over AMQP 0-9-1, or any AMQP 1.0 broker.' });
 
 const HEADER_NAME = /^[\x21-\x7e]{1,128}$/;
 
@@ -513,19 +543,33 @@ export const uplinkRuleSchema = z.strictObject({
   exchange: z
     .string()
     .max(255)
-    .meta({ description: 'Template for the exchange to publish to (must exist or be declared under amqp.exchanges).', examples: ['telemetry'] }),
+    .optional()
+    .meta({ description: 'AMQP 0-9-1: template for the exchange to publish to (must exist or be declared under amqp.exchanges). Required in 0-9-1 mode.', examples: ['telemetry'] }),
   routingKey: z
     .string()
-    .default('{topic}')
+    .optional()
     .meta({
       description:
-        'Template for the routing key. Values from the topic are encoded by swapping `.` and `/`. The default `{topic}` gives the routing keys of RabbitMQ\'s MQTT plugin.',
+        'AMQP 0-9-1: template for the routing key; default `{topic}`. Values from the topic are encoded by swapping `.` and `/`. The default gives the routing keys of RabbitMQ\'s MQTT plugin.',
+      examples: ['{deviceId}.{#}'],
+    }),
+  address: z
+    .string()
+    .min(1)
+    .optional()
+    .meta({ description: 'AMQP 1.0: template for the address (target node) to send to. Required in 1.0 mode.', examples: ['/exchange/telemetry', 'telemetry', 'topic://telemetry'] }),
+  subject: z
+    .string()
+    .optional()
+    .meta({
+      description:
+        'AMQP 1.0: template for the subject of each message (none when absent). Values from the topic are encoded as for a routing key (`.` and `/` swapped); RabbitMQ takes the subject as the routing key of an `/exchange/X` address.',
       examples: ['{deviceId}.{#}'],
     }),
   headers: z
     .record(z.string().regex(HEADER_NAME, 'a header name is 1 to 128 printable ASCII characters'), z.string())
     .optional()
-    .meta({ description: 'Extra AMQP headers; each value is a template.', examples: [{ 'x-device-id': '{deviceId}' }] }),
+    .meta({ description: 'Extra AMQP headers (AMQP 1.0: application-properties); each value is a template.', examples: [{ 'x-device-id': '{deviceId}' }] }),
   properties: uplinkPropertiesSchema.optional(),
 });
 
@@ -558,11 +602,27 @@ export const downlinkRuleSchema = z
       .max(255)
       .optional()
       .meta({ description: 'Name of the queue the bridge declares for an `exchange` rule; default `bridge.downlink.<name>`.' }),
+    address: z
+      .string()
+      .min(1)
+      .optional()
+      .meta({
+        description: 'AMQP 1.0: the address (source node) the bridge receives from, one receiver link per rule. Required in 1.0 mode.',
+        examples: ['/amq/queue/commands', 'commands', 'queue://commands'],
+      }),
+    subject: z
+      .string()
+      .optional()
+      .meta({
+        description:
+          'AMQP 1.0: pattern for the subject of each message, as `routingKey` is for a routing key (literal words, `*`, `{name}`, a final `#`), whose captures feed `topic`. A message without a subject matches only a rule without `subject`; a message that does not match is rejected.',
+        examples: ['{deviceId}.#'],
+      }),
     topic: z
       .string()
       .min(1)
       .meta({
-        description: 'Template for the MQTT topic: captures, `{#}`, `{routingKey}`, `{exchange}`, `{headers.NAME}`.',
+        description: 'Template for the MQTT topic: captures, `{#}`, `{routingKey}`, `{exchange}` (AMQP 1.0: `{subject}`, `{address}`), `{headers.NAME}` (AMQP 1.0: application-properties).',
         examples: ['devices/{deviceId}/commands/{#}'],
       }),
     qos: integer(0, 2)
@@ -582,6 +642,7 @@ export const downlinkRuleSchema = z
       }),
   })
   .superRefine((rule, context) => {
+    if (rule.address !== undefined || rule.subject !== undefined) return; // an AMQP 1.0 rule: checked with the protocol (configSchema)
     const bound = rule.exchange !== undefined;
     if (bound === (rule.queue !== undefined)) {
       context.addIssue({ code: 'custom', message: 'a downlink rule names either `exchange` (with `routingKey`) or `queue`, not both and not neither', path: [] });
@@ -772,6 +833,49 @@ function uniqueNames(rules: ReadonlyArray<{ name: string }>, context: z.Refineme
   });
 }
 
+/** Uplink properties AMQP 1.0 has no field for [AMQP 1.0, 3.2.4]. */
+const AMQP091_ONLY_PROPERTIES = ['type', 'appId'] as const;
+
+/** The keys of a rule that belong to one protocol only. */
+const PROTOCOL_KEYS = {
+  uplink: { '0-9-1': ['exchange', 'routingKey'], '1.0': ['address', 'subject'] },
+  downlink: { '0-9-1': ['exchange', 'routingKey', 'queue', 'queueName', 'deadLetterExchange'], '1.0': ['address', 'subject'] },
+} as const;
+
+/** Each rule names its destination the way `amqp.protocol` says: `exchange` (0-9-1) or `address` (1.0), never the other's keys. */
+function rulesFitTheProtocol(
+  config: { amqp: { protocol: AmqpProtocol; exchanges: readonly unknown[] }; uplink: ReadonlyArray<Record<string, unknown>>; downlink: ReadonlyArray<Record<string, unknown>> },
+  context: z.core.$RefinementCtx,
+): void {
+  const { protocol } = config.amqp;
+  const other: AmqpProtocol = protocol === '1.0' ? '0-9-1' : '1.0';
+  const mode = `amqp.protocol is "${protocol}"`;
+  for (const direction of ['uplink', 'downlink'] as const) {
+    config[direction].forEach((rule, index) => {
+      for (const key of PROTOCOL_KEYS[direction][other]) {
+        if (rule[key] === undefined) continue;
+        const instead = protocol === '1.0' ? '`address` (and `subject`)' : direction === 'uplink' ? '`exchange` and `routingKey`' : '`exchange` and `routingKey`, or `queue`';
+        context.addIssue({ code: 'custom', message: `\`${key}\` is an AMQP ${other} key but ${mode}: ${direction === 'uplink' ? 'an' : 'a'} ${direction} rule names ${instead}`, path: [direction, index, key] });
+      }
+      const properties = rule.properties as Record<string, unknown> | undefined;
+      for (const key of AMQP091_ONLY_PROPERTIES) {
+        if (protocol === '1.0' && properties?.[key] !== undefined) {
+          context.addIssue({ code: 'custom', message: `AMQP 1.0 messages have no \`${key}\` property (${mode}); send it as a header instead`, path: [direction, index, 'properties', key] });
+        }
+      }
+      if (protocol === '1.0' && rule.address === undefined) {
+        context.addIssue({ code: 'custom', message: `is required (${mode})`, path: [direction, index, 'address'] });
+      }
+      if (protocol === '0-9-1' && direction === 'uplink' && rule.exchange === undefined && rule.address === undefined) {
+        context.addIssue({ code: 'custom', message: 'is required', path: [direction, index, 'exchange'] });
+      }
+    });
+  }
+  if (protocol === '1.0' && config.amqp.exchanges.length > 0) {
+    context.addIssue({ code: 'custom', message: `AMQP 1.0 declares nothing: \`amqp.exchanges\` is for amqp.protocol "0-9-1"`, path: ['amqp', 'exchanges'] });
+  }
+}
+
 export const configSchema = z.strictObject({
   mqtt: mqttSchema.prefault({}),
   amqp: amqpSchema.prefault({}),
@@ -794,7 +898,7 @@ export const configSchema = z.strictObject({
   shutdownTimeoutMs: integer(0)
     .default(DEFAULT_SHUTDOWN_TIMEOUT_MS)
     .meta({ description: 'On SIGTERM/SIGINT, how long to wait for unconfirmed publishes before closing.' }),
-});
+}).superRefine(rulesFitTheProtocol);
 
 export type BridgeConfigInput = z.input<typeof configSchema>;
 type DeepReadonly<T> = T extends (infer E)[] ? ReadonlyArray<DeepReadonly<E>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;

@@ -2,29 +2,31 @@ import { MappingError, RenderError, TopicError } from '../errors.js';
 import { wordToLevel } from './encoding.js';
 import { ROUTING_KEY_SYNTAX } from './limits.js';
 import { bindingKeyOf, compilePattern, patternMatches, type CompiledPattern } from './pattern.js';
-import { compileTemplate, DOWNLINK_BUILTINS, type CompiledTemplate } from './template.js';
+import { ADDRESS_DOWNLINK_BUILTINS, compileTemplate, DOWNLINK_BUILTINS, type CompiledTemplate } from './template.js';
 import { assertTopicName } from './topic.js';
 import { RuleError } from './rule-error.js';
 import { HEADER_RETAIN } from './uplink.js';
+import { isAddressDestination, type Destination } from './destination.js';
 
 export interface DownlinkRuleConfig {
   readonly name: string;
   /** Bind to this exchange with `routingKey`... */
   readonly exchange?: string | undefined;
   readonly routingKey?: string | undefined;
-  /** ...or consume this existing queue. */
+  /** ...or consume this existing queue... */
   readonly queue?: string | undefined;
+  /** ...or (AMQP 1.0) receive from this address, the subjects matching `subject` (absent: every message). */
+  readonly address?: string | undefined;
+  readonly subject?: string | undefined;
   readonly topic: string;
   readonly qos: 0 | 1 | 2;
   readonly retain?: boolean | undefined;
 }
 
-/** One AMQP delivery as the downlink sees it. */
-export interface DownlinkDelivery {
-  readonly exchange: string;
-  readonly routingKey: string;
+/** One AMQP delivery as the downlink sees it: where it came from, and its headers (AMQP 1.0: application-properties). */
+export type DownlinkDelivery = Destination & {
   readonly headers?: Readonly<Record<string, unknown>> | undefined;
-}
+};
 
 export interface DownlinkRoute {
   readonly rule: string;
@@ -36,7 +38,9 @@ export interface DownlinkRoute {
 export interface CompiledDownlinkRule {
   readonly name: string;
   readonly pattern: CompiledPattern;
-  /** The key the bridge binds its queue with (`{name}` becomes `*`); null for `queue` rules. */
+  /** An AMQP 1.0 rule with a `subject` pattern: a message without a subject does not match it. */
+  readonly needsSubject: boolean;
+  /** The key the bridge binds its queue with (`{name}` becomes `*`); null for `queue` and `address` rules. */
   readonly bindingKey: string | null;
   readonly topic: CompiledTemplate;
   readonly qos: 0 | 1 | 2;
@@ -60,11 +64,11 @@ export function compileDownlinkRule(rule: DownlinkRuleConfig, problems: MappingE
 }
 
 function compileDownlinkRuleOrThrow(rule: DownlinkRuleConfig): CompiledDownlinkRule {
-  const pattern = compilePattern(rule.routingKey ?? MATCH_EVERYTHING, ROUTING_KEY_SYNTAX);
+  const pattern = compilePattern(rule.routingKey ?? rule.subject ?? MATCH_EVERYTHING, ROUTING_KEY_SYNTAX);
   const topic = compileTemplate(rule.topic, {
     field: 'topic',
     pattern,
-    builtins: DOWNLINK_BUILTINS,
+    builtins: rule.address === undefined ? DOWNLINK_BUILTINS : ADDRESS_DOWNLINK_BUILTINS,
     headers: true,
     encode: wordToLevel,
     targetSeparator: '/',
@@ -79,7 +83,8 @@ function compileDownlinkRuleOrThrow(rule: DownlinkRuleConfig): CompiledDownlinkR
   return {
     name: rule.name,
     pattern,
-    bindingKey: rule.queue === undefined ? bindingKeyOf(pattern) : null,
+    needsSubject: rule.subject !== undefined,
+    bindingKey: rule.queue === undefined && rule.address === undefined ? bindingKeyOf(pattern) : null,
     topic,
     qos: rule.qos,
     retain: rule.retain ?? false,
@@ -100,10 +105,12 @@ export class DownlinkRuleResolver {
    * (as the uplink sets it for a retained device publish).
    */
   resolve(delivery: DownlinkDelivery): DownlinkRoute | null {
-    const words = delivery.routingKey.split('.');
+    const [from, key] = isAddressDestination(delivery) ? [delivery.address, delivery.subject] : [delivery.exchange, delivery.routingKey];
+    if (key === undefined && this.rule.needsSubject) return null;
+    const source = key ?? '';
+    const words = source.split('.');
     if (!patternMatches(this.rule.pattern, words, false)) return null;
-    const topic = this.rule.topic.constant ??
-      this.rule.topic.render({ segments: words, source: delivery.routingKey, exchange: delivery.exchange, headers: delivery.headers });
+    const topic = this.rule.topic.constant ?? this.rule.topic.render({ segments: words, source, exchange: from, headers: delivery.headers });
     try {
       assertTopicName(topic);
     } catch (error) {

@@ -10,6 +10,7 @@ export interface TemplateContext {
   readonly clientId?: string;
   readonly username?: string | undefined;
   readonly qos?: number;
+  /** The exchange (AMQP 0-9-1) or the address (AMQP 1.0) a delivery came from. */
   readonly exchange?: string;
   readonly headers?: Readonly<Record<string, unknown>> | undefined;
 }
@@ -31,6 +32,12 @@ export const UPLINK_BUILTINS: ReadonlyMap<string, Builtin> = new Map([
 export const DOWNLINK_BUILTINS: ReadonlyMap<string, Builtin> = new Map([
   ['routingKey', { read: (c: TemplateContext) => c.source, fromSource: true }],
   ['exchange', { read: (c: TemplateContext) => c.exchange ?? '', fromSource: false }],
+]);
+
+/** The same two for an AMQP 1.0 rule: the message's subject and the address it came from. */
+export const ADDRESS_DOWNLINK_BUILTINS: ReadonlyMap<string, Builtin> = new Map([
+  ['subject', { read: (c: TemplateContext) => c.source, fromSource: true }],
+  ['address', { read: (c: TemplateContext) => c.exchange ?? '', fromSource: false }],
 ]);
 
 export interface TemplateScope {

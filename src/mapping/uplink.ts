@@ -5,6 +5,7 @@ import { compileTemplate, UPLINK_BUILTINS, type CompiledTemplate, type TemplateC
 import { TopicTrie } from './topic-trie.js';
 import { RuleError } from './rule-error.js';
 import { TOPIC_SYNTAX, assertShortString } from './limits.js';
+import type { AddressDestination, Destination, ExchangeDestination } from './destination.js';
 
 /** String AMQP properties a rule may set; each is a template. */
 export const UPLINK_STRING_PROPERTIES = ['contentType', 'contentEncoding', 'type', 'appId', 'correlationId', 'replyTo'] as const;
@@ -18,8 +19,12 @@ export type UplinkPropertiesConfig = { readonly [K in UplinkStringProperty]?: st
 export interface UplinkRuleConfig {
   readonly name: string;
   readonly topic: string;
-  readonly exchange: string;
-  readonly routingKey: string;
+  /** AMQP 0-9-1: the exchange and routing key templates... */
+  readonly exchange?: string | undefined;
+  readonly routingKey?: string | undefined;
+  /** ...or AMQP 1.0: the address and subject templates (a rule with `address` is a 1.0 rule). */
+  readonly address?: string | undefined;
+  readonly subject?: string | undefined;
   readonly headers?: Readonly<Record<string, string>> | undefined;
   readonly properties?: UplinkPropertiesConfig | undefined;
 }
@@ -50,13 +55,14 @@ export interface UplinkProperties {
 }
 
 /** What one publish becomes on AMQP, apart from the per-message `messageId` and `timestamp`. */
-export interface UplinkRoute {
+export type UplinkRoute = Destination & {
   readonly rule: string;
-  readonly exchange: string;
-  readonly routingKey: string;
   readonly headers: Record<string, HeaderValue>;
   readonly properties: UplinkProperties;
-}
+};
+
+/** The default routing key of a 0-9-1 rule: the topic, as RabbitMQ's MQTT plugin routes it. */
+export const DEFAULT_ROUTING_KEY = '{topic}';
 
 /** Headers the bridge sets on every uplink message; rules may not set them. */
 export const HEADER_TOPIC = 'x-mqtt-topic';
@@ -69,8 +75,11 @@ export const BRIDGE_HEADER_PREFIX = 'x-mqtt-';
 interface CompiledUplinkRule {
   readonly name: string;
   readonly pattern: CompiledPattern;
-  readonly exchange: CompiledTemplate;
-  readonly routingKey: CompiledTemplate;
+  /** The exchange (0-9-1) or the address (1.0). */
+  readonly target: CompiledTemplate;
+  /** The routing key (0-9-1) or the subject (1.0; null: none). */
+  readonly key: CompiledTemplate | null;
+  readonly protocol: '0-9-1' | '1.0';
   readonly headers: ReadonlyArray<readonly [string, CompiledTemplate]>;
   readonly stringProperties: ReadonlyArray<readonly [UplinkStringProperty, CompiledTemplate]>;
   readonly priority: number | undefined;
@@ -96,8 +105,11 @@ export function compileUplinkRule(rule: UplinkRuleConfig, problems: MappingError
   if (!pattern) throw problems[before]!;
   const scope = (field: string, encode: ((value: string) => string) | null, targetSeparator: '.' | null) =>
     ({ field, pattern, builtins: UPLINK_BUILTINS, headers: false, encode, targetSeparator }) as const;
-  const exchange = attempt(() => compileTemplate(rule.exchange, scope('exchange', null, null)));
-  const routingKey = attempt(() => compileTemplate(rule.routingKey, scope('routingKey', levelToWord, '.')));
+  const byAddress = rule.address !== undefined;
+  const [targetField, keyField] = byAddress ? (['address', 'subject'] as const) : (['exchange', 'routingKey'] as const);
+  const keySource = byAddress ? rule.subject : (rule.routingKey ?? DEFAULT_ROUTING_KEY);
+  const target = attempt(() => compileTemplate((byAddress ? rule.address : rule.exchange) ?? '', scope(targetField, null, null)));
+  const key = keySource === undefined ? null : attempt(() => compileTemplate(keySource, scope(keyField, levelToWord, '.')));
   const headers = Object.entries(rule.headers ?? {}).flatMap(([name, template]) => {
     const compiled = attempt(() => {
       if (name.toLowerCase().startsWith(BRIDGE_HEADER_PREFIX)) {
@@ -117,12 +129,13 @@ export function compileUplinkRule(rule: UplinkRuleConfig, problems: MappingError
     const compiled = template === undefined ? undefined : attempt(() => compileTemplate(template, scope(`properties.${key}`, null, null)));
     return compiled ? [[key, compiled] as const] : [];
   });
-  if (problems.length > before || !exchange || !routingKey) throw problems[before]!;
+  if (problems.length > before || !target || key === undefined) throw problems[before]!;
   return {
     name: rule.name,
     pattern,
-    exchange,
-    routingKey,
+    target,
+    key,
+    protocol: byAddress ? '1.0' : '0-9-1',
     headers,
     stringProperties,
     priority: properties.priority,
@@ -150,9 +163,14 @@ export class UplinkResolver {
     this.rules.forEach((rule, index) => this.trie.add(rule.pattern, index));
   }
 
-  /** Each rule's exchange, in the rules' order: its name when the rule gives it literally, null when a placeholder renders it. */
+  /** Each 0-9-1 rule's exchange, in the rules' order: its name when the rule gives it literally, null when a placeholder renders it. */
   exchangesOfRules(): Array<{ rule: string; exchange: string | null }> {
-    return this.rules.map((rule) => ({ rule: rule.name, exchange: rule.exchange.constant }));
+    return this.rules.flatMap((rule) => (rule.protocol === '0-9-1' ? [{ rule: rule.name, exchange: rule.target.constant }] : []));
+  }
+
+  /** Each 1.0 rule's address, in the rules' order: the address when the rule gives it literally, null when a placeholder renders it. */
+  addressesOfRules(): Array<{ rule: string; address: string | null }> {
+    return this.rules.flatMap((rule) => (rule.protocol === '1.0' ? [{ rule: rule.name, address: rule.target.constant }] : []));
   }
 
   /** The name of the rule that takes this topic, or null. */
@@ -174,16 +192,7 @@ export class UplinkResolver {
       username: publish.username,
       qos: publish.qos,
     };
-    let exchange = rule.exchange.constant;
-    if (exchange === null) {
-      exchange = rule.exchange.render(context);
-      // A placeholder that renders nothing would publish to the default exchange, which
-      // routes by queue name: a device could then reach any queue. Only a literal "" may.
-      if (exchange === '') throw new RenderError(`the exchange template "${rule.exchange.source}" rendered an empty exchange name`);
-    }
-    assertShortString('exchange', exchange);
-    const routingKey = rule.routingKey.render(context);
-    assertShortString('routing key', routingKey);
+    const destination = rule.protocol === '1.0' ? addressOf(rule, context) : exchangeOf(rule, context);
     const headers: Record<string, HeaderValue> = {
       [HEADER_TOPIC]: publish.topic,
       [HEADER_QOS]: publish.qos,
@@ -199,6 +208,26 @@ export class UplinkResolver {
     }
     if (rule.priority !== undefined) properties.priority = rule.priority;
     if (rule.expiration !== undefined) properties.expiration = rule.expiration;
-    return { rule: rule.name, exchange, routingKey, headers, properties };
+    return { rule: rule.name, ...destination, headers, properties };
   }
+}
+
+function exchangeOf(rule: CompiledUplinkRule, context: TemplateContext): ExchangeDestination {
+  let exchange = rule.target.constant;
+  if (exchange === null) {
+    exchange = rule.target.render(context);
+    // A placeholder that renders nothing would publish to the default exchange, which
+    // routes by queue name: a device could then reach any queue. Only a literal "" may.
+    if (exchange === '') throw new RenderError(`the exchange template "${rule.target.source}" rendered an empty exchange name`);
+  }
+  assertShortString('exchange', exchange);
+  const routingKey = rule.key?.render(context) ?? '';
+  assertShortString('routing key', routingKey);
+  return { exchange, routingKey };
+}
+
+function addressOf(rule: CompiledUplinkRule, context: TemplateContext): AddressDestination {
+  const address = rule.target.constant ?? rule.target.render(context);
+  if (address === '') throw new RenderError(`the address template "${rule.target.source}" rendered an empty address`);
+  return { address, subject: rule.key ? (rule.key.constant ?? rule.key.render(context)) : undefined };
 }

@@ -4,11 +4,11 @@ import { BridgeError } from '../errors.js';
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
 /** Why an uplink publish was not forwarded although the device is acknowledged (counted, never silent). */
-export type UplinkDropReason = 'render_failed' | 'exchange_refused' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
+export type UplinkDropReason = 'render_failed' | 'exchange_refused' | 'address_refused' | 'too_large' | 'qos0_failed' | 'qos0_overflow' | 'rate_limited';
 /** Why an AMQP delivery was dead-lettered instead of published to MQTT. */
-export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused' | 'retained_limit';
+export type DownlinkRejectReason = 'render_failed' | 'unmatched' | 'mqtt_refused' | 'retained_limit' | 'undecodable';
 /** Why a QoS 1/2 publish was not acknowledged (the device retransmits it). */
-export type UplinkFailReason = 'nacked' | 'timeout' | 'abandoned' | 'shutdown';
+export type UplinkFailReason = 'nacked' | 'rejected' | 'released' | 'modified' | 'timeout' | 'abandoned' | 'shutdown';
 
 export interface MetricDefinition {
   readonly type: 'counter' | 'gauge' | 'histogram';
@@ -34,13 +34,13 @@ export const METRICS = {
   uplinkDropped: {
     type: 'counter',
     name: 'uplink_dropped_total',
-    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_refused (QoS 0 to an exchange RabbitMQ refuses; QoS 1/2 there are not acknowledged and time out), too_large, qos0_failed, qos0_overflow, rate_limited.',
+    help: 'Uplink publishes not forwarded although the device was acknowledged (or, QoS 0, dropped), by reason: render_failed, exchange_refused (QoS 0 to an exchange RabbitMQ refuses; QoS 1/2 there are not acknowledged and time out), address_refused (the same for an AMQP 1.0 address), too_large, qos0_failed, qos0_overflow, rate_limited.',
     labels: ['reason'],
   },
   uplinkFailed: {
     type: 'counter',
     name: 'uplink_failed_total',
-    help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason: nacked, timeout, abandoned, shutdown.',
+    help: 'QoS 1/2 publishes not acknowledged to the device (it retransmits), by reason: nacked (AMQP 0-9-1), rejected, released, modified (the AMQP 1.0 outcome), timeout, abandoned, shutdown.',
     labels: ['reason'],
   },
   uplinkRateDelayed: { type: 'counter', name: 'uplink_rate_delayed_total', help: 'QoS 1/2 publishes held back by limits.publishesPerSecond (then forwarded).', labels: [] },
@@ -56,7 +56,7 @@ export const METRICS = {
   downlinkRejected: {
     type: 'counter',
     name: 'downlink_rejected_total',
-    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused (a topic the MQTT server never takes), retained_limit (a retained message past mqtt.maxRetainedMessages or maxRetainedBytes).',
+    help: 'AMQP deliveries rejected without requeue (dead-lettered), by rule and reason: render_failed, unmatched, mqtt_refused (a topic the MQTT server never takes), retained_limit (a retained message past mqtt.maxRetainedMessages or maxRetainedBytes), undecodable (AMQP 1.0: a body that is neither data sections nor a binary or string amqp-value).',
     labels: ['rule', 'reason'],
   },
   downlinkRequeued: {
@@ -81,7 +81,7 @@ export const METRICS = {
   amqpRefused: {
     type: 'gauge',
     name: 'amqp_refused',
-    help: 'Exchanges and queues of the configuration RabbitMQ refuses now (declared with another type or other arguments, missing, access refused), by kind: exchange, queue. The rules that need them wait (/readyz lists them); the others flow.',
+    help: 'Exchanges and queues of the configuration RabbitMQ refuses now (declared with another type or other arguments, missing, access refused), by kind: exchange, queue, address (AMQP 1.0: a link the broker refuses). The rules that need them wait (/readyz lists them); the others flow.',
     labels: ['kind'],
   },
   retainedMessages: { type: 'gauge', name: 'retained_messages', help: 'Retained messages stored (see mqtt.maxRetainedMessages).', labels: [] },
@@ -203,7 +203,7 @@ export interface GaugeReadings {
   bufferedBytes(): { readonly unauthenticated: number; readonly authenticated: number };
   amqpConnected(): boolean;
   /** The exchanges and queues RabbitMQ refuses now. */
-  amqpRefused(): ReadonlyArray<{ readonly kind: 'exchange' | 'queue'; readonly name: string }>;
+  amqpRefused(): ReadonlyArray<{ readonly kind: 'exchange' | 'queue' | 'address'; readonly name: string }>;
   sessions(): { readonly connected: number; readonly offline: number };
   retained(): { readonly messages: number; readonly bytes: number };
   /** The state in Redis and the routing between instances; null with `mqtt.persistence.type: memory`. */
@@ -255,7 +255,7 @@ export function countFleetWideOnce<M extends MetricJson>(perWorker: readonly (re
 
 export const FLOW_STATE_LABELS = ['open', 'throttled', 'blocked', 'disconnected'] as const;
 export const LISTENER_LABELS = ['tcp', 'ws', 'tls', 'wss'] as const;
-export const REFUSED_KIND_LABELS = ['exchange', 'queue'] as const;
+export const REFUSED_KIND_LABELS = ['exchange', 'queue', 'address'] as const;
 
 type Labels<D extends MetricDefinition> = D['labels'][number];
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { RenderError, RetainedLimitError } from '../errors.js';
+import { describeDestination } from '../mapping/destination.js';
 import type { DownlinkRoute, DownlinkRuleResolver } from '../mapping/downlink.js';
 import { topicLevels } from '../protocol/mqtt.js';
 import type { BridgeMetrics, DownlinkRejectReason } from '../observability/metrics.js';
@@ -77,13 +78,13 @@ export class DownlinkPipeline implements DeliveryHandler {
 
   private reject(rule: string, delivery: InboundDelivery, reason: DownlinkRejectReason, why: string, settle: (outcome: DeliveryOutcome) => void): void {
     this.options.metrics.downlinkRejected.inc({ rule, reason });
-    this.rejections.warn(null, { rule, reason, exchange: delivery.exchange, routingKey: delivery.routingKey, err: why });
+    this.rejections.warn(null, { rule, reason, ...describeDestination(delivery), err: why });
     settle('dead-letter');
   }
 
   private requeue(rule: string, delivery: InboundDelivery, error: Error, settle: (outcome: DeliveryOutcome) => void): void {
     this.options.metrics.downlinkRequeued.inc({ rule });
-    this.requeues.warn(null, { rule, exchange: delivery.exchange, routingKey: delivery.routingKey, err: error });
+    this.requeues.warn(null, { rule, ...describeDestination(delivery), err: error });
     setTimeout(() => settle('requeue'), this.options.requeueDelayMs ?? DOWNLINK_REQUEUE_DELAY_MS);
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BridgeError, PublishError, RenderError } from '../errors.js';
 import type { Admission, FlowController, RefusalReason, Release } from '../flow/flow-controller.js';
+import { destinationOf } from '../mapping/destination.js';
 import type { UplinkResolver, UplinkRoute } from '../mapping/uplink.js';
 import type { DevicePublish, PublishHandler } from '../mqtt/types.js';
 import type { BridgeMetrics, UplinkDropReason, UplinkFailReason } from '../observability/metrics.js';
@@ -32,10 +33,14 @@ const PERMANENT_FAILURES: Partial<Record<PublishError['code'], UplinkDropReason>
 const QOS0_DROP_REASONS: Partial<Record<PublishError['code'], UplinkDropReason>> = {
   ...PERMANENT_FAILURES,
   BRIDGE_ERR_EXCHANGE_REFUSED: 'exchange_refused',
+  BRIDGE_ERR_ADDRESS_REFUSED: 'address_refused',
 };
 
 const TRANSIENT_FAILURES: Partial<Record<PublishError['code'], UplinkFailReason>> = {
   BRIDGE_ERR_PUBLISH_NACKED: 'nacked',
+  BRIDGE_ERR_PUBLISH_REJECTED: 'rejected',
+  BRIDGE_ERR_PUBLISH_RELEASED: 'released',
+  BRIDGE_ERR_PUBLISH_MODIFIED: 'modified',
   BRIDGE_ERR_PUBLISH_TIMEOUT: 'timeout',
   BRIDGE_ERR_PUBLISH_ABANDONED: 'abandoned',
   BRIDGE_ERR_PUBLISHER_CLOSED: 'shutdown',
@@ -136,8 +141,7 @@ class UplinkForwarder {
   /** Hands an admitted publish to the publisher; acknowledges the device as its QoS says. */
   forward(publish: DevicePublish, route: UplinkRoute, receivedAt: number, release: Release, done: (error: Error | null) => void): void {
     const message: OutboundMessage = {
-      exchange: route.exchange,
-      routingKey: route.routingKey,
+      ...destinationOf(route),
       content: publish.payload,
       headers: route.headers,
       properties: route.properties,

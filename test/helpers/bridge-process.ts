@@ -42,7 +42,7 @@ export function runBridgeProcess(args: string[], env: Record<string, string> = {
 export async function waitForAmqp(bridge: BridgeProcess, timeoutMs = 20_000): Promise<void> {
   await waitFor(
     () => {
-      if (bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared')) return true;
+      if (bridge.lines.some((line) => line.msg === 'AMQP connected; exchanges declared' || line.msg === 'AMQP 1.0 connected')) return true;
       const { exitCode, signalCode } = bridge.child;
       if (exitCode !== null || signalCode !== null) throw new Error(`the bridge exited (${exitCode ?? signalCode}) before connecting to RabbitMQ: ${JSON.stringify(bridge.lines.slice(-5))}`);
       return false;

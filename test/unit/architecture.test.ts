@@ -73,15 +73,28 @@ test('architecture - no two folders depend on each other, directly or around a c
   assert.deepEqual(cycles, []);
   assert.ok(edges.get('config')?.has('auth') && edges.get('mqtt')?.has('config'), 'the scan sees folder dependencies');
 });
-test('architecture - mqtt/ never imports amqp/, and amqp/ never imports mqtt/', () => {
-  const crossing = IMPORTS.filter((i) => (inFolder(i.from, 'mqtt') && inFolder(i.target, 'amqp')) || (inFolder(i.from, 'amqp') && inFolder(i.target, 'mqtt')));
+const BROKER_SIDES = ['amqp', 'amqp10'];
+const onBrokerSide = (path: string) => BROKER_SIDES.some((folder) => inFolder(path, folder));
+
+test('architecture - mqtt/ never imports amqp/ or amqp10/, and neither of them imports mqtt/', () => {
+  const crossing = IMPORTS.filter((i) => (inFolder(i.from, 'mqtt') && onBrokerSide(i.target)) || (onBrokerSide(i.from) && inFolder(i.target, 'mqtt')));
   assert.deepEqual(show(crossing), []);
 });
 
-test('architecture - pipeline/ and flow/ take only types from mqtt/ and amqp/ (they work through the ports)', () => {
-  const code = IMPORTS.filter(
-    (i) => (inFolder(i.from, 'pipeline') || inFolder(i.from, 'flow')) && (inFolder(i.target, 'mqtt') || inFolder(i.target, 'amqp')) && !i.typeOnly,
-  );
+test('architecture - amqp/ (AMQP 0-9-1) never imports amqp10/; only bridge-parts.ts picks between them', () => {
+  assert.deepEqual(show(IMPORTS.filter((i) => inFolder(i.from, 'amqp') && inFolder(i.target, 'amqp10'))), []);
+  const pickers = IMPORTS.filter((i) => inFolder(i.target, 'amqp10') && !inFolder(i.from, 'amqp10')).map((i) => i.from);
+  assert.deepEqual([...new Set(pickers)], ['bridge-parts.ts']);
+});
+
+test('architecture - rhea is loaded at run time only by amqp10/ (its internals only in rhea-internals.ts: see docs/architecture.md)', () => {
+  const loaders = IMPORTS.filter((i) => i.target === 'rhea' && !i.typeOnly).map((i) => i.from);
+  assert.ok(loaders.length > 0, 'the scan sees rhea');
+  assert.deepEqual(loaders.filter((from) => !inFolder(from, 'amqp10')), []);
+});
+
+test('architecture - pipeline/ and flow/ take only types from mqtt/, amqp/ and amqp10/ (they work through the ports)', () => {
+  const code = IMPORTS.filter((i) => (inFolder(i.from, 'pipeline') || inFolder(i.from, 'flow')) && (inFolder(i.target, 'mqtt') || onBrokerSide(i.target)) && !i.typeOnly);
   assert.deepEqual(show(code), []);
 });
 

@@ -6,8 +6,9 @@ import { UsageError } from '../../../src/errors.js';
 const SCENARIOS = [{ name: 'ceiling' }, { name: 'uplink-qos1' }, { name: 'connections' }];
 
 test('bench options - every scenario, 3 runs, by default; 1 run with --quick', () => {
-  assert.deepEqual(parseBenchOptions([], SCENARIOS), { scenarios: SCENARIOS, quick: false, repeats: 3, compare: null });
-  assert.deepEqual(parseBenchOptions(['--quick'], SCENARIOS), { scenarios: SCENARIOS, quick: true, repeats: 1, compare: null });
+  assert.deepEqual(parseBenchOptions([], SCENARIOS), { scenarios: SCENARIOS, quick: false, repeats: 3, compare: null, amqp10: false });
+  assert.equal(parseBenchOptions(['--amqp10'], SCENARIOS).amqp10, true);
+  assert.deepEqual(parseBenchOptions(['--quick'], SCENARIOS), { scenarios: SCENARIOS, quick: true, repeats: 1, compare: null, amqp10: false });
 });
 
 test('bench options - --scenario takes a comma-separated list, --repeat and --compare a value', () => {

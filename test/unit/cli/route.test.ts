@@ -133,3 +133,62 @@ test('route --topics - reads standard input with "-"', async () => {
   assert.equal(result.code, 0);
   assert.deepEqual(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { routingKey: string }).routingKey), ['a.b', 'c']);
 });
+
+const amqp10 = 'test/fixtures/config/amqp10.yaml';
+
+test('route - AMQP 1.0: prints the address, subject, application-properties and properties a publish becomes', async () => {
+  const result = await runCli(['route', amqp10, 'devices/dev-7/telemetry/room.1/temp', '--client-id', 'sensor-7', '--qos', '1']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    direction: 'uplink',
+    topic: 'devices/dev-7/telemetry/room.1/temp',
+    rule: 'telemetry',
+    address: '/exchange/telemetry',
+    subject: 'dev-7.room/1.temp',
+    applicationProperties: {
+      'x-mqtt-topic': 'devices/dev-7/telemetry/room.1/temp',
+      'x-mqtt-qos': 1,
+      'x-mqtt-client-id': 'sensor-7',
+      'x-device-id': 'dev-7',
+    },
+    properties: { contentType: 'application/json', durable: true },
+  });
+});
+
+test('route - AMQP 1.0: a rule without subject sends none; the address template renders per client; QoS 0 is not durable', async () => {
+  const result = await runCli(['route', amqp10, 'a/b', '--client-id', 'c9']);
+  assert.equal(result.code, 0);
+  const printed = JSON.parse(result.stdout) as Record<string, unknown>;
+  assert.equal(printed.address, 'c9.inbox');
+  assert.equal(printed.subject, null);
+  assert.deepEqual(printed.properties, { durable: false });
+});
+
+test('route --amqp - AMQP 1.0: the subject captures feed the topic; the address names the rule', async () => {
+  const result = await runCli(['route', amqp10, '--amqp', '/amq/queue/commands', 'dev-3.reboot.now']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    direction: 'downlink',
+    address: '/amq/queue/commands',
+    subject: 'dev-3.reboot.now',
+    rule: 'commands',
+    topic: 'devices/dev-3/commands/reboot/now',
+    qos: 1,
+    retain: false,
+  });
+});
+
+test('route --amqp - AMQP 1.0: a message without a subject matches only a rule without a subject pattern', async () => {
+  const none = await runCli(['route', amqp10, '--amqp', '/amq/queue/commands']);
+  assert.equal(none.code, 1);
+  assert.deepEqual(JSON.parse(none.stdout), { direction: 'downlink', address: '/amq/queue/commands', subject: null, rule: null });
+  assert.match(none.stderr, /no downlink rule receiving from address "\/amq\/queue\/commands" matches a message without a subject/);
+  const broadcast = await runCli(['route', amqp10, '--amqp', 'broadcast']);
+  assert.equal(broadcast.code, 0);
+  assert.equal((JSON.parse(broadcast.stdout) as { topic: string }).topic, 'all/broadcast');
+});
+
+test('route --amqp - AMQP 0-9-1 still needs both the exchange and the routing key', async () => {
+  const result = await runCli(['route', config, '--amqp', 'commands']);
+  assert.equal(result.code, 2);
+});

@@ -29,7 +29,7 @@ test('validate - an unknown key is an error at the key, with a suggestion', asyn
   const file = fixture('unknown-key');
   assert.deepEqual(await runCli(['validate', file]), {
     code: 1,
-    stdout: `${file}:10:5: unknown key "routingkey" in uplink[0] (did you mean "routingKey"?); allowed: name, topic, exchange, routingKey, headers, properties\n`,
+    stdout: `${file}:10:5: unknown key "routingkey" in uplink[0] (did you mean "routingKey"?); allowed: name, topic, exchange, routingKey, address, subject, headers, properties\n`,
     stderr: '',
   });
 });
@@ -166,4 +166,49 @@ test('validate - Redis persistence: sessionFile beside it, a malformed URL and a
     stdout: `${file}:5:16: mqtt.persistence.tls.ca: /nonexistent/redis-ca.pem does not exist\n`,
     stderr: '',
   });
+});
+
+test('validate - an AMQP 1.0 configuration with address and subject rules is ok', async () => {
+  assert.deepEqual(await runCli(['validate', fixture('amqp10')]), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate - AMQP 0-9-1 keys in 1.0 mode are errors at each key, and a missing address at the rule', async () => {
+  const file = fixture('amqp10-wrong-keys');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: [
+      `${file}:4:5: amqp.exchanges: AMQP 1.0 declares nothing: \`amqp.exchanges\` is for amqp.protocol "0-9-1"`,
+      `${file}:6:5: uplink[0].address: is required (amqp.protocol is "1.0")`,
+      `${file}:8:15: uplink[0].exchange: \`exchange\` is an AMQP 0-9-1 key but amqp.protocol is "1.0": an uplink rule names \`address\` (and \`subject\`)`,
+      `${file}:9:17: uplink[0].routingKey: \`routingKey\` is an AMQP 0-9-1 key but amqp.protocol is "1.0": an uplink rule names \`address\` (and \`subject\`)`,
+      `${file}:13:25: uplink[1].properties.type: AMQP 1.0 messages have no \`type\` property (amqp.protocol is "1.0"); send it as a header instead`,
+      `${file}:15:5: downlink[0].address: is required (amqp.protocol is "1.0")`,
+      `${file}:16:12: downlink[0].queue: \`queue\` is an AMQP 0-9-1 key but amqp.protocol is "1.0": a downlink rule names \`address\` (and \`subject\`)`,
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+});
+
+test('validate - address and subject in 0-9-1 mode are errors at the key', async () => {
+  const file = fixture('amqp091-address');
+  assert.deepEqual(await runCli(['validate', file]), {
+    code: 1,
+    stdout: [
+      `${file}:5:14: uplink[0].address: \`address\` is an AMQP 1.0 key but amqp.protocol is "0-9-1": an uplink rule names \`exchange\` and \`routingKey\``,
+      `${file}:10:14: downlink[0].subject: \`subject\` is an AMQP 1.0 key but amqp.protocol is "0-9-1": a downlink rule names \`exchange\` and \`routingKey\`, or \`queue\``,
+      '',
+    ].join('\n'),
+    stderr: '',
+  });
+});
+
+test('validate - the AMQP 1.0 example (config/examples/amqp10.yaml) is valid', async () => {
+  assert.deepEqual(await runCli(['validate', 'config/examples/amqp10.yaml']), { code: 0, stdout: 'ok\n', stderr: '' });
+});
+
+test('validate --amqp - asks AMQP 0-9-1 RabbitMQ only: with an AMQP 1.0 configuration it is a usage error', async () => {
+  const result = await runCli(['validate', fixture('amqp10'), '--amqp', 'amqp://guest:guest@127.0.0.1:5672']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--amqp asks an AMQP 0-9-1 RabbitMQ what it would refuse; this configuration speaks AMQP 1\.0/);
 });

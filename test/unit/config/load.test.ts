@@ -57,8 +57,10 @@ const EXAMPLE_CONFIG = {
     ...MQTT_LIMIT_DEFAULTS,
   },
   amqp: {
+    protocol: '0-9-1',
     url: 'amqp://guest:guest@127.0.0.1:5672',
     connectionName: 'mqtt-amqp-bridge',
+    idleTimeoutSeconds: 60,
     heartbeatSeconds: 30,
     exchanges: [
       { name: 'telemetry', type: 'topic', durable: true, autoDelete: false },
@@ -211,8 +213,10 @@ test('loadConfigText - an empty file gives every default', () => {
   assert.deepEqual(config, {
     mqtt: { listeners: [{ type: 'tcp', host: '0.0.0.0', port: 1883 }], ...MQTT_LIMIT_DEFAULTS },
     amqp: {
+      protocol: '0-9-1',
       url: 'amqp://guest:guest@127.0.0.1:5672',
       connectionName: 'mqtt-amqp-bridge',
+      idleTimeoutSeconds: 60,
       heartbeatSeconds: 30,
       exchanges: [],
       maxUnconfirmed: 1024,
@@ -291,7 +295,7 @@ const UNKNOWN_RULE_KEY = `uplink:
 
 test('loadConfigText - an unknown key is an error at the key, with a "did you mean" hint', () => {
   const error = assertProblems(UNKNOWN_RULE_KEY, [
-    'conf/test.yaml:5:5: unknown key "routingkey" in uplink[0] (did you mean "routingKey"?); allowed: name, topic, exchange, routingKey, headers, properties',
+    'conf/test.yaml:5:5: unknown key "routingkey" in uplink[0] (did you mean "routingKey"?); allowed: name, topic, exchange, routingKey, address, subject, headers, properties',
   ]);
   assert.equal(error.problems[0]?.path, 'uplink[0].routingkey');
 });
@@ -542,7 +546,7 @@ test('loadConfigText - several problems in one file are reported together, sorte
     'conf/test.yaml:11:36: environment variable MQTT_PORT is not set and has no default (write ${MQTT_PORT:-default} to give one)',
     'conf/test.yaml:12:15: mqtt.listeners[1].type: must be one of "tcp", "ws", "tls", "wss"',
     'conf/test.yaml:14:8: environment variable AMQP_URL is not set and has no default (write ${AMQP_URL:-default} to give one)',
-    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: url, connectionName, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect, refusedRetryMs, tls',
+    'conf/test.yaml:15:3: unknown key "bogus" in amqp; allowed: protocol, url, connectionName, containerId, idleTimeoutSeconds, heartbeatSeconds, exchanges, maxUnconfirmed, publishTimeoutMs, reconnect, refusedRetryMs, tls',
   ]);
   assert.equal(error.problems.length, 7);
 });

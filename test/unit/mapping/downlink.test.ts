@@ -22,7 +22,7 @@ const COMMANDS: DownlinkRuleConfig = {
 
 const commands = new DownlinkRuleResolver(compileDownlinkRule(COMMANDS));
 
-function delivery(routingKey: string, extra: Partial<DownlinkDelivery> = {}): DownlinkDelivery {
+function delivery(routingKey: string, extra: { exchange?: string; headers?: DownlinkDelivery['headers'] } = {}): DownlinkDelivery {
   return { exchange: 'commands', routingKey, ...extra };
 }
 
@@ -307,4 +307,33 @@ test('DownlinkRuleResolver - a queue rule with a constant topic always gives tha
   const r = resolver({ queue: 'q', topic: 'broadcast/all' });
   assert.equal(r.rule.topic.constant, 'broadcast/all');
   assert.equal(r.resolve(delivery('anything.at.all'))?.topic, 'broadcast/all');
+});
+
+// --- AMQP 1.0 rules: address and subject -------------------------------------------------------
+
+test('DownlinkRuleResolver - AMQP 1.0: the subject pattern captures feed the topic', () => {
+  const rule = resolver({ address: '/amq/queue/cmd', subject: '{deviceId}.#', topic: 'devices/{deviceId}/commands/{#}' });
+  assert.equal(rule.rule.bindingKey, null);
+  assert.deepEqual(rule.resolve({ address: '/amq/queue/cmd', subject: 'd1.reboot.room/1' }), {
+    rule: 'r',
+    topic: 'devices/d1/commands/reboot/room.1',
+    qos: 0,
+    retain: false,
+  });
+  assert.equal(rule.resolve({ address: '/amq/queue/cmd', subject: undefined }), null);
+});
+
+test('DownlinkRuleResolver - AMQP 1.0: a message without a subject matches only a rule without a subject pattern', () => {
+  const withPattern = resolver({ address: 'q', subject: '#', topic: 't' });
+  assert.equal(withPattern.resolve({ address: 'q', subject: undefined }), null);
+  const without = resolver({ address: 'q', topic: 'from/{address}/{subject}x' });
+  assert.equal(without.resolve({ address: 'q', subject: undefined })?.topic, 'from/q/x');
+  assert.equal(without.resolve({ address: 'q', subject: 'a.b' })?.topic, 'from/q/a/bx');
+});
+
+test('compileDownlinkRule - AMQP 1.0: {routingKey} and {exchange} are 0-9-1 names; {subject} and {address} are offered', () => {
+  assert.throws(
+    () => compileDownlinkRule({ name: 'r', qos: 0, address: 'q', topic: '{routingKey}' }),
+    /\{routingKey\} is not available here \(available: \{#\}, \{subject\}, \{address\}, \{headers\.NAME\}\)/,
+  );
 });

@@ -210,9 +210,9 @@ test('UplinkResolver - {username} renders "" for an anonymous client', () => {
   assert.equal(route?.headers['x-user'], '');
 });
 
-test('UplinkResolver - the default routingKey "{topic}" (from the schema) gives the plugin key', () => {
+test('UplinkResolver - without a routingKey, "{topic}" gives the plugin key', () => {
   const rule = uplinkRuleSchema.parse({ name: 'default', topic: '#', exchange: 'amq.topic' });
-  assert.equal(rule.routingKey, '{topic}');
+  assert.equal(rule.routingKey, undefined);
   const resolver = new UplinkResolver([rule]);
   assert.deepEqual(resolver.resolve(publish('a/b/c')), {
     rule: 'default',
@@ -464,8 +464,8 @@ test('compileUplinkRule - a good rule compiles and adds no problem', () => {
   const rule = compileUplinkRule(EXAMPLE_RULES[0]!, problems);
   assert.deepEqual(problems, []);
   assert.equal(rule.name, 'telemetry');
-  assert.equal(rule.exchange.constant, 'telemetry');
-  assert.equal(rule.routingKey.constant, null);
+  assert.equal(rule.target.constant, 'telemetry');
+  assert.equal(rule.key?.constant, null);
   assert.equal(rule.pattern.source, 'devices/{deviceId}/telemetry/#');
   assert.equal(rule.priority, undefined);
   assert.equal(rule.expiration, undefined);
@@ -488,4 +488,38 @@ test('UplinkResolver - an exchange template that renders empty is a RenderError,
   );
   const literal = new UplinkResolver([{ name: 'default', topic: 'q/{queue}', exchange: '', routingKey: '{queue}' }]);
   assert.equal(literal.resolve({ topic: 'q/jobs', clientId: 'c', qos: 1, retain: false })?.exchange, '');
+});
+
+// --- AMQP 1.0 rules: address and subject -------------------------------------------------------
+
+test('UplinkResolver - an address rule gives the address and the subject, encoded as a routing key is', () => {
+  const resolver = new UplinkResolver([{ name: 't', topic: 'devices/{id}/#', address: '/exchange/telemetry', subject: '{id}.{#}' }]);
+  assert.deepEqual(resolver.resolve(publish('devices/d1/room.1/temp')), {
+    rule: 't',
+    address: '/exchange/telemetry',
+    subject: 'd1.room/1.temp',
+    headers: { 'x-mqtt-topic': 'devices/d1/room.1/temp', 'x-mqtt-qos': 1, 'x-mqtt-client-id': 'dev-client' },
+    properties: { persistent: true },
+  });
+  assert.deepEqual(resolver.addressesOfRules(), [{ rule: 't', address: '/exchange/telemetry' }]);
+  assert.deepEqual(resolver.exchangesOfRules(), []);
+});
+
+test('UplinkResolver - an address rule without subject sends none; a templated address renders per publish', () => {
+  const resolver = new UplinkResolver([{ name: 'inbox', topic: '#', address: '{clientId}/inbox' }]);
+  const route = resolver.resolve(publish('a/b', { clientId: 'c7' }));
+  assert.equal(route?.address, 'c7/inbox');
+  assert.equal(route?.subject, undefined);
+  assert.deepEqual(resolver.addressesOfRules(), [{ rule: 'inbox', address: null }]);
+});
+
+test('UplinkResolver - an address template that renders nothing is a RenderError', () => {
+  const resolver = new UplinkResolver([{ name: 'u', topic: '#', address: '{username}' }]);
+  assert.throws(() => resolver.resolve(publish('a')), RenderError);
+});
+
+test('compileUplinkRule - a subject naming a capture the topic lacks is reported at `subject`', () => {
+  const problems: MappingError[] = [];
+  assert.throws(() => compileUplinkRule({ name: 'bad', topic: 'a/{x}', address: 'q', subject: '{y}' }, problems), MappingError);
+  assert.equal(problems[0]?.field, 'subject');
 });
