@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import mqtt from 'mqtt';
 import { Amqp10Peer } from '../helpers/amqp10.js';
 import { makeCertificates } from '../helpers/certs.js';
 import { delay, uniqueName, waitFor } from '../helpers/amqp.js';
 import { connectClient, startTestBridge, type TestBridge } from '../helpers/bridge.js';
+import { startOwnRedis } from '../helpers/redis.js';
 
 /**
  * The AMQP 1.0 back end against a peer the test controls (rhea's server side): SASL, settlement
@@ -243,6 +245,43 @@ describe('AMQP 1.0: downlink receivers', () => {
     } finally {
       await bridge.stop();
       await peer.stop();
+    }
+  });
+});
+
+describe('AMQP 1.0: a transient MQTT-side failure', () => {
+  test('a delivery the MQTT side cannot take now (Redis away for a persistent session) is released, not accepted or rejected; once Redis is back it is accepted and the device gets it', async () => {
+    const redis = await startOwnRedis();
+    const peer = await Amqp10Peer.start();
+    const bridge = await startTestBridge({
+      mqtt: { persistence: { type: 'redis', url: redis.url, keyPrefix: `${uniqueName('amqp10-released')}:` } },
+      amqp: { protocol: '1.0', url: peer.url },
+      downlink: [{ name: 'commands', address: 'commands', subject: '{device}.#', topic: 'd/{device}/{#}', qos: 1, prefetch: 5 }],
+    });
+    try {
+      const clientId = uniqueName('persistent');
+      const first = await connectClient(bridge.url('tcp'), { clientId, clean: false });
+      await first.subscribeAsync('d/d1/#', { qos: 1 });
+      await first.endAsync();
+      await redis.stop('SIGKILL');
+      const requeuedBefore = await bridge.bridge.metrics.value('mqtt_amqp_bridge_downlink_requeued_total', { rule: 'commands' });
+      assert.equal(await peer.sendTo('commands', { subject: 'd1.reboot', body: 'while Redis is away' }), 'released');
+      assert.equal(await bridge.bridge.metrics.value('mqtt_amqp_bridge_downlink_requeued_total', { rule: 'commands' }), requeuedBefore + 1);
+
+      await redis.start();
+      await waitFor(() => bridge.bridge.readiness().ready, () => `the bridge ready again (${bridge.bridge.readiness().reasons.join('; ')})`, 20_000);
+      assert.equal(await peer.sendTo('commands', { subject: 'd1.reboot', body: 'again' }), 'accepted');
+      const got: string[] = [];
+      // Listening before the CONNACK: the queued command follows it at once.
+      const back = mqtt.connect(bridge.url('tcp'), { protocolVersion: 4, reconnectPeriod: 0, clientId, clean: false });
+      back.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+      await waitFor(() => got.length === 1, 'the queued command');
+      assert.deepEqual(got, ['d/d1/reboot=again']);
+      await back.endAsync();
+    } finally {
+      await bridge.stop();
+      await peer.stop();
+      await redis.remove();
     }
   });
 });
