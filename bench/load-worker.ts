@@ -11,8 +11,9 @@ import { openIdleConnection } from './lib/idle.js';
 import { latencyHistogram, percentilesMs } from './lib/stats.js';
 import type { LoadCommand, LoadResult } from './lib/load.js';
 import { payloadFor } from './lib/payload.js';
+import { benchClockMs } from './lib/clock.js';
 
-const now = () => performance.timeOrigin + performance.now();
+const now = benchClockMs;
 
 async function connectMany(url: string, count: number, prefix: string, clean = true): Promise<MqttClient[]> {
   return Promise.all(

@@ -39,6 +39,7 @@ import { connections } from './scenarios/connections.js';
 import { uplink } from './scenarios/uplink.js';
 import { AMQP_URL, uniqueName, waitFor } from '../test/helpers/amqp.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis.js';
+import { benchClockMs } from './lib/clock.js';
 
 const quick = process.argv.includes('--quick');
 const REPEAT = quick ? 1 : 3;
@@ -189,7 +190,7 @@ async function confirmedTo(load: LoadGenerator, type: 'classic' | 'quorum'): Pro
     await channel.consume(queue, (message) => {
       if (!message) return;
       count.record(message.content);
-      lastAt = performance.timeOrigin + performance.now();
+      lastAt = benchClockMs();
       channel.ack(message);
     });
     const rabbit = rabbitPid();

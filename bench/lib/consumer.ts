@@ -2,6 +2,7 @@ import amqplib, { type Channel, type ChannelModel } from 'amqplib';
 import { AMQP_URL } from '../../test/helpers/amqp.js';
 import { DeliveryCount } from './delivery-count.js';
 import { latencyHistogram } from './stats.js';
+import { benchClockMs } from './clock.js';
 
 /**
  * The AMQP consumer every scenario measures with: binds an exclusive queue to amq.topic for one
@@ -28,7 +29,7 @@ export class BenchConsumer {
       queue,
       (message) => {
         if (!message) return;
-        const arrivedAt = performance.timeOrigin + performance.now();
+        const arrivedAt = benchClockMs();
         consumer.count.record(message.content);
         consumer.latency.recordValue(Math.max(1, Math.round((arrivedAt - message.content.readDoubleBE(4)) * 1000)));
         consumer.lastAt = arrivedAt;

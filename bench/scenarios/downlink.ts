@@ -4,6 +4,7 @@ import { PAYLOAD_BYTES, type BenchContext, type ScenarioResult } from '../lib/co
 import { payloadFor } from '../lib/payload.js';
 import { totalCpuSeconds } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
+import { benchClockMs } from '../lib/clock.js';
 
 /**
  * An amqplib publisher (confirms, 1,000 in flight) to `subscribers` MQTT subscribers, each on
@@ -18,9 +19,9 @@ export async function downlink(context: BenchContext, subscribers: number, qos: 
   const connection = await amqplib.connect(AMQP_URL);
   const channel = await connection.createConfirmChannel();
   const bridgeCpu = totalCpuSeconds(context.target.pids);
-  const started = performance.timeOrigin + performance.now();
+  const started = benchClockMs();
   for (let id = 0; id < total; id++) {
-    channel.publish(context.target.commands, `down${qos}.d${id % subscribers}`, payloadFor(id, performance.timeOrigin + performance.now(), PAYLOAD_BYTES));
+    channel.publish(context.target.commands, `down${qos}.d${id % subscribers}`, payloadFor(id, benchClockMs(), PAYLOAD_BYTES));
     if (id % 1_000 === 999) await channel.waitForConfirms();
   }
   await channel.waitForConfirms();

@@ -4,6 +4,7 @@ import { PAYLOAD_BYTES, PUBLISHERS, type BenchContext, type ScenarioResult } fro
 import { memoryKiB } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
 import { withMemoryAlarm } from '../../test/helpers/rabbitmqctl.js';
+import { benchClockMs } from '../lib/clock.js';
 
 /**
  * The flow-control scenario: 1,000,000 QoS 0 messages (100,000 with --quick) offered by 10
@@ -26,7 +27,7 @@ export async function overload(context: BenchContext): Promise<ScenarioResult> {
     sent = published.sent;
     offeredSeconds = published.ms / 1000;
     await new Promise((resolve) => setTimeout(resolve, 500));
-    const lifted = performance.timeOrigin + performance.now();
+    const lifted = benchClockMs();
     await lift();
     await consumer.waitFor(sent, 2_000);
     drainSeconds = Math.max(0, consumer.lastAt - lifted) / 1000;

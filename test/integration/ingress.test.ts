@@ -113,6 +113,8 @@ for (const transport of TRANSPORTS) {
       const accepted = await bare(transport, at(2));
       accepted.send(fits);
       assert.equal(((await accepted.nextOrClose('connack')) as unknown as { returnCode: number } | null)?.returnCode, 0);
+      // A clean DISCONNECT: its will is not published (it would reach the next test's consumer).
+      accepted.send(mqttPacket.generate({ cmd: 'disconnect' }));
       const before = await refused('connect_size');
       const refusedConnection = await bare(transport, at(2));
       refusedConnection.send(connectOf(LIMITS.maxConnectBytes - overhead + 1));
