@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { PassThrough } from 'node:stream';
-import amqplib, { type ChannelModel } from 'amqplib';
+import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { BridgeError } from '../errors.js';
 
 /**
@@ -80,6 +80,60 @@ export function batchWrites(model: ChannelModel): boolean {
   return true;
 }
 
+interface ChannelInternals {
+  ch?: number;
+  connection?: {
+    frameMax?: number;
+    sentSinceLastCheck?: boolean;
+    channels?: Array<{ buffer?: { write?(chunk: Buffer): boolean } } | undefined>;
+  };
+  pushConfirmCallback?(callback: (error: Error | null) => void): void;
+}
+
+/** Writes a basic.publish's frames, encoded by the bridge, on a confirm channel. */
+export interface FrameWriter {
+  /** The channel's number, which each frame carries. */
+  readonly channelNumber: number;
+  /** The largest frame the connection negotiated. */
+  frameMax(): number;
+  /**
+   * Writes the frames in the channel's order and registers `confirmed` for RabbitMQ's ack or
+   * nack, as amqplib's own publish does; false when the channel's buffer is full (wait for
+   * 'drain'). Throws amqplib's IllegalOperationError once the channel is closing or closed.
+   */
+  write(frames: Buffer, confirmed: (error: Error | null) => void): boolean;
+}
+
+/**
+ * amqplib encodes every publish with a generic encoder (its header table type by type) and
+ * copies the frames into a new buffer. The bridge encodes them itself (publish-frames.ts) and
+ * hands them to the channel's frame buffer, where amqplib's own publish puts them, so the
+ * multiplexer, the confirm bookkeeping and the close handling stay amqplib's. Null when the
+ * channel is not as expected.
+ */
+export function frameWriter(channel: ConfirmChannel): FrameWriter | null {
+  const internals = channel as unknown as ChannelInternals;
+  const connection = internals.connection;
+  const channelNumber = internals.ch;
+  const buffer = typeof channelNumber === 'number' ? connection?.channels?.[channelNumber]?.buffer : undefined;
+  if (typeof channelNumber !== 'number' || !connection || typeof connection.frameMax !== 'number' || typeof buffer?.write !== 'function' || typeof internals.pushConfirmCallback !== 'function') {
+    return null;
+  }
+  const pushConfirmCallback = internals.pushConfirmCallback.bind(channel);
+  return {
+    channelNumber,
+    frameMax: () => connection.frameMax!,
+    write(frames, confirmed) {
+      // amqplib replaces a closing or closed channel's (and connection's) send methods with ones that throw.
+      if (Object.hasOwn(channel, 'sendMessage') || Object.hasOwn(connection, 'sendMessage')) throw new amqplib.IllegalOperationError('Channel closed', '');
+      connection.sentSinceLastCheck = true;
+      const writable = buffer.write!(frames);
+      pushConfirmCallback(confirmed);
+      return writable;
+    },
+  };
+}
+
 /** Loads a module of the installed amqplib by its path in the package (its `exports` name only the public entry points). */
 const fromAmqplib = createRequire(createRequire(import.meta.url).resolve('amqplib'));
 
@@ -96,6 +150,7 @@ interface AmqplibModules {
   Connection: new (stream: PassThrough) => unknown;
   ChannelModel: new (connection: unknown) => ChannelModel;
   ConfirmChannel: new (connection: unknown) => {
+    allocate(): unknown;
     pushConfirmCallback(callback: (error: Error | null) => void): void;
     emit(event: string, ...args: unknown[]): boolean;
   };
@@ -136,6 +191,8 @@ function checkModules({ Connection, ChannelModel, ConfirmChannel, convertCloseFr
     if (!batchWrites(new ChannelModel(connection))) missing.push('ChannelModel.connection with stream.cork and muxer._readIncoming');
     const outcomes: ConfirmOutcome[] = [];
     const channel = new ConfirmChannel(connection);
+    channel.allocate();
+    if (!frameWriter(channel as unknown as ConfirmChannel)) missing.push('ConfirmChannel.ch, connection.frameMax and connection.channels[ch].buffer');
     channel.pushConfirmCallback((error) => outcomes.push(confirmOutcome(error)));
     channel.pushConfirmCallback((error) => outcomes.push(confirmOutcome(error)));
     channel.emit('nack', { deliveryTag: 1, multiple: false });

@@ -12,6 +12,7 @@ import { ConfirmPublisher } from './confirm-publisher.js';
 import { connectOptions } from './connect-options.js';
 import { DownlinkConsumers, type DownlinkSubscription } from './downlink-consumers.js';
 import { ExchangeDirectory } from './exchange-directory.js';
+import { framedChannel } from './framed-channel.js';
 import { downlinkRefusal, Refusals, type Refusal } from './refusals.js';
 import { declareExchanges, type DeclaredExchanges, type ExchangeSettings } from './topology.js';
 import { redactUrl, withHeartbeat } from './url.js';
@@ -347,7 +348,7 @@ export class AmqpBackend extends EventEmitter<{ state: [BrokerState]; blocked: [
         );
       }, CHANNEL_REOPEN_DELAY_MS).unref();
     });
-    this.publisher.attach(channel);
+    this.publisher.attach(framedChannel(channel));
   }
 
   private setState(state: BrokerState): void {

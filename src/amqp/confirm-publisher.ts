@@ -1,13 +1,14 @@
-import type { ConfirmChannel, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { BridgeError, PublishError } from '../errors.js';
-import { isAddressDestination, type ExchangeDestination } from '../mapping/destination.js';
+import { isAddressDestination } from '../mapping/destination.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
 import { classifyAmqpError, refusedResource } from './amqp-errors.js';
 import { confirmOutcome, isClosedChannelError } from './amqplib-internals.js';
 import type { ExchangeDirectory } from './exchange-directory.js';
+import type { PublishChannel } from './framed-channel.js';
+import type { ExchangeMessage } from './publish-frames.js';
 
 /** A publish in flight on this many channels that closed before confirming it is failed. */
 export const MAX_CHANNEL_ATTEMPTS = 3;
@@ -24,12 +25,8 @@ export interface ConfirmPublisherOptions {
   onConfirmLatency?: (seconds: number) => void;
 }
 
-/** A message to an exchange: the only kind the AMQP 0-9-1 back end is given (the configuration makes sure). */
-type ExchangeMessage = OutboundMessage & ExchangeDestination;
-
 interface Entry {
   readonly message: ExchangeMessage;
-  readonly options: Options.Publish;
   readonly done: PublishCallback;
   readonly deadline: number;
   readonly sequence: number;
@@ -52,7 +49,7 @@ interface Entry {
  * that is `atMostOnce` (QoS 0) fails at once instead.
  */
 export class ConfirmPublisher implements MessagePublisher {
-  private channel: ConfirmChannel | null = null;
+  private channel: PublishChannel | null = null;
   private generation = 0;
   private inFlight = 0;
   private awaitingDrain = false;
@@ -96,7 +93,6 @@ export class ConfirmPublisher implements MessagePublisher {
     if (isAddressDestination(message)) throw new BridgeError('BRIDGE_ERR_INTERNAL', `an AMQP 1.0 message (to address "${message.address}") reached the AMQP 0-9-1 publisher`);
     const entry: Entry = {
       message,
-      options: toPublishOptions(message),
       done,
       deadline: message.receivedAt + this.options.publishTimeoutMs,
       sequence: this.sequence++,
@@ -119,7 +115,7 @@ export class ConfirmPublisher implements MessagePublisher {
   }
 
   /** A new confirm channel (after every (re)connect): publishing resumes on it. */
-  attach(channel: ConfirmChannel): void {
+  attach(channel: PublishChannel): void {
     const generation = ++this.generation;
     this.channel = channel;
     this.inFlight = 0;
@@ -269,21 +265,21 @@ export class ConfirmPublisher implements MessagePublisher {
   }
 
   /** Sends one entry; false when publishing must stop until the channel drains. */
-  private send(channel: ConfirmChannel, entry: Entry): boolean {
+  private send(channel: PublishChannel, entry: Entry): boolean {
     const generation = this.generation;
-    const { exchange, routingKey, content } = entry.message;
     let writable: boolean;
     try {
-      writable = channel.publish(exchange, routingKey, content, entry.options, (error: Error | null) =>
-        this.onConfirm(entry, generation, error),
-      );
+      writable = channel.publish(entry.message, (error: Error | null) => this.onConfirm(entry, generation, error));
     } catch (error) {
       if (isClosedChannelError(error)) {
         // The channel is closing; its 'close' will detach it and a new one will come.
         this.waiting.unshiftAll([entry]);
         return false;
       }
-      this.settle(entry, new PublishError('BRIDGE_ERR_PUBLISH_TOO_LARGE', `AMQP client refused the publish: ${(error as Error).message}`, { cause: error }));
+      this.settle(
+        entry,
+        error instanceof PublishError ? error : new PublishError('BRIDGE_ERR_PUBLISH_TOO_LARGE', `the publish could not be encoded: ${(error as Error).message}`, { cause: error }),
+      );
       return true;
     }
     entry.attempts++;
@@ -365,23 +361,4 @@ export class ConfirmPublisher implements MessagePublisher {
     }
     this.scheduleSweep();
   }
-}
-
-function toPublishOptions(message: OutboundMessage): Options.Publish {
-  const { properties } = message;
-  const options: Options.Publish = {
-    persistent: properties.persistent,
-    headers: message.headers,
-    messageId: message.messageId,
-    timestamp: message.timestamp,
-  };
-  if (properties.contentType !== undefined) options.contentType = properties.contentType;
-  if (properties.contentEncoding !== undefined) options.contentEncoding = properties.contentEncoding;
-  if (properties.type !== undefined) options.type = properties.type;
-  if (properties.appId !== undefined) options.appId = properties.appId;
-  if (properties.correlationId !== undefined) options.correlationId = properties.correlationId;
-  if (properties.replyTo !== undefined) options.replyTo = properties.replyTo;
-  if (properties.priority !== undefined) options.priority = properties.priority;
-  if (properties.expiration !== undefined) options.expiration = properties.expiration;
-  return options;
 }

@@ -25,11 +25,6 @@ export function isAddressDestination(destination: Destination): destination is A
   return destination.address !== undefined;
 }
 
-/** Only the destination of a message or route that carries more. */
-export function destinationOf(carrier: Destination): Destination {
-  return isAddressDestination(carrier) ? { address: carrier.address, subject: carrier.subject } : { exchange: carrier.exchange, routingKey: carrier.routingKey };
-}
-
 /** For logs: `exchange "X", routing key "K"` or `address "A", subject "S"`. */
 export function describeDestination(destination: Destination): Record<string, string | undefined> {
   return isAddressDestination(destination)

@@ -5,7 +5,7 @@ import { compileTemplate, UPLINK_BUILTINS, type CompiledTemplate, type TemplateC
 import { TopicTrie } from './topic-trie.js';
 import { RuleError } from './rule-error.js';
 import { TOPIC_SYNTAX, assertShortString } from './limits.js';
-import type { AddressDestination, Destination, ExchangeDestination } from './destination.js';
+import { isAddressDestination, type AddressDestination, type Destination, type ExchangeDestination } from './destination.js';
 
 /** String AMQP properties a rule may set; each is a template. */
 export const UPLINK_STRING_PROPERTIES = ['contentType', 'contentEncoding', 'type', 'appId', 'correlationId', 'replyTo'] as const;
@@ -208,7 +208,9 @@ export class UplinkResolver {
     }
     if (rule.priority !== undefined) properties.priority = rule.priority;
     if (rule.expiration !== undefined) properties.expiration = rule.expiration;
-    return { rule: rule.name, ...destination, headers, properties };
+    // Written out rather than spread: see outboundMessage in pipeline/uplink.ts.
+    if (isAddressDestination(destination)) return { rule: rule.name, address: destination.address, subject: destination.subject, headers, properties };
+    return { rule: rule.name, exchange: destination.exchange, routingKey: destination.routingKey, headers, properties };
   }
 }
 

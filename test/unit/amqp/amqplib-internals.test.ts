@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import amqplib, { type ChannelModel } from 'amqplib';
-import { amqplibVersion, batchWrites, brokerReply, checkAmqplibInternals, confirmOutcome, isClosedChannelError } from '../../../src/amqp/amqplib-internals.js';
+import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { amqplibVersion, batchWrites, brokerReply, checkAmqplibInternals, confirmOutcome, frameWriter, isClosedChannelError } from '../../../src/amqp/amqplib-internals.js';
 
 /** The installed amqplib's own modules, as the adapter's start-up check loads them. */
 const requireFromAmqplib = createRequire(createRequire(import.meta.url).resolve('amqplib'));
@@ -13,6 +13,8 @@ const channelModel = fromAmqplib('./lib/channel_model.js') as {
   ChannelModel: new (connection: object) => ChannelModel;
   ConfirmChannel: new (connection: object) => { pushConfirmCallback(callback: (error: Error | null) => void): void; emit(event: string, ...args: unknown[]): boolean };
 };
+const confirmChannel = (connection: object) =>
+  new channelModel.ConfirmChannel(connection) as unknown as { allocate(): void; toClosed(stack: string): void; emit(event: string, ...args: unknown[]): boolean };
 const { convertCloseFrameToError } = fromAmqplib('./lib/channel.js') as {
   convertCloseFrameToError: (method: number, frame: { fields: { replyCode: number; replyText: string; classId: number; methodId: number } }) => Error;
 };
@@ -33,6 +35,29 @@ test('amqplib internals - a confirm callback tells an ack, a nack and a closed c
   channel.emit('nack', { deliveryTag: 2, multiple: false });
   channel.emit('close');
   assert.deepEqual(outcomes, ['confirmed', 'nacked', 'channel-closed']);
+});
+
+test("amqplib internals - frameWriter puts frames in the channel's frame buffer and registers their confirm; a closed channel refuses them as amqplib does", () => {
+  const connection = new Connection(new PassThrough()) as { frameMax: number; sentSinceLastCheck: boolean; channels: Array<{ buffer: PassThrough } | undefined> };
+  connection.frameMax = 131_072;
+  const channel = confirmChannel(connection);
+  channel.allocate();
+  const writer = frameWriter(channel as unknown as ConfirmChannel);
+  assert.ok(writer);
+  assert.equal(writer.channelNumber, 1);
+  assert.equal(writer.frameMax(), 131_072);
+  const outcomes: string[] = [];
+  connection.sentSinceLastCheck = false;
+  assert.equal(writer.write(Buffer.from('frames-1'), (error) => outcomes.push(`1 ${confirmOutcome(error)}`)), true);
+  assert.equal(writer.write(Buffer.from('frames-2'), (error) => outcomes.push(`2 ${confirmOutcome(error)}`)), true);
+  assert.equal(connection.sentSinceLastCheck, true, 'counts as traffic for the heartbeat');
+  assert.deepEqual([connection.channels[1]!.buffer.read(), connection.channels[1]!.buffer.read()].map(String), ['frames-1', 'frames-2']);
+  channel.emit('ack', { deliveryTag: 1, multiple: false });
+  channel.emit('nack', { deliveryTag: 2, multiple: false });
+  assert.deepEqual(outcomes, ['1 confirmed', '2 nacked']);
+  channel.toClosed('');
+  assert.throws(() => writer.write(Buffer.from('late'), () => {}), (error) => isClosedChannelError(error));
+  assert.equal(frameWriter({} as ConfirmChannel), null, 'a channel without those internals');
 });
 
 test("amqplib internals - RabbitMQ's reply code and text come out of what amqplib raises for a refused operation and for a channel closed by the server", () => {

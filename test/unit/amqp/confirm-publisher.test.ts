@@ -1,20 +1,22 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 import { ConfirmPublisher, MAX_CHANNEL_ATTEMPTS } from '../../../src/amqp/confirm-publisher.js';
 import { ExchangeDirectory } from '../../../src/amqp/exchange-directory.js';
+import type { PublishChannel } from '../../../src/amqp/framed-channel.js';
 import type { PublishError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/observability/logger.js';
+import type { ExchangeDestination } from '../../../src/mapping/destination.js';
 import type { OutboundMessage } from '../../../src/ports.js';
 
-/** Stands in for amqplib's ConfirmChannel: records publishes, lets the test confirm them. */
+/** Stands in for the confirm channel (framed-channel.ts): records publishes, lets the test confirm them. */
 class FakeChannel extends EventEmitter {
   readonly published: Array<{ exchange: string; routingKey: string; content: Buffer; callback: (error: Error | null) => void }> = [];
   writable = true;
 
-  publish(exchange: string, routingKey: string, content: Buffer, _options: unknown, callback: (error: Error | null) => void): boolean {
-    this.published.push({ exchange, routingKey, content, callback });
+  publish(message: OutboundMessage & ExchangeDestination, callback: (error: Error | null) => void): boolean {
+    this.published.push({ exchange: message.exchange, routingKey: message.routingKey, content: message.content, callback });
     return this.writable;
   }
 
@@ -84,7 +86,7 @@ function setup(options: { maxUnconfirmed?: number; publishTimeoutMs?: number; no
   return { publisher, results, publish, publishQos0, exchanges, refusals };
 }
 
-const asChannel = (channel: FakeChannel) => channel as unknown as ConfirmChannel;
+const asChannel = (channel: FakeChannel): PublishChannel => channel;
 
 test('ConfirmPublisher - never more than maxUnconfirmed awaiting confirm; the rest wait in order', () => {
   const { publisher, results, publish } = setup({ maxUnconfirmed: 2 });
