@@ -60,7 +60,11 @@ export async function startBridge(name: string, extraYaml: string[] = [], mqttYa
     ].join('\n'),
   );
   // BENCH_PROFILE=1: a CPU profile of the bridge in .bench-out/profiles (node --cpu-prof).
-  const nodeFlags = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=.bench-out/profiles'] : [];
+  // BENCH_BRIDGE_NODE_FLAGS: more flags for the bridge's node only (GC settings, say), space-separated.
+  const nodeFlags = [
+    ...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=.bench-out/profiles'] : []),
+    ...(process.env.BENCH_BRIDGE_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+  ];
   const bridge = runBridgeProcess(['--config', file, ...(workers > 1 ? ['--workers', String(workers)] : [])], {}, { fromBuild: existsSync('dist/cli/bin.js'), nodeFlags });
   const { child, lines } = bridge;
   const kill = () => child.kill('SIGKILL');

@@ -39,6 +39,7 @@ export function connectOptions(config: BridgeConfig['amqp']): ConnectionOptions 
     container_id: containerIdOf(config),
     idle_time_out: config.idleTimeoutSeconds * 1000,
     reconnect: false,
+    tcp_no_delay: true, // as for AMQP 0-9-1 (amqp/connect-options.ts): no Nagle delay on publishes
     sasl_mechanisms: saslMechanisms(saslMechanismOf(config), username, password),
   };
   if (!tls) return { ...common, transport: 'tcp' };

@@ -24,6 +24,7 @@ test('amqp10 connect options - host, default ports, idle timeout in ms, no recon
   assert.equal(plain.idle_time_out, 20_000);
   assert.equal(plain.reconnect, false);
   assert.equal(plain.container_id, 'c1');
+  assert.equal(plain.tcp_no_delay, true, 'no Nagle delay on publishes');
   assert.equal(containerIdOf(amqp({})), `mqtt-amqp-bridge-${hostname()}-${process.pid}`);
   const tls = connectOptions(amqp({ url: 'amqps://[::1]' })) as unknown as Record<string, unknown>;
   assert.equal(tls.port, 5671);
