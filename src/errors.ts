@@ -62,6 +62,21 @@ export class BridgeError extends Error {
   }
 }
 
+/**
+ * What the session stores answer, as aedes' own persistence does, for a packet id they do not
+ * hold. aedes asks that for every new QoS 2 publish (is it a resend?), so the answer is made
+ * without a stack trace: capturing one per publish was a tenth of the bridge's CPU under QoS 2.
+ */
+export function packetNotFound(): BridgeError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new BridgeError('BRIDGE_ERR_PACKET_NOT_FOUND', 'no such packet');
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** A position in a configuration file, 1-based. */
 export interface SourcePosition {
   file: string;

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import Packet from 'aedes-packet';
 import AsyncMemoryPersistence from 'aedes-persistence/asyncPersistence.js';
-import { BridgeError } from '../errors.js';
+import { BridgeError, packetNotFound } from '../errors.js';
 import { MemorySessionRegistry, type SessionRegistry } from './session-registry.js';
 import { PendingQos2 } from './pending-qos2.js';
 import type { RetainedOwner } from './retained-ledger.js';
@@ -82,7 +82,7 @@ export class OfflineQueues {
         return;
       }
     }
-    throw noSuchPacket();
+    throw packetNotFound();
   }
 
   /**
@@ -238,14 +238,14 @@ class BridgePersistence extends MemoryPersistence {
 
   async incomingGetPacket(client: ClientRef, packet: { cmd?: string; messageId?: number; payload?: unknown }): Promise<PendingQos2Packet> {
     const messageId = packet.messageId ?? 0;
-    if (!this.pendingQos2.has(idOf(client), messageId)) throw noSuchPacket();
+    if (!this.pendingQos2.has(idOf(client), messageId)) throw packetNotFound();
     // aedes answers a resent PUBLISH from here, without publishing (or storing) it again.
     if (packet.cmd === 'publish') this.options.retained?.notStored(packet);
     return { cmd: 'publish', qos: 2, messageId };
   }
 
   async incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void> {
-    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw noSuchPacket();
+    if (!this.pendingQos2.delete(idOf(client), packet.messageId ?? 0)) throw packetNotFound();
   }
 
   override async cleanIncoming(client: ClientRef): Promise<void> {
@@ -315,11 +315,6 @@ function ownCopy(payload: Buffer | string): Buffer | string {
   const copy = Buffer.alloc(payload.length); // not from the shared pool, which a small slice would also hold
   payload.copy(copy);
   return copy;
-}
-
-/** What aedes' own persistence throws for a packet id it does not hold (aedes reads only that it failed). */
-function noSuchPacket(): BridgeError {
-  return new BridgeError('BRIDGE_ERR_PACKET_NOT_FOUND', 'no such packet');
 }
 
 function idOf(ref: ClientRef): string {

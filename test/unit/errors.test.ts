@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
-import { BridgeError, ERROR_CODES } from '../../src/errors.js';
+import { BridgeError, ERROR_CODES, packetNotFound } from '../../src/errors.js';
 import { REPOSITORY_ROOT as ROOT, sourceFiles } from '../helpers/source-files.js';
 
 /** The rows of docs/errors.md's table: code and the text of each of its columns. */
@@ -53,4 +53,15 @@ test('errors - a BridgeError keeps its code and cause', () => {
   assert.equal(error.cause, cause);
   assert.equal(error.name, 'BridgeError');
   assert.ok(error instanceof Error);
+});
+
+test('errors - packetNotFound is the coded answer for a packet id not held, made without a stack trace, and leaves the stack limit as it was', () => {
+  const before = Error.stackTraceLimit;
+  const error = packetNotFound();
+  assert.ok(error instanceof BridgeError);
+  assert.equal(error.code, 'BRIDGE_ERR_PACKET_NOT_FOUND');
+  assert.equal(error.message, 'no such packet');
+  assert.equal(error.stack, 'BridgeError: no such packet', 'no frames captured');
+  assert.equal(Error.stackTraceLimit, before);
+  assert.match(new Error('other').stack ?? '', /\n\s+at /, 'other errors still get their frames');
 });

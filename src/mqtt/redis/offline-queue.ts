@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { defineScript, type RedisScript } from '../../redis/script.js';
-import { BridgeError } from '../../errors.js';
+import { BridgeError, packetNotFound } from '../../errors.js';
 import { decodePacket, encodePacket, type StoredPacket } from './packet-codec.js';
 import { stateKeys } from './keys.js';
 
@@ -166,7 +166,7 @@ export class RedisOfflineQueues {
     const id = isPublish ? messageKey(packet as { brokerId: string; brokerCounter: number }) : '';
     const pubrel = isPublish ? '' : encodePacket(packet);
     const updated = await this.updateScript.run([stateKeys.queuePackets(clientId), stateKeys.queueState(clientId)], [id, packet.messageId ?? 0, pubrel]);
-    if (updated !== 1) throw noSuchPacket();
+    if (updated !== 1) throw packetNotFound();
   }
 
   /** Removes a message: one sent by its packet id, one not sent by its message id; resolves to what was removed. */
@@ -230,7 +230,3 @@ export function messageKey(packet: { brokerId: string; brokerCounter: number }):
   return `${packet.brokerId}:${packet.brokerCounter}`;
 }
 
-/** What aedes' own persistence throws for a packet id it does not hold (aedes reads only that it failed). */
-export function noSuchPacket(): BridgeError {
-  return new BridgeError('BRIDGE_ERR_PACKET_NOT_FOUND', 'no such packet');
-}

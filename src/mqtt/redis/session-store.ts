@@ -2,11 +2,11 @@ import { Readable } from 'node:stream';
 import type { Client } from 'aedes';
 import type { Redis } from 'ioredis';
 import type Packet from 'aedes-packet';
-import { BridgeError } from '../../errors.js';
+import { BridgeError, packetNotFound } from '../../errors.js';
 import type { PendingQos2Packet, SessionStore, SessionStoreOptions } from '../session-store.js';
 import type { RetainedAccounting } from '../retained-quota.js';
 import { RedisPersistenceBase, type StoredSubscription } from './persistence-redis-internals.js';
-import { RedisOfflineQueues, messageKey, noSuchPacket, type QueueTarget } from './offline-queue.js';
+import { RedisOfflineQueues, messageKey, type QueueTarget } from './offline-queue.js';
 import { RedisPendingQos2 } from './pending-qos2.js';
 import type { RedisRetainedLedger } from './retained-ledger.js';
 import { RedisSessionRegistry } from './session-registry.js';
@@ -199,7 +199,7 @@ class RedisBridgePersistence extends RedisPersistenceBase {
       // under a second packet id would be delivered twice, so aedes closes the connection and
       // the device comes back to what its queue still holds.
       if (packet.qos === 1) return;
-      throw noSuchPacket();
+      throw packetNotFound();
     }
     await this.parts.queues.update(clientId, packet);
   }
@@ -291,7 +291,7 @@ class RedisBridgePersistence extends RedisPersistenceBase {
       }
       throw error;
     }
-    if (!held || (packet.cmd === 'publish' && this.pendingDeletes.get(clientId)?.has(messageId))) throw noSuchPacket();
+    if (!held || (packet.cmd === 'publish' && this.pendingDeletes.get(clientId)?.has(messageId))) throw packetNotFound();
     // aedes answers a resent PUBLISH from here, without publishing (or storing) it again.
     if (packet.cmd === 'publish') this.parts.options.retained.notStored(packet);
     return { cmd: 'publish', qos: 2, messageId };
@@ -314,7 +314,7 @@ class RedisBridgePersistence extends RedisPersistenceBase {
       }
       throw error;
     }
-    if (!deleted) throw noSuchPacket();
+    if (!deleted) throw packetNotFound();
   }
 
   async cleanIncoming(client: ClientRef): Promise<void> {
