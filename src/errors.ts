@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   BRIDGE_ERR_PUBLISH_MODIFIED: 'The AMQP 1.0 broker settled a transfer as modified (not processed); the device is not acknowledged and retransmits.',
   BRIDGE_ERR_ADDRESS_REFUSED:
     'The AMQP 1.0 broker refused to attach a link to an address (it does not exist, or the bridge may not use it): QoS 0 publishes to it are dropped and counted, QoS 1/2 ones wait (unacknowledged) until it is attached or they time out.',
-  BRIDGE_ERR_PUBLISH_TOO_LARGE: 'The AMQP client refused to encode a publish (for example headers over 64 KiB).',
+  BRIDGE_ERR_PUBLISH_TOO_LARGE: 'A publish could not be encoded: its properties and headers do not fit in one AMQP frame, or a short string is over 255 bytes.',
   BRIDGE_ERR_EXCHANGE_REFUSED:
     'A QoS 0 publish was routed to an exchange RabbitMQ refuses (missing, declared with other arguments, or not allowed): it is dropped and counted.',
   BRIDGE_ERR_BROKER_REFUSED:
