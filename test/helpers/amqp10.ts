@@ -19,6 +19,33 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Fails at once, with what to do, when RabbitMQ on 127.0.0.1:5672 does not speak AMQP 1.0 (its
+ * rabbitmq_amqp1_0 plugin is off: it answers an AMQP 1.0 header with its 0-9-1 one), instead of
+ * a bridge reconnecting for ever and a test waiting for a PUBACK that never comes.
+ */
+export async function assertRabbitSpeaksAmqp10(): Promise<void> {
+  const answer = await new Promise<Buffer>((resolve, reject) => {
+    const socket = connectTcp(5672, '127.0.0.1', () => socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0])));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('RabbitMQ on 127.0.0.1:5672 did not answer an AMQP 1.0 protocol header within 5 s'));
+    }, 5000);
+    socket.once('data', (data: Buffer) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(data.subarray(0, 8));
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+  if (answer[4] !== 3 || answer[5] !== 1) {
+    throw new Error(`RabbitMQ answered AMQP ${[...answer.subarray(4, 8)].join('-')} to AMQP 1.0: enable its plugin with \`rabbitmq-plugins enable rabbitmq_amqp1_0\` (.ci/run does)`);
+  }
+}
+
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connectTcp(port, '127.0.0.1');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TestConsumer, deleteExchanges, publishConfirmed, uniqueName, waitFor, withChannel } from '../helpers/amqp.js';
+import { assertRabbitSpeaksAmqp10 } from '../helpers/amqp10.js';
 import { connectClient, startTestBridge, TRANSPORTS, type TestBridge } from '../helpers/bridge.js';
 
 /**
@@ -17,6 +18,7 @@ describe('AMQP 1.0 with RabbitMQ 3.x (rabbitmq_amqp1_0)', () => {
   let consumer: TestConsumer;
 
   before(async () => {
+    await assertRabbitSpeaksAmqp10();
     await withChannel(async (channel) => {
       await channel.assertExchange(exchange, 'topic', { durable: false });
       await channel.assertQueue(queue, { durable: false });
