@@ -38,6 +38,9 @@ before(async () => {
       },
       { name: 'exchange-template', topic: `${prefix}/to/{target}/#`, exchange: '{target}', routingKey: 'templated.{#}' },
       { name: 'whole-topic', topic: `${prefix}/whole/#`, exchange, routingKey: 'whole.{topic}' },
+      // Header tables of 20 and 35 copies of a 4 KB topic: past amqplib's 64 KiB, under and over a 128 KiB frame.
+      { name: 'wide', topic: `${prefix}/wide/fits/#`, exchange, routingKey: 'wide.fits', headers: { 'x-copies': '{topic}'.repeat(20) } },
+      { name: 'too-wide', topic: `${prefix}/wide/over/#`, exchange, routingKey: 'wide.over', headers: { 'x-copies': '{topic}'.repeat(35) } },
       { name: 'rest', topic: '#', exchange: 'amq.topic', routingKey: '{#}' },
     ],
   });
@@ -176,6 +179,26 @@ for (const transport of TRANSPORTS) {
     });
   });
 }
+
+test('uplink - headers past 64 KiB go out when they fit in one AMQP frame; a publish whose do not is acknowledged, dropped and counted as too_large, and the AMQP connection stays up', { timeout: 30_000 }, async () => {
+  const metrics = bridge.bridge.metrics;
+  const client = await connectClient(bridge.url('tcp'), { clientId: uniqueName('wide') });
+  const level = 'w'.repeat(3_900);
+  const fits = await publishAndReceive(client, consumer, `${prefix}/wide/fits/${level}`, Buffer.from('fits'), { qos: 1 });
+  assert.equal(fits.fields.routingKey, 'wide.fits');
+  assert.equal(String(fits.properties.headers?.['x-copies']), `${prefix}/wide/fits/${level}`.repeat(20), 'about 80 KB of header, whole');
+  const droppedBefore = await metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'too_large' });
+  const reconnectsBefore = await metrics.value('mqtt_amqp_bridge_amqp_reconnects_total');
+  const before = consumer.messages.length;
+  await client.publishAsync(`${prefix}/wide/over/${level}`, Buffer.from('over'), { qos: 1 }); // acknowledged: resending cannot help
+  assert.equal(await metrics.value('mqtt_amqp_bridge_uplink_dropped_total', { reason: 'too_large' }), droppedBefore + 1);
+  const next = await publishAndReceive(client, consumer, `${prefix}/wide/fits/${level}`, Buffer.from('next'), { qos: 1 });
+  assert.equal(next.content.toString(), 'next');
+  assert.equal(consumer.messages.length, before + 1, 'the one over the frame never reached RabbitMQ');
+  assert.equal(await metrics.value('mqtt_amqp_bridge_amqp_reconnects_total'), reconnectsBefore, 'RabbitMQ did not close the connection');
+  assert.equal(await metrics.value('mqtt_amqp_bridge_amqp_connected'), 1);
+  await client.endAsync();
+});
 
 test('uplink - forwarded messages are counted per rule and QoS', async () => {
   const metrics = bridge.bridge.metrics;
