@@ -41,9 +41,19 @@ export interface Admission {
   refused(reason: RefusalReason): void;
 }
 
-/** One client's waiting publishes in arrival order, and how many of them are QoS 0. */
-class ClientQueue extends Fifo<Admission> {
+/**
+ * One client's flow: its waiting publishes in arrival order (how many of them QoS 0), how many
+ * of its publishes are admitted and not yet released, and whether it holds a turn. Kept while
+ * either count is above 0, so that one lookup per publish finds all of it.
+ */
+class ClientFlow extends Fifo<Admission> {
   qos0 = 0;
+  inflight = 0;
+  inTurn = false;
+
+  constructor(readonly clientId: string) {
+    super();
+  }
 }
 
 /**
@@ -64,12 +74,10 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private bytes = 0;
   private peakBytes = 0;
   private peakMessages = 0;
-  private readonly inflight = new Map<string, number>();
-  /** Waiting publishes per client, in arrival order. */
-  private readonly queues = new Map<string, ClientQueue>();
+  /** Clients with publishes waiting or in flight. */
+  private readonly clients = new Map<string, ClientFlow>();
   /** Clients with waiting publishes that may go when there is room, in the order they started waiting. */
-  private readonly turns = new Fifo<string>();
-  private readonly inTurn = new Set<string>();
+  private readonly turns = new Fifo<ClientFlow>();
   private waitingCount = 0;
   /** Waiting QoS 0 publishes: when none wait, leaving `open` has nothing to drop. */
   private waitingQos0 = 0;
@@ -107,6 +115,11 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     return this.peakMessages;
   }
 
+  /** Clients with publishes waiting or in flight: the controller forgets the others (for tests). */
+  get clientsTracked(): number {
+    return this.clients.size;
+  }
+
   /** Publishes waiting for admission. */
   get waiting(): number {
     return this.waitingCount;
@@ -132,23 +145,26 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       request.refused('shutdown');
       return;
     }
-    const queue = this.queues.get(request.clientId);
-    if (!queue && this.turns.length === 0 && this.hasRoom(request) && this.underLimit(request.clientId)) {
-      this.take(request);
+    let client = this.clients.get(request.clientId);
+    const waitsFirst = client !== undefined && (client.length > 0 || client.inflight >= this.options.maxInflightPerClient);
+    if (!waitsFirst && this.turns.length === 0 && this.hasRoom(request)) {
+      if (!client) {
+        client = new ClientFlow(request.clientId);
+        this.clients.set(request.clientId, client);
+      }
+      this.take(client, request);
       return;
     }
     if (request.qos === 0 && this.options.qos0Overflow === 'drop' && !this.hasRoom(request)) {
       request.refused('qos0_overflow'); // QoS 0 waits only for its own client's turn, never for the flow
       return;
     }
-    if (queue) {
-      this.park(queue, request);
-    } else {
-      const created = new ClientQueue();
-      this.park(created, request);
-      this.queues.set(request.clientId, created);
-      this.giveTurn(request.clientId);
+    if (!client) {
+      client = new ClientFlow(request.clientId);
+      this.clients.set(request.clientId, client);
     }
+    this.park(client, request);
+    if (client.length === 1) this.giveTurn(client);
     if (!this.timer) this.scheduleSweep();
     this.pump();
   }
@@ -156,17 +172,17 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   /** Shutdown: nothing more is admitted; waiting publishes are refused. */
   close(): void {
     this.closed = true;
-    for (const queue of this.queues.values()) {
-      while (queue.length > 0) this.unpark(queue).refused('shutdown');
+    for (const client of this.clients.values()) {
+      while (client.length > 0) this.unpark(client).refused('shutdown');
+      client.inTurn = false;
+      this.forgetIfIdle(client);
     }
-    this.queues.clear();
     this.turns.drain();
-    this.inTurn.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
 
-  private park(queue: ClientQueue, request: Admission): void {
+  private park(queue: ClientFlow, request: Admission): void {
     queue.push(request);
     this.waitingCount++;
     if (request.qos === 0) {
@@ -176,7 +192,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   }
 
   /** Takes the head of a non-empty client queue out of the waiting publishes. */
-  private unpark(queue: ClientQueue): Admission {
+  private unpark(queue: ClientFlow): Admission {
     const request = queue.shift()!;
     this.waitingCount--;
     if (request.qos === 0) {
@@ -192,22 +208,24 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     return this.messages === 0 || this.bytes + request.bytes <= this.options.maxPendingBytes;
   }
 
-  private underLimit(clientId: string): boolean {
-    return (this.inflight.get(clientId) ?? 0) < this.options.maxInflightPerClient;
+  private giveTurn(client: ClientFlow): void {
+    if (client.inTurn) return;
+    client.inTurn = true;
+    this.turns.push(client);
   }
 
-  private giveTurn(clientId: string): void {
-    if (this.inTurn.has(clientId)) return;
-    this.inTurn.add(clientId);
-    this.turns.push(clientId);
+  /** Drops a client with nothing waiting and nothing in flight (unless a newer entry took its place). */
+  private forgetIfIdle(client: ClientFlow): void {
+    if (client.length > 0 || client.inflight > 0) return;
+    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
   }
 
-  private take(request: Admission): void {
+  private take(client: ClientFlow, request: Admission): void {
     this.messages++;
     this.bytes += request.bytes;
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
     if (this.messages > this.peakMessages) this.peakMessages = this.messages;
-    this.inflight.set(request.clientId, (this.inflight.get(request.clientId) ?? 0) + 1);
+    client.inflight++;
     this.update();
     let released = false;
     request.admitted(() => {
@@ -215,10 +233,9 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       released = true;
       this.messages--;
       this.bytes -= request.bytes;
-      const left = (this.inflight.get(request.clientId) ?? 1) - 1;
-      if (left === 0) this.inflight.delete(request.clientId);
-      else this.inflight.set(request.clientId, left);
-      if (this.queues.has(request.clientId)) this.giveTurn(request.clientId);
+      client.inflight--;
+      if (client.length > 0) this.giveTurn(client);
+      else this.forgetIfIdle(client);
       this.update(); // when this opens the flow, the pump below is the one that drains it
       this.pump();
     });
@@ -236,34 +253,32 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
     let cutoff: number | undefined;
     try {
       while (this.currentState === 'open') {
-        const clientId = this.turns.peek();
-        if (clientId === undefined) break;
-        const queue = this.queues.get(clientId);
-        const head = queue?.peek();
-        if (!queue || !head) {
+        const client = this.turns.peek();
+        if (client === undefined) break;
+        const head = client.peek();
+        if (!head) {
           this.turns.shift();
-          this.inTurn.delete(clientId);
-          this.queues.delete(clientId);
+          client.inTurn = false;
+          this.forgetIfIdle(client);
           continue;
         }
         cutoff ??= this.now() - this.options.publishTimeoutMs;
         if (head.receivedAt <= cutoff) {
-          this.unpark(queue);
+          this.unpark(client);
           head.refused('timeout');
           continue;
         }
-        if (!this.underLimit(clientId)) {
+        if (client.inflight >= this.options.maxInflightPerClient) {
           this.turns.shift();
-          this.inTurn.delete(clientId);
+          client.inTurn = false;
           continue;
         }
         if (!this.hasRoom(head)) break;
-        this.unpark(queue);
+        this.unpark(client);
         this.turns.shift();
-        this.inTurn.delete(clientId);
-        if (queue.length === 0) this.queues.delete(clientId);
-        else this.giveTurn(clientId); // to the back: the next client goes first
-        this.take(head);
+        client.inTurn = false;
+        if (client.length > 0) this.giveTurn(client); // to the back: the next client goes first
+        this.take(client, head);
       }
     } finally {
       this.pumping = false;
@@ -298,7 +313,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
    */
   private dropWaitingQos0(): void {
     if (this.waitingQos0 === 0) return;
-    for (const [clientId, queue] of this.queues) {
+    for (const queue of this.clients.values()) {
       if (queue.qos0 === 0) continue;
       const kept: Admission[] = [];
       for (let request = queue.shift(); request; request = queue.shift()) {
@@ -311,7 +326,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
         this.waitingCount--;
         request.refused('qos0_overflow');
       }
-      if (kept.length === 0) this.queues.delete(clientId);
+      if (kept.length === 0) this.forgetIfIdle(queue);
       else queue.unshiftAll(kept);
     }
   }
@@ -322,7 +337,7 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       return;
     }
     let oldest = Number.POSITIVE_INFINITY;
-    for (const queue of this.queues.values()) oldest = Math.min(oldest, queue.peek()?.receivedAt ?? oldest);
+    for (const queue of this.clients.values()) oldest = Math.min(oldest, queue.peek()?.receivedAt ?? oldest);
     const delay = Number.isFinite(oldest) ? Math.max(0, oldest + this.options.publishTimeoutMs - this.now()) : 0;
     this.timer = setTimeout(() => this.sweep(), delay);
     this.timer.unref();
@@ -331,12 +346,12 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   /** Refuses publishes that waited longer than publishTimeoutMs (each queue is in arrival order). */
   private sweep(): void {
     const cutoff = this.now() - this.options.publishTimeoutMs;
-    for (const [clientId, queue] of this.queues) {
+    for (const queue of this.clients.values()) {
       for (let head = queue.peek(); head && head.receivedAt <= cutoff; head = queue.peek()) {
         this.unpark(queue);
         head.refused('timeout');
       }
-      if (queue.length === 0) this.queues.delete(clientId);
+      this.forgetIfIdle(queue);
     }
     this.scheduleSweep();
   }

@@ -759,3 +759,88 @@ test('FlowController - a release that reopens the flow drains it at once, withou
   queued.mock.restore();
   h.flow.close();
 });
+
+test('FlowController - a client is forgotten once nothing of it waits or is in flight, whichever way its publishes left', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = await openHarness({ maxPendingMessages: 2, publishTimeoutMs: 30 });
+  h.submit('a', 'c1', 10);
+  h.submit('b', 'c2', 10);
+  h.submit('late', 'c3', 10); // throttled: waits, then times out
+  h.submit('q0', 'c4', 10, 0); // QoS 0 while throttled: dropped at once
+  assert.equal(h.flow.clientsTracked, 3, 'c1 and c2 in flight, c3 waiting; c4 never kept');
+  h.advance(30);
+  t.mock.timers.tick(30);
+  assert.equal(h.flow.clientsTracked, 2);
+  h.release('a');
+  h.release('b');
+  await flush();
+  assert.deepEqual(h.events, ['admit:a', 'admit:b', 'refuse:q0:qos0_overflow', 'refuse:late:timeout']);
+  assert.equal(h.flow.clientsTracked, 0);
+  h.flow.close();
+});
+
+test('FlowController - a client whose waiting publishes timed out while it held a turn is served once, in order, when it publishes again', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = await openHarness({ maxPendingMessages: 1, publishTimeoutMs: 30 });
+  h.submit('x', 'c0', 10);
+  h.submit('old1', 'c1', 10);
+  h.submit('old2', 'c1', 10);
+  h.advance(30);
+  t.mock.timers.tick(30);
+  assert.deepEqual(h.events, ['admit:x', 'refuse:old1:timeout', 'refuse:old2:timeout']);
+  h.submit('b1', 'c2', 10);
+  h.submit('new1', 'c1', 10);
+  h.submit('new2', 'c1', 10);
+  for (const id of ['x', 'b1', 'new1', 'new2']) {
+    h.release(id);
+    await flush();
+  }
+  assert.deepEqual(h.events.slice(3), ['admit:b1', 'admit:new1', 'admit:new2']);
+  assert.equal(h.flow.clientsTracked, 0);
+  assert.equal(h.flow.waiting, 0);
+  h.flow.close();
+});
+
+test('FlowController - a client at its in-flight limit gets its turn back at a release and stays in order', async () => {
+  const h = await openHarness({ maxInflightPerClient: 1 });
+  h.submit('a1', 'a', 10);
+  h.submit('a2', 'a', 10);
+  h.submit('a3', 'a', 10);
+  h.submit('b1', 'b', 10);
+  assert.deepEqual(h.events, ['admit:a1', 'admit:b1']);
+  h.release('a1');
+  await flush();
+  h.release('b1');
+  h.release('a2');
+  await flush();
+  assert.deepEqual(h.events, ['admit:a1', 'admit:b1', 'admit:a2', 'admit:a3']);
+  h.release('a3');
+  assert.equal(h.flow.clientsTracked, 0);
+  h.flow.close();
+});
+
+test("FlowController - a stale turn left by timed-out publishes does not make the client's newer waiting publishes forgotten", async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const h = await openHarness({ maxPendingMessages: 2, maxInflightPerClient: 1, publishTimeoutMs: 30 });
+  h.submit('x', 'c0', 10);
+  h.submit('y', 'c9', 10);
+  h.submit('old', 'c1', 10);
+  h.advance(30);
+  t.mock.timers.tick(30);
+  h.submit('new1', 'c1', 10);
+  h.submit('new2', 'c1', 10);
+  h.release('x');
+  await flush();
+  h.release('y');
+  await flush();
+  h.submit('new3', 'c1', 10); // room now, but new2 waits for c1's in-flight limit: new3 must wait behind it
+  assert.deepEqual(h.events, ['admit:x', 'admit:y', 'refuse:old:timeout', 'admit:new1']);
+  h.release('new1');
+  await flush();
+  h.release('new2');
+  await flush();
+  assert.deepEqual(h.events.slice(4), ['admit:new2', 'admit:new3']);
+  h.release('new3');
+  assert.equal(h.flow.clientsTracked, 0);
+  h.flow.close();
+});
