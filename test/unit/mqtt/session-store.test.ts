@@ -43,6 +43,42 @@ test("session store - aedes' own persistence state works through it (subscriptio
   assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
 });
 
+test('session store - with no persistent session, a publish looks up no subscriber and queues nothing; one that subscribes is found, and forgotten when it cleans', async () => {
+  const { sessions, aedes } = store();
+  await aedes.setup({ id: 'broker' });
+  assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
+  await aedes.outgoingEnqueueCombi([], publish('cmd/x', 1));
+  assert.deepEqual(sessions.queues.clientIds(), []);
+  await sessions.persistence.addSubscriptions({ id: 'dev-1' }, [{ topic: 'cmd/#', qos: 1 }]);
+  const subscribers = await aedes.subscriptionsByTopic('cmd/x');
+  assert.deepEqual(subscribers.map(({ clientId }) => clientId), ['dev-1']);
+  await aedes.outgoingEnqueueCombi(subscribers, publish('cmd/x', 2));
+  assert.deepEqual(sessions.queues.snapshot('dev-1').map((packet) => packet.brokerCounter), [2]);
+  await aedes.cleanSubscriptions({ id: 'dev-1' });
+  assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
+  // An answer shared between calls cannot be changed by one caller for the next.
+  const none = await aedes.subscriptionsByTopic('cmd/x');
+  assert.throws(() => none.push({ clientId: 'intruder', topic: '#', qos: 1 }), TypeError);
+  assert.deepEqual(await aedes.subscriptionsByTopic('cmd/x'), []);
+});
+
+test('session store - an unknown QoS 2 packet id is refused every time without an unhandled rejection', async () => {
+  const { aedes } = store();
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', record);
+  try {
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(aedes.incomingGetPacket({ id: 'dev-1' }, { messageId: 9 }), { code: 'BRIDGE_ERR_PACKET_NOT_FOUND' });
+    }
+    void aedes.incomingGetPacket({ id: 'dev-2' }, { messageId: 1 }); // a caller that never looks at the answer
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('unhandledRejection', record);
+  }
+  assert.deepEqual(unhandled, []);
+});
+
 /** The function a class on `object`'s prototype chain defines for `name`: what a plain method read gives. */
 function methodOfClass(object: object, name: string): unknown {
   for (let prototype = Object.getPrototypeOf(object) as object | null; prototype; prototype = Object.getPrototypeOf(prototype) as object | null) {
@@ -56,7 +92,7 @@ test("session store - aedes reads the classes' own methods, not copies bound per
   const { sessions } = store();
   const persistence = sessions.persistence as unknown as Record<string, unknown>;
   // aedes' own method, inherited as it is; and the store's overrides, from its class.
-  assert.equal(persistence.subscriptionsByTopic, (AsyncMemoryPersistence.prototype as unknown as Record<string, unknown>).subscriptionsByTopic);
+  assert.equal(persistence.subscriptionsByClient, (AsyncMemoryPersistence.prototype as unknown as Record<string, unknown>).subscriptionsByClient);
   for (const name of ['subscriptionsByTopic', 'incomingStorePacket', 'incomingGetPacket', 'outgoingEnqueueCombi', 'outgoingUpdate', 'outgoingStream']) {
     assert.equal(typeof persistence[name], 'function', name);
     assert.equal(persistence[name], methodOfClass(persistence, name), `${name} is the class's own function`);
