@@ -146,7 +146,7 @@ class UplinkForwarder {
       this.options.publisher.publish(message, (error) => {
         release();
         if (error) this.dropped(publish, rule, error, QOS0_DROP_REASONS[error.code] ?? 'qos0_failed');
-        else this.forwarded(rule, '0', message.content.length);
+        else this.metrics.uplinkForwarded(rule, 0, message.content.length);
       });
       done(null);
       return;
@@ -154,7 +154,7 @@ class UplinkForwarder {
     this.options.publisher.publish(message, (error) => {
       release();
       if (!error) {
-        this.forwarded(rule, String(publish.qos), message.content.length);
+        this.metrics.uplinkForwarded(rule, publish.qos, message.content.length);
         done(null);
         return;
       }
@@ -173,11 +173,6 @@ class UplinkForwarder {
     this.metrics.uplinkFailed.inc({ reason: TRANSIENT_FAILURES[error.code] ?? 'nacked' });
     this.failures.warn(null, { rule, clientId: publish.clientId, code: error.code, err: error.message });
     done(error);
-  }
-
-  private forwarded(rule: string, qos: string, bytes: number): void {
-    this.metrics.uplinkMessages.inc({ rule, qos });
-    this.metrics.uplinkBytes.inc({ rule, qos }, bytes);
   }
 
   private dropped(publish: DevicePublish, rule: string, error: BridgeError, reason: UplinkDropReason): void {
