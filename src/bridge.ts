@@ -1,3 +1,4 @@
+import './quiet-debug.js'; // first: before anything loads `debug`
 import type { Logger } from 'pino';
 import { Acl } from './auth/acl.js';
 import { Authenticator } from './auth/authenticator.js';

@@ -1,3 +1,4 @@
+import './quiet-debug.js'; // first: before anything loads `debug`
 export { Bridge, createBridge, type BridgeOptions, type BridgeState, type ReloadResult } from './bridge.js';
 export { loadConfigFile, loadConfigText, loadLocatedConfigFile, type ConfigLocator, type LoadOptions, type LocatedConfig } from './config/load.js';
 export { configSchema, type BridgeConfig, type BridgeConfigInput } from './config/schema.js';

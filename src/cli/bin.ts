@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import '../quiet-debug.js'; // first: before anything loads `debug`
 import { main } from './main.js';
 
 main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, stdin: process.stdin }).then(
