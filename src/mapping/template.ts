@@ -3,7 +3,7 @@ import type { CompiledPattern } from './pattern.js';
 
 /** What a template is rendered from: the matched topic (uplink) or routing key (downlink) and the message. */
 export interface TemplateContext {
-  /** The matched topic levels (uplink) or routing-key words (downlink). */
+  /** The matched topic levels (uplink) or routing-key words (downlink): `source` split at the pattern's separator. */
   readonly segments: readonly string[];
   /** The whole topic (uplink) or routing key (downlink). */
   readonly source: string;
@@ -160,7 +160,10 @@ export function compileTemplate(source: string, scope: TemplateScope): CompiledT
   const separator = scope.targetSeparator;
   const readMulti = (c: TemplateContext): string | null => {
     if (c.segments.length <= multiStart) return null; // `a/#` matched `a`: zero levels
-    const joined = c.segments.slice(multiStart).join(joinSeparator);
+    // The levels from `#` on, joined again, are the end of the source: taken from it, not rebuilt.
+    let start = 0;
+    for (let i = 0; i < multiStart; i++) start += c.segments[i]!.length + joinSeparator.length;
+    const joined = start === 0 ? c.source : c.source.slice(start);
     return encode ? encode(joined) : joined;
   };
   const render: Render = (context) => {

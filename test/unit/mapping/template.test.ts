@@ -291,3 +291,16 @@ test('compileTemplate - header names are case-sensitive', () => {
   assert.equal(template.render(downlinkContext('d1', { headers: { 'X-Id': 'A' } })), 'A');
   assertRenderError(() => template.render(downlinkContext('d1', { headers: { 'x-id': 'a' } })), 'header "X-Id" is missing');
 });
+
+test('compileTemplate - {#} is the end of the topic from "#" on, empty levels and dots kept, after levels of any length', () => {
+  const pattern = compilePattern('devices/+/{d}/#', TOPIC_SYNTAX);
+  const key = compileTemplate('{d}.{#}', routingKeyScope(pattern));
+  assert.equal(key.render(uplinkContext('devices/x/d1//a.b/c')), 'd1..a/b.c');
+  assert.equal(key.render(uplinkContext('devices/longer-level/d.2/last')), 'd/2.last');
+  assert.equal(key.render(uplinkContext('devices//d3/')), 'd3.');
+  assert.equal(key.render(uplinkContext('devices/x/d4')), 'd4');
+  const whole = compileTemplate('{#}', plainScope(compilePattern('#', TOPIC_SYNTAX)));
+  assert.equal(whole.render(uplinkContext('a//b.c/')), 'a//b.c/');
+  const downlink = compileTemplate('cmd/{#}', downlinkScope(keyPattern('{deviceId}.x.#')));
+  assert.equal(downlink.render(downlinkContext('dev-1.x.a..b/c')), 'cmd/a//b.c');
+});
