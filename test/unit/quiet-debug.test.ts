@@ -20,7 +20,8 @@ parser.parse(mqttPacket.generate({ cmd: 'publish', topic: 'a/b', payload: Buffer
 const debugOfMqttPacket = createRequire(require.resolve('mqtt-packet'))('debug');
 process.stdout.write(JSON.stringify({ topic: parsed.topic, payload: parsed.payload.toString(), messageId: parsed.messageId, enabled: debugOfMqttPacket('mqtt-packet:parser').enabled, quiet: debugOfMqttPacket[Symbol.for('mqtt-amqp-bridge.quiet-debug')] === true }));
 `;
-  const { DEBUG: _inherited, ...env } = process.env;
+  const env = { ...process.env };
+  delete env.DEBUG;
   const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
     env: { ...env, ...(debug === undefined ? {} : { DEBUG: debug }), DEBUG_COLORS: 'no' },
     encoding: 'utf8',
