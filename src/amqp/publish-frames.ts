@@ -32,6 +32,8 @@ const HAS_APP_ID = 0x0008;
 /** A content header frame cannot be split, and no frame may exceed frameMax; past this the scratch buffer is not used. */
 const SCRATCH_BYTES = 256 * 1024;
 const TWO_TO_32 = 2 ** 32;
+/** Strings up to this long are copied by hand when they are ASCII. */
+const SHORT_ASCII = 64;
 
 /**
  * Encodes a basic.publish as the bytes amqplib would send for it (method frame, content header
@@ -196,9 +198,22 @@ export class PublishFrameEncoder {
 
   /** Writes a string as UTF-8 at `offset`, checking first that it fits; returns its length in bytes. */
   private utf8(offset: number, value: string, what: string): number {
+    const length = value.length;
     // Three bytes per UTF-16 unit at most: only a string that might not fit is measured.
-    if (value.length * 3 > this.limit - offset) this.room(offset, Buffer.byteLength(value), what);
-    return this.scratch.write(value, offset);
+    if (length * 3 > this.limit - offset) this.room(offset, Buffer.byteLength(value), what);
+    // A short ASCII string is copied code by code: Buffer#write's argument handling and native
+    // call cost more than the copy for the eight or so short strings of each message.
+    if (length <= SHORT_ASCII) {
+      const scratch = this.scratch;
+      let i = 0;
+      for (; i < length; i++) {
+        const code = value.charCodeAt(i);
+        if (code >= 0x80) break;
+        scratch[offset + i] = code;
+      }
+      if (i === length) return length;
+    }
+    return this.scratch.write(value, offset); // from the start again: it is not all ASCII
   }
 
   private writeUInt64(offset: number, value: number): number {

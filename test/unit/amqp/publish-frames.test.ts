@@ -88,6 +88,10 @@ const cases: Array<[string, ExchangeMessage, number?]> = [
     }),
   ],
   ['the default exchange and an empty routing key', message({ exchange: '', routingKey: '' })],
+  [
+    'ASCII up to a last non-ASCII character, strings of 64 and 65 characters, a lone surrogate',
+    message({ routingKey: `${'a'.repeat(63)}é`, messageId: 'm'.repeat(64), headers: { 'x-mqtt-client-id': 'c'.repeat(65), lone: 'ab\ud800', ['k'.repeat(64)]: 'x' } }),
+  ],
   ['non-ASCII names and values', message({ routingKey: 'capteurs.température', headers: { 'x-mqtt-topic': 'capteurs/température/😀', zone: 'Zürich', 'név': 'ő' } })],
   [
     'numbers of every width, and a header left undefined',
