@@ -36,5 +36,6 @@ EXPOSE 1883 8083 9102
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9102/readyz').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The bridge handles SIGTERM itself (graceful stop within shutdownTimeoutMs), so node can be PID 1.
-ENTRYPOINT ["node", "dist/cli/bin.js"]
+# --max-semi-space-size: see src/cli/node-flags.ts.
+ENTRYPOINT ["node", "--max-semi-space-size=64", "dist/cli/bin.js"]
 CMD ["run", "--config", "config/bridge.yaml"]

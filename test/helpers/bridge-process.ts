@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
+import { BRIDGE_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { waitFor } from './amqp.js';
 
 export interface BridgeProcess {
@@ -16,10 +17,10 @@ export interface BridgeProcessOptions {
   nodeFlags?: string[];
 }
 
-/** Runs `mqtt-amqp-bridge run ARGS` as its own process, as a user would. */
+/** Runs `mqtt-amqp-bridge run ARGS` as its own process, as a user would (with the node flags it ships with; `nodeFlags` come after them). */
 export function runBridgeProcess(args: string[], env: Record<string, string> = {}, { fromBuild = false, nodeFlags = [] }: BridgeProcessOptions = {}): BridgeProcess {
   const entry = fromBuild ? ['dist/cli/bin.js'] : ['--import', 'tsx', 'src/cli/bin.ts'];
-  const child = spawn(process.execPath, [...nodeFlags, ...entry, 'run', ...args], {
+  const child = spawn(process.execPath, [...BRIDGE_NODE_FLAGS, ...nodeFlags, ...entry, 'run', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,6 +4,7 @@ import { join, posix } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { BRIDGE_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, downlinkQueueName, type BridgeConfig } from '../../src/config/schema.js';
 import { runCli } from '../helpers/cli.js';
@@ -278,11 +279,21 @@ test('Dockerfile - has a build stage and a runtime stage on the same Node 20 bas
   assert.equal(stages[0]?.base, runtime.base);
 });
 
-test('Dockerfile - ENTRYPOINT runs the package.json bin with node', () => {
+test('Dockerfile - ENTRYPOINT runs the package.json bin with node and the flags the bridge ships with', () => {
   const entrypoint = execForm(last(runtime, 'ENTRYPOINT').args, 'ENTRYPOINT');
   const bin = packageJson.bin['mqtt-amqp-bridge'];
   assert.equal(bin, 'dist/cli/bin.js');
-  assert.deepEqual(entrypoint, ['node', bin]);
+  assert.deepEqual(entrypoint, ['node', ...BRIDGE_NODE_FLAGS, bin]);
+});
+
+test('node flags - npm start, npm run bridge and the bin itself run node with the same flags as the image', () => {
+  assert.ok(BRIDGE_NODE_FLAGS.length > 0);
+  for (const script of ['start', 'bridge'] as const) {
+    const command = packageJson.scripts[script] ?? '';
+    assert.ok(command.startsWith(`node ${BRIDGE_NODE_FLAGS.join(' ')} `), `npm run ${script}: ${command}`);
+  }
+  const shebang = readFileSync(join(root, 'src/cli/bin.ts'), 'utf8').split('\n')[0];
+  assert.equal(shebang, `#!/usr/bin/env -S node ${BRIDGE_NODE_FLAGS.join(' ')}`);
 });
 
 test('Dockerfile - the build stage compiles the bin script that the runtime stage copies in', () => {
