@@ -46,21 +46,20 @@ function replaceModule(path: string): boolean {
   if (!cached) return false;
   const factory = (namespace: string): DebugLogger => {
     const logger = real(namespace);
-    return logger.enabled ? logger : silentLogger(namespace, factory);
+    return logger.enabled ? logger : offLogger(namespace, factory);
   };
   cached.exports = Object.assign(factory, real, { default: factory, [QUIET]: true });
   return true;
 }
 
-function silentLogger(namespace: string, factory: (namespace: string) => DebugLogger): DebugLogger {
-  const logger = Object.assign(() => {}, {
+function offLogger(namespace: string, factory: (namespace: string) => DebugLogger): DebugLogger {
+  return Object.assign(() => {}, {
     enabled: false,
     namespace,
     log: () => {},
     destroy: () => false,
     extend: (sub: string, delimiter = ':') => factory(`${namespace}${delimiter}${sub}`),
   });
-  return logger;
 }
 
 quietDebug();
