@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
+#!/usr/bin/env node
 import '../quiet-debug.js'; // first: before anything loads `debug`
 import { main } from './main.js';
 

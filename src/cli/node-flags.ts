@@ -1,7 +1,9 @@
 /**
  * The flags node runs the bridge with: in the Dockerfile's ENTRYPOINT, the package.json scripts,
- * the bin's `#!/usr/bin/env -S node ...` line, and wherever tests and the bench start a bridge
- * process (test/unit/container.test.ts keeps them the same).
+ * and wherever tests and the bench start a bridge process (test/unit/container.test.ts keeps them
+ * the same). Not in the bin's first line: `#!/usr/bin/env -S node FLAGS` fails where env has no
+ * `-S` (BusyBox, so Alpine; OpenBSD, NetBSD), so the installed command runs with node's default
+ * unless NODE_OPTIONS carries the flags (docs/operations.md).
  *
  * `--max-semi-space-size=64` (MiB; node 20's default is 16): under load the bridge holds every
  * publish a device has in flight (aedes parses a whole socket read at once, and QoS 1/2 wait for

@@ -286,14 +286,14 @@ test('Dockerfile - ENTRYPOINT runs the package.json bin with node and the flags 
   assert.deepEqual(entrypoint, ['node', ...BRIDGE_NODE_FLAGS, bin]);
 });
 
-test('node flags - npm start, npm run bridge and the bin itself run node with the same flags as the image', () => {
+test('node flags - npm start and npm run bridge run node with the same flags as the image; the bin keeps a shebang every env reads', () => {
   assert.ok(BRIDGE_NODE_FLAGS.length > 0);
   for (const script of ['start', 'bridge'] as const) {
     const command = packageJson.scripts[script] ?? '';
     assert.ok(command.startsWith(`node ${BRIDGE_NODE_FLAGS.join(' ')} `), `npm run ${script}: ${command}`);
   }
   const shebang = readFileSync(join(root, 'src/cli/bin.ts'), 'utf8').split('\n')[0];
-  assert.equal(shebang, `#!/usr/bin/env -S node ${BRIDGE_NODE_FLAGS.join(' ')}`);
+  assert.equal(shebang, '#!/usr/bin/env node', 'env -S is not in BusyBox (Alpine), OpenBSD or NetBSD');
 });
 
 test('Dockerfile - the build stage compiles the bin script that the runtime stage copies in', () => {
