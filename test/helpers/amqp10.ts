@@ -1,23 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect as connectTcp } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import rhea, { type Connection, type Delivery, type EventContext, type Message, type Receiver, type Sender, type ServerConnectionOptions } from 'rhea';
 import { delay, waitFor } from './amqp.js';
+import { freePort } from './bridge-process.js';
 
 /** Debian's python3 with python3-qpid-proton (a pyenv `python3` on the PATH may lack it). */
 const PROTON_PYTHON = '/usr/bin/python3';
 const PROTON_BROKER = '/usr/share/proton/examples/python/broker.py';
 
-/** A free TCP port on 127.0.0.1 (closed again at once). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /**
  * Fails at once, with what to do, when RabbitMQ on 127.0.0.1:5672 does not speak AMQP 1.0 (its

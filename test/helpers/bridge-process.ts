@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { BRIDGE_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { waitFor } from './amqp.js';
 
@@ -53,11 +54,38 @@ export async function waitForAmqp(bridge: BridgeProcess, timeoutMs = 20_000): Pr
   );
 }
 
-/** A TCP port free right now (for a bridge that must come back on the same port). */
+/**
+ * A TCP port on 127.0.0.1 that is free now and that no `listen(0)` can be given meanwhile (for a
+ * bridge that must come back on the same port, or a broker that is not there yet): it is taken
+ * from below the kernel's ephemeral range, which is where port 0 is served from. A port that
+ * `listen(0)` gave and that was closed again may be handed to the next `listen(0)`: once the
+ * bridge's own HTTP endpoint got the port its AMQP URL named, and the bridge retried against it
+ * for ever.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  const ephemeralStart = ephemeralPortStart();
+  const low = Math.max(1024, ephemeralStart - 12_000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (ephemeralStart - low));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free TCP port between ${low} and ${ephemeralStart}`);
+}
+
+/** The first port of the kernel's ephemeral range (Linux; 32768 elsewhere, Linux's default). */
+function ephemeralPortStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 2048 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
