@@ -12,7 +12,8 @@
  * three times less often: for 100,000 messages each of uplink QoS 0, 1 and 2, 192-198 collections
  * pausing 1,329-1,370 ms in all became 62 pausing 424-572 ms, and the bridge's CPU per QoS 1
  * message went from 13.2-15.0 to 11.2-12.1 us; the overload scenario's peak RSS fell from 216-224
- * to 155-157 MiB and p99 latency was no worse (docs/performance.md). Workers of `run --workers`
- * inherit the flags.
+ * to 155-157 MiB and p99 latency was no worse; RSS just after 10,000 connections opened rose
+ * from 244-254 to 282-285 MiB, their garbage not collected yet (docs/performance.md). Workers of
+ * `run --workers` inherit the flags.
  */
 export const BRIDGE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
