@@ -62,3 +62,45 @@ test('DeadlineQueue - drain() empties it and returns everything, settled or not'
   queue.push(item('later', 1));
   assert.equal(queue.first()?.name, 'later', 'usable again after a drain');
 });
+
+test('DeadlineQueue - batches sharing a deadline and coming out of order: first() and length match a model under random settling', () => {
+  let seed = 7;
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return seed / 2_147_483_648;
+  };
+  const queue = new DeadlineQueue<Item>();
+  const live: Item[] = [];
+  let clock = 100;
+  for (let step = 0; step < 3_000; step++) {
+    const roll = random();
+    if (roll < 0.3) {
+      // A batch of up to 20 items with one deadline, often older than the newest queued.
+      clock += 1;
+      const deadline = random() < 0.5 ? clock - Math.floor(random() * 30) : clock;
+      const size = 1 + Math.floor(random() * 20);
+      for (let i = 0; i < size; i++) {
+        const next = item(`b${step}.${i}`, deadline);
+        queue.push(next);
+        live.push(next);
+      }
+    } else if (roll < 0.8 && live.length > 0) {
+      const [settled] = live.splice(Math.floor(random() * live.length), 1);
+      settled!.settled = true;
+      if (random() < 0.5) queue.dropSettled();
+    } else {
+      const expected = live.length === 0 ? undefined : Math.min(...live.map((candidate) => candidate.deadline));
+      const first = queue.first();
+      assert.equal(first?.deadline, expected, `step ${step}`);
+      assert.equal(first?.settled ?? false, false);
+      assert.ok(queue.length >= live.length, 'every unsettled item is still held');
+    }
+  }
+  for (const left of live) left.settled = true;
+  assert.equal(queue.first(), undefined);
+  assert.equal(queue.length, 0, 'all let go of once settled');
+  const drained = new DeadlineQueue<Item>();
+  for (const [name, deadline] of [['late', 50], ['early', 10], ['early2', 10], ['mid', 30]] as const) drained.push(item(name, deadline));
+  assert.deepEqual(drained.drain().map((entry) => entry.name).sort(), ['early', 'early2', 'late', 'mid']);
+  assert.equal(drained.length, 0);
+});
