@@ -10,6 +10,22 @@ interface Item {
 
 const item = (name: string, deadline: number): Item => ({ name, deadline, settled: false });
 
+/** The same numbers in [0, 1) on every run. */
+function seededRandom(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return state / 2_147_483_648;
+  };
+}
+
+/** Settles one live item at random, and sometimes lets the queue drop what is settled. */
+function settleOne(queue: DeadlineQueue<Item>, live: Item[], random: () => number): void {
+  const [settled] = live.splice(Math.floor(random() * live.length), 1);
+  settled!.settled = true;
+  if (random() < 0.5) queue.dropSettled();
+}
+
 test('DeadlineQueue - first() is the unsettled item due first, whatever order they came in', () => {
   const queue = new DeadlineQueue<Item>();
   const items = [item('a', 10), item('b', 20), item('early', 5), item('c', 30), item('mid', 15), item('d', 30)];
@@ -24,11 +40,7 @@ test('DeadlineQueue - first() is the unsettled item due first, whatever order th
 });
 
 test('DeadlineQueue - matches a sorted list over mostly ordered deadlines with random settling', () => {
-  let seed = 42;
-  const random = () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-    return seed / 2_147_483_648;
-  };
+  const random = seededRandom(42);
   const queue = new DeadlineQueue<Item>();
   const live: Item[] = [];
   let clock = 0;
@@ -41,9 +53,7 @@ test('DeadlineQueue - matches a sorted list over mostly ordered deadlines with r
       queue.push(next);
       live.push(next);
     } else if (roll < 0.8 && live.length > 0) {
-      const [settled] = live.splice(Math.floor(random() * live.length), 1);
-      settled!.settled = true;
-      if (random() < 0.5) queue.dropSettled();
+      settleOne(queue, live, random);
     } else {
       const expected = Math.min(...live.map((candidate) => candidate.deadline));
       assert.equal(queue.first()?.deadline, live.length === 0 ? undefined : expected, `step ${step}`);
@@ -64,11 +74,7 @@ test('DeadlineQueue - drain() empties it and returns everything, settled or not'
 });
 
 test('DeadlineQueue - batches sharing a deadline and coming out of order: first() and length match a model under random settling', () => {
-  let seed = 7;
-  const random = () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-    return seed / 2_147_483_648;
-  };
+  const random = seededRandom(7);
   const queue = new DeadlineQueue<Item>();
   const live: Item[] = [];
   let clock = 100;
@@ -85,9 +91,7 @@ test('DeadlineQueue - batches sharing a deadline and coming out of order: first(
         live.push(next);
       }
     } else if (roll < 0.8 && live.length > 0) {
-      const [settled] = live.splice(Math.floor(random() * live.length), 1);
-      settled!.settled = true;
-      if (random() < 0.5) queue.dropSettled();
+      settleOne(queue, live, random);
     } else {
       const expected = live.length === 0 ? undefined : Math.min(...live.map((candidate) => candidate.deadline));
       const first = queue.first();
