@@ -16,7 +16,7 @@ interface DebugLogger {
   enabled: boolean;
   namespace: string;
 }
-type DebugFactory = ((namespace: string) => DebugLogger) & Record<string, unknown>;
+type DebugFactory = ((namespace: string) => DebugLogger) & { [QUIET]?: true };
 
 const QUIET = Symbol.for('mqtt-amqp-bridge.quiet-debug');
 const require = createRequire(import.meta.url);
@@ -24,32 +24,26 @@ const require = createRequire(import.meta.url);
 /** The libraries that log through `debug` on every message or frame. */
 const USERS = ['mqtt-packet', 'rhea', 'ioredis'];
 
-/** Replaces each copy of `debug` those libraries would load; true when every copy is quiet (or none is used). */
-export function quietDebug(users: readonly string[] = USERS): boolean {
-  let quiet = true;
-  for (const user of users) {
-    let path: string;
-    try {
-      path = createRequire(require.resolve(user)).resolve('debug');
-    } catch {
-      continue; // not installed, or it does not use debug
-    }
-    quiet = replaceModule(path) && quiet;
+for (const user of USERS) {
+  let path: string;
+  try {
+    path = createRequire(require.resolve(user)).resolve('debug');
+  } catch {
+    continue; // not installed, or it does not use debug
   }
-  return quiet;
+  quiet(path);
 }
 
-function replaceModule(path: string): boolean {
+/** Replaces, in require's cache, the `debug` module at `path` (once: several users may share it). */
+function quiet(path: string): void {
   const real = require(path) as DebugFactory;
-  if (real[QUIET as unknown as string]) return true;
-  const cached = require.cache[path];
-  if (!cached) return false;
+  const cached = require.cache[path]!;
+  if (real[QUIET]) return;
   const factory = (namespace: string): DebugLogger => {
     const logger = real(namespace);
     return logger.enabled ? logger : offLogger(namespace, factory);
   };
-  cached.exports = Object.assign(factory, real, { default: factory, [QUIET]: true });
-  return true;
+  cached.exports = Object.assign(factory, real, { default: factory, [QUIET]: true as const });
 }
 
 function offLogger(namespace: string, factory: (namespace: string) => DebugLogger): DebugLogger {
@@ -62,4 +56,3 @@ function offLogger(namespace: string, factory: (namespace: string) => DebugLogge
   });
 }
 
-quietDebug();
