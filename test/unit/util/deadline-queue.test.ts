@@ -19,11 +19,34 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-/** Settles one live item at random, and sometimes lets the queue drop what is settled. */
-function settleOne(queue: DeadlineQueue<Item>, live: Item[], random: () => number): void {
-  const [settled] = live.splice(Math.floor(random() * live.length), 1);
-  settled!.settled = true;
-  if (random() < 0.5) queue.dropSettled();
+/**
+ * Drives a queue at random against a model (the live items): `arrive` (with chance `arriveChance`)
+ * gives the items that come at a step; otherwise one live item is settled, or first() and length
+ * are checked against the model. Returns the queue and what is still live.
+ */
+function runAgainstModel(random: () => number, steps: number, arriveChance: number, arrive: (step: number) => Item[]): { queue: DeadlineQueue<Item>; live: Item[] } {
+  const queue = new DeadlineQueue<Item>();
+  const live: Item[] = [];
+  for (let step = 0; step < steps; step++) {
+    const roll = random();
+    if (roll < arriveChance) {
+      for (const next of arrive(step)) {
+        queue.push(next);
+        live.push(next);
+      }
+    } else if (roll < 0.8 && live.length > 0) {
+      const [settled] = live.splice(Math.floor(random() * live.length), 1);
+      settled!.settled = true;
+      if (random() < 0.5) queue.dropSettled();
+    } else {
+      const expected = live.length === 0 ? undefined : Math.min(...live.map((candidate) => candidate.deadline));
+      const first = queue.first();
+      assert.equal(first?.deadline, expected, `step ${step}`);
+      assert.equal(first?.settled ?? false, false);
+      assert.ok(queue.length >= live.length, 'every unsettled item is still held');
+    }
+  }
+  return { queue, live };
 }
 
 test('DeadlineQueue - first() is the unsettled item due first, whatever order they came in', () => {
@@ -41,24 +64,12 @@ test('DeadlineQueue - first() is the unsettled item due first, whatever order th
 
 test('DeadlineQueue - matches a sorted list over mostly ordered deadlines with random settling', () => {
   const random = seededRandom(42);
-  const queue = new DeadlineQueue<Item>();
-  const live: Item[] = [];
   let clock = 0;
-  for (let step = 0; step < 5_000; step++) {
-    const roll = random();
-    if (roll < 0.5) {
-      clock += 1;
-      // One in five comes late: its deadline is up to 50 before the newest.
-      const next = item(`i${step}`, random() < 0.2 ? clock - Math.floor(random() * 50) : clock);
-      queue.push(next);
-      live.push(next);
-    } else if (roll < 0.8 && live.length > 0) {
-      settleOne(queue, live, random);
-    } else {
-      const expected = Math.min(...live.map((candidate) => candidate.deadline));
-      assert.equal(queue.first()?.deadline, live.length === 0 ? undefined : expected, `step ${step}`);
-    }
-  }
+  runAgainstModel(random, 5_000, 0.5, (step) => {
+    clock += 1;
+    // One in five comes late: its deadline is up to 50 before the newest.
+    return [item(`i${step}`, random() < 0.2 ? clock - Math.floor(random() * 50) : clock)];
+  });
 });
 
 test('DeadlineQueue - drain() empties it and returns everything, settled or not', () => {
@@ -75,31 +86,13 @@ test('DeadlineQueue - drain() empties it and returns everything, settled or not'
 
 test('DeadlineQueue - batches sharing a deadline and coming out of order: first() and length match a model under random settling', () => {
   const random = seededRandom(7);
-  const queue = new DeadlineQueue<Item>();
-  const live: Item[] = [];
   let clock = 100;
-  for (let step = 0; step < 3_000; step++) {
-    const roll = random();
-    if (roll < 0.3) {
-      // A batch of up to 20 items with one deadline, often older than the newest queued.
-      clock += 1;
-      const deadline = random() < 0.5 ? clock - Math.floor(random() * 30) : clock;
-      const size = 1 + Math.floor(random() * 20);
-      for (let i = 0; i < size; i++) {
-        const next = item(`b${step}.${i}`, deadline);
-        queue.push(next);
-        live.push(next);
-      }
-    } else if (roll < 0.8 && live.length > 0) {
-      settleOne(queue, live, random);
-    } else {
-      const expected = live.length === 0 ? undefined : Math.min(...live.map((candidate) => candidate.deadline));
-      const first = queue.first();
-      assert.equal(first?.deadline, expected, `step ${step}`);
-      assert.equal(first?.settled ?? false, false);
-      assert.ok(queue.length >= live.length, 'every unsettled item is still held');
-    }
-  }
+  const { queue, live } = runAgainstModel(random, 3_000, 0.3, (step) => {
+    // A batch of up to 20 items with one deadline, often older than the newest queued.
+    clock += 1;
+    const deadline = random() < 0.5 ? clock - Math.floor(random() * 30) : clock;
+    return Array.from({ length: 1 + Math.floor(random() * 20) }, (_, i) => item(`b${step}.${i}`, deadline));
+  });
   for (const left of live) left.settled = true;
   assert.equal(queue.first(), undefined);
   assert.equal(queue.length, 0, 'all let go of once settled');
