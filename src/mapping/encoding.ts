@@ -7,14 +7,28 @@
 const DOT = 0x2e;
 const SLASH = 0x2f;
 
+/** Room for the ASCII swap; longer values (routing keys stop at 255 bytes) take the general path. */
+const scratch = Buffer.allocUnsafe(256);
+
 export function swapDotsAndSlashes(value: string): string {
   if (value.indexOf('.') === -1 && value.indexOf('/') === -1) return value;
-  let out = '';
-  for (let i = 0; i < value.length; i++) {
+  return swapAscii(value) ?? value.split('.').map((part) => part.replaceAll('/', '.')).join('/');
+}
+
+/**
+ * The swap of an ASCII value, written byte by byte and read back as one flat string; null for a
+ * value that is not ASCII or too long. Every uplink publish's routing key comes through here:
+ * a string grown a character at a time cost twice as much and left a string object per character.
+ */
+function swapAscii(value: string): string | null {
+  const length = value.length;
+  if (length > scratch.length) return null;
+  for (let i = 0; i < length; i++) {
     const code = value.charCodeAt(i);
-    out += code === DOT ? '/' : code === SLASH ? '.' : value[i];
+    if (code > 0x7f) return null;
+    scratch[i] = code === DOT ? SLASH : code === SLASH ? DOT : code;
   }
-  return out;
+  return scratch.toString('latin1', 0, length);
 }
 
 /** One topic level as one routing-key word. */

@@ -83,3 +83,28 @@ test('encoding - encoding each level then joining with "." equals encoding the w
     assert.equal(topic.split('/').map(levelToWord).join('.'), topicToRoutingKey(topic), topic);
   }
 });
+
+test('swapDotsAndSlashes - ASCII, non-ASCII and values longer than 256 characters give what a character-by-character swap gives', () => {
+  const byCharacter = (value: string) => [...value].map((char) => (char === '.' ? '/' : char === '/' ? '.' : char)).join('');
+  const alphabet = ['a', 'Z', '0', '.', '/', '-', '#', '+', ' ', '\u007f', 'é', '€', '😀'];
+  let seed = 7;
+  const random = (below: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % below;
+  };
+  const values = ['a.'.repeat(128), 'a/'.repeat(128) + 'b', `${'x/'.repeat(200)}é`, '/'.repeat(256), '.'.repeat(257)];
+  for (let n = 0; n < 500; n++) {
+    const asciiOnly = n % 2 === 0;
+    const length = random(n % 50 === 0 ? 400 : 40);
+    let value = '';
+    for (let i = 0; i < length; i++) value += alphabet[random(asciiOnly ? 10 : alphabet.length)];
+    values.push(value);
+  }
+  for (const value of values) assert.equal(swapDotsAndSlashes(value), byCharacter(value), value);
+});
+
+test('swapDotsAndSlashes - a result stays what it was after later swaps (the scratch space is not shared with it)', () => {
+  const first = swapDotsAndSlashes('a/b/c');
+  swapDotsAndSlashes('x.y.z');
+  assert.equal(first, 'a.b.c');
+});
