@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BridgeError, PublishError, RenderError } from '../errors.js';
 import type { Admission, FlowController, RefusalReason, Release } from '../flow/flow-controller.js';
@@ -7,6 +6,7 @@ import type { UplinkResolver, UplinkRoute } from '../mapping/uplink.js';
 import type { DevicePublish, PublishHandler } from '../mqtt/types.js';
 import type { BridgeMetrics, UplinkDropReason, UplinkFailReason } from '../observability/metrics.js';
 import { RateLimitedWarning } from '../observability/rate-limited-warning.js';
+import { MessageIds } from '../util/message-ids.js';
 import type { MessagePublisher, OutboundMessage } from '../ports.js';
 
 export interface UplinkPipelineOptions {
@@ -59,7 +59,7 @@ export class UplinkPipeline implements PublishHandler {
   constructor(private readonly options: UplinkPipelineOptions) {
     this.now = options.now ?? Date.now;
     this.unmatched = new RateLimitedWarning({ logger: options.logger, message: 'publish matches no uplink rule; not forwarded' });
-    this.forwarder = new UplinkForwarder(options, options.newMessageId ?? randomUUID);
+    this.forwarder = new UplinkForwarder(options, options.newMessageId ?? new MessageIds().newId);
   }
 
   onPublish(publish: DevicePublish, done: (error: Error | null) => void): void {
