@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { BridgeError } from '../errors.js';
+import { TalliedHistogram } from './tallied-histogram.js';
 
 export const METRIC_PREFIX = 'mqtt_amqp_bridge_';
 
@@ -329,12 +330,12 @@ export class BridgeMetrics {
   readonly sessionsRefused = counter(METRICS.sessionsRefused, this.registry);
   readonly loginsRefused = counter(METRICS.loginsRefused, this.registry);
   readonly configReloads = counter(METRICS.configReloads, this.registry);
-  readonly confirmLatency = new Histogram({
-    name: METRIC_PREFIX + METRICS.confirmLatency.name,
-    help: METRICS.confirmLatency.help,
-    buckets: [...METRICS.confirmLatency.buckets],
-    registers: [this.registry],
-  });
+  readonly confirmLatency = new TalliedHistogram(
+    METRIC_PREFIX + METRICS.confirmLatency.name,
+    METRICS.confirmLatency.help,
+    METRICS.confirmLatency.buckets,
+    this.registry,
+  );
   private readings: GaugeReadings | null = null;
 
   constructor(options: { processMetrics?: boolean } = {}) {
