@@ -1,4 +1,4 @@
-import type { Metric, Registry } from 'prom-client';
+import type { Metric, Registry, RegistryContentType } from 'prom-client';
 
 interface HistogramValue {
   readonly labels: { le?: number | '+Inf' };
@@ -31,7 +31,7 @@ export class TalliedHistogram {
     readonly name: string,
     readonly help: string,
     private readonly upperBounds: readonly number[],
-    registry: Registry,
+    registry: Registry<RegistryContentType>,
   ) {
     this.counts = new Float64Array(upperBounds.length + 1);
     // The registry holds any object it can call get() and reset() on; its types list only its own classes.

@@ -1,15 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AggregatorRegistry, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Histogram, Registry, type RegistryContentType } from 'prom-client';
 import { TalliedHistogram } from '../../../src/observability/tallied-histogram.js';
 
 const BOUNDS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const HELP = 'Time from writing a publish to RabbitMQ to its confirm.';
 
 /** The same observations into prom-client's Histogram and into a TalliedHistogram, each in a registry of its own. */
-function both(observations: readonly number[]) {
-  const reference = new Registry();
-  const tallied = new Registry();
+function both(observations: readonly number[], contentType: RegistryContentType = Registry.PROMETHEUS_CONTENT_TYPE) {
+  const reference = new Registry<RegistryContentType>();
+  const tallied = new Registry<RegistryContentType>();
+  reference.setContentType(contentType);
+  tallied.setContentType(contentType);
   const histogram = new Histogram({ name: 'latency_seconds', help: HELP, buckets: [...BOUNDS], registers: [reference] });
   const ours = new TalliedHistogram('latency_seconds', HELP, BOUNDS, tallied);
   for (const value of observations) {
@@ -46,13 +48,13 @@ test('TalliedHistogram - with nothing observed it shows every bucket at 0, as pr
 test('TalliedHistogram - JSON, OpenMetrics and the workers\' aggregation are the same as prom-client\'s', async () => {
   const first = both(observations());
   const second = both([0.003, 20]);
-  const json = async (registry: Registry) => JSON.parse(JSON.stringify(await registry.getMetricsAsJSON())) as unknown;
+  const json = async (registry: Registry<RegistryContentType>) => JSON.parse(JSON.stringify(await registry.getMetricsAsJSON())) as unknown;
   assert.deepEqual(await json(first.tallied), await json(first.reference));
-  const sum = async (a: Registry, b: Registry) => AggregatorRegistry.aggregate([await a.getMetricsAsJSON(), await b.getMetricsAsJSON()] as never).metrics();
+  const sum = async (a: Registry<RegistryContentType>, b: Registry<RegistryContentType>) => AggregatorRegistry.aggregate([await a.getMetricsAsJSON(), await b.getMetricsAsJSON()] as never).metrics();
   assert.equal(await sum(first.tallied, second.tallied), await sum(first.reference, second.reference));
-  first.tallied.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-  first.reference.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-  assert.equal(await first.tallied.metrics(), await first.reference.metrics());
+  const openMetrics = both(observations(), Registry.OPENMETRICS_CONTENT_TYPE);
+  assert.equal(await openMetrics.tallied.metrics(), await openMetrics.reference.metrics());
+  assert.match(await openMetrics.tallied.metrics(), /# EOF\n$/);
 });
 
 test('TalliedHistogram - resetMetrics clears it; a value that is not a number is refused and counts nothing', async () => {
