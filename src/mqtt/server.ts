@@ -26,6 +26,7 @@ import { PacketSizeGuard } from './packet-size-guard.js';
 import { IngressBudget, type IngressConnection } from './ingress-budget.js';
 import { checkAedesInternals, clientParser, connectedClients, disableCounterDedupe, dropWill, pauseClient } from './aedes-internals.js';
 import { guardProtocol } from './protocol-guard.js';
+import { writeAcknowledgementsWhole } from './acknowledgement-writer.js';
 import type { Violation } from './protocol-conformance.js';
 import { SubscribeSequences } from './subscribe-sequence.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
@@ -189,6 +190,7 @@ export class MqttServer implements DevicePublisher {
       await state.close();
       throw error;
     }
+    writeAcknowledgementsWhole();
     try {
       checkAedesInternals(broker);
     } catch (error) {
