@@ -8,8 +8,10 @@ import type { Writable } from 'node:stream';
  * socket's writev: one uplink QoS 1 message paid 0.16 us more for it than for one write
  * (docs/performance.md). `writeAcknowledgementsWhole` replaces `writeToStream` in the
  * mqtt-packet that aedes loads with one that writes an MQTT 3.1.1 PUBACK, PUBREC or PUBCOMP as one
- * buffer, corked the same way (so the acknowledgements of one tick still leave in one write, in
- * the same order as every other packet), and hands every other packet to mqtt-packet as before.
+ * buffer, corked until the next tick as mqtt-packet corks (so the acknowledgements of one tick
+ * still leave in one write, in the same order as every other packet) but with one cork and one
+ * `nextTick` per stream and tick instead of one per packet, and hands every other packet to
+ * mqtt-packet as before.
  */
 
 type WriteToStream = ((packet: object, stream: Writable, options?: { protocolVersion?: number }) => boolean) & { cacheNumbers?: boolean };
@@ -18,6 +20,8 @@ interface MqttPacketExports {
 }
 
 const WHOLE = Symbol.for('mqtt-amqp-bridge.whole-acknowledgements');
+/** Set on a stream while an uncork for it waits for the next tick. */
+const UNCORK_PENDING = Symbol('uncork pending');
 /** The first byte of each acknowledgement written whole: its packet type, no flags. */
 const FIRST_BYTE: Readonly<Record<string, number>> = { puback: 0x40, pubrec: 0x50, pubcomp: 0x70 };
 
@@ -32,8 +36,13 @@ export function writeAcknowledgementsWhole(): boolean {
     const { cmd, messageId } = packet as { cmd?: unknown; messageId?: unknown };
     const firstByte = typeof cmd === 'string' ? FIRST_BYTE[cmd] : undefined;
     if (firstByte === undefined || options?.protocolVersion === 5 || !isPacketId(messageId)) return original(packet, stream, options);
-    stream.cork();
-    process.nextTick(uncork, stream);
+    const corked = stream as Writable & { [UNCORK_PENDING]?: boolean };
+    if (!corked[UNCORK_PENDING]) {
+      // One uncork per stream and tick flushes every acknowledgement of the tick, as mqtt-packet's one per packet did.
+      corked[UNCORK_PENDING] = true;
+      stream.cork();
+      process.nextTick(uncork, corked);
+    }
     const bytes = Buffer.allocUnsafe(4);
     bytes[0] = firstByte;
     bytes[1] = 2;
@@ -57,6 +66,7 @@ function isPacketId(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffff;
 }
 
-function uncork(stream: Writable): void {
+function uncork(stream: Writable & { [UNCORK_PENDING]?: boolean }): void {
+  stream[UNCORK_PENDING] = false;
   stream.uncork();
 }

@@ -49,11 +49,14 @@ test('writeAcknowledgementsWhole - the acknowledgements of one tick leave in one
   mqttPacket.writeToStream({ cmd: 'puback', messageId: 1 }, stream);
   mqttPacket.writeToStream({ cmd: 'pubrec', messageId: 2 }, stream);
   mqttPacket.writeToStream({ cmd: 'puback', messageId: 3 }, stream);
-  assert.equal(stream.writableCorked, 3);
+  assert.equal(stream.writableCorked, 1);
   await nextTick();
   assert.equal(stream.writableCorked, 0);
-  assert.deepEqual(Buffer.concat(writes.flat()), Buffer.from([0xd0, 0, 0x40, 2, 0, 1, 0x50, 2, 0, 2, 0x40, 2, 0, 3]));
-  assert.deepEqual(writes.slice(1).map((chunks) => chunks.length), [3]);
+  mqttPacket.writeToStream({ cmd: 'puback', messageId: 4 }, stream);
+  assert.equal(stream.writableCorked, 1, 'the next tick corks again');
+  await nextTick();
+  assert.deepEqual(Buffer.concat(writes.flat()), Buffer.from([0xd0, 0, 0x40, 2, 0, 1, 0x50, 2, 0, 2, 0x40, 2, 0, 3, 0x40, 2, 0, 4]));
+  assert.deepEqual(writes.slice(1).map((chunks) => chunks.length), [3, 1]);
 });
 
 test('writeAcknowledgementsWhole - every other packet, MQTT 5 and a bad packet id go to mqtt-packet as before', async () => {
