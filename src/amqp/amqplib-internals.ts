@@ -85,23 +85,29 @@ interface ChannelInternals {
   connection?: {
     frameMax?: number;
     sentSinceLastCheck?: boolean;
-    channels?: Array<{ buffer?: { write?(chunk: Buffer): boolean } } | undefined>;
+    channels?: Array<{ buffer?: { write?(chunk: Buffer): boolean; writableNeedDrain?: boolean } } | undefined>;
   };
   pushConfirmCallback?(callback: (error: Error | null) => void): void;
 }
 
-/** Writes a basic.publish's frames, encoded by the bridge, on a confirm channel. */
+/** Writes basic.publish frames, encoded by the bridge, on a confirm channel. */
 export interface FrameWriter {
   /** The channel's number, which each frame carries. */
   readonly channelNumber: number;
   /** The largest frame the connection negotiated. */
   frameMax(): number;
   /**
-   * Writes the frames in the channel's order and registers `confirmed` for RabbitMQ's ack or
-   * nack, as amqplib's own publish does; false when the channel's buffer is full (wait for
-   * 'drain'). Throws amqplib's IllegalOperationError once the channel is closing or closed.
+   * Registers `confirmed` for RabbitMQ's ack or nack of the next publish written, as amqplib's own
+   * publish does. Throws amqplib's IllegalOperationError once the channel is closing or closed.
    */
-  write(frames: Buffer, confirmed: (error: Error | null) => void): boolean;
+  expectConfirm(confirmed: (error: Error | null) => void): void;
+  /**
+   * Writes the frames of one or more publishes, in the order their confirms were expected.
+   * Nothing is written once the channel is closing or closed: amqplib fails their confirms then.
+   */
+  writeFrames(frames: Buffer): void;
+  /** The channel's buffer is full: amqplib's channel emits 'drain' when it has room again. */
+  needsDrain(): boolean;
 }
 
 /**
@@ -120,17 +126,21 @@ export function frameWriter(channel: ConfirmChannel): FrameWriter | null {
     return null;
   }
   const pushConfirmCallback = internals.pushConfirmCallback.bind(channel);
+  // amqplib replaces a closing or closed channel's (and connection's) send methods with ones that throw.
+  const closing = () => Object.hasOwn(channel, 'sendMessage') || Object.hasOwn(connection, 'sendMessage');
   return {
     channelNumber,
     frameMax: () => connection.frameMax!,
-    write(frames, confirmed) {
-      // amqplib replaces a closing or closed channel's (and connection's) send methods with ones that throw.
-      if (Object.hasOwn(channel, 'sendMessage') || Object.hasOwn(connection, 'sendMessage')) throw new amqplib.IllegalOperationError('Channel closed', '');
-      connection.sentSinceLastCheck = true;
-      const writable = buffer.write!(frames);
+    expectConfirm(confirmed) {
+      if (closing()) throw new amqplib.IllegalOperationError('Channel closed', '');
       pushConfirmCallback(confirmed);
-      return writable;
     },
+    writeFrames(frames) {
+      if (closing()) return;
+      connection.sentSinceLastCheck = true;
+      buffer.write!(frames);
+    },
+    needsDrain: () => buffer.writableNeedDrain === true,
   };
 }
 

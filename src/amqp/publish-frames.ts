@@ -34,6 +34,7 @@ const SCRATCH_BYTES = 256 * 1024;
 const TWO_TO_32 = 2 ** 32;
 /** Strings up to this long are copied by hand when they are ASCII. */
 const SHORT_ASCII = 64;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Encodes a basic.publish as the bytes amqplib would send for it (method frame, content header
@@ -48,7 +49,22 @@ export class PublishFrameEncoder {
   /** Where the frame being written must end: frameMax bytes after its start, or the scratch buffer's end. */
   private limit = SCRATCH_BYTES;
 
+  /** What `prepare` encoded last, for `writeTo`. */
+  private readonly prepared: { headerBytes: number; content: Buffer; channel: number; maxBody: number } = { headerBytes: 0, content: EMPTY, channel: 0, maxBody: 1 };
+
+  /** The frames of one publish in a buffer of their own. */
   encode(channel: number, frameMax: number, message: ExchangeMessage): Buffer {
+    const frames = Buffer.allocUnsafe(this.prepare(channel, frameMax, message));
+    this.writeTo(frames, 0);
+    return frames;
+  }
+
+  /**
+   * Encodes the method and content header frames into the scratch buffer and returns how many
+   * bytes the publish's frames take; `writeTo` then writes them. Throws PublishError
+   * BRIDGE_ERR_PUBLISH_TOO_LARGE (nothing written) when they cannot be sent.
+   */
+  prepare(channel: number, frameMax: number, message: ExchangeMessage): number {
     const scratch = this.scratch;
     // Method frame: basic.publish(ticket 0, exchange, routing key, mandatory 0, immediate 0).
     scratch[0] = FRAME_METHOD;
@@ -78,19 +94,30 @@ export class PublishFrameEncoder {
     scratch[offset++] = FRAME_END;
 
     const maxBody = frameMax - FRAME_OVERHEAD;
-    const bodyFrames = Math.ceil(content.length / maxBody);
-    const frames = Buffer.allocUnsafe(offset + content.length + bodyFrames * FRAME_OVERHEAD);
-    scratch.copy(frames, 0, 0, offset);
+    const prepared = this.prepared;
+    prepared.headerBytes = offset;
+    prepared.content = content;
+    prepared.channel = channel;
+    prepared.maxBody = maxBody;
+    return offset + content.length + Math.ceil(content.length / maxBody) * FRAME_OVERHEAD;
+  }
+
+  /** Writes the frames `prepare` encoded last into `target` at `at` (it has the room `prepare` returned); returns the offset after them. */
+  writeTo(target: Buffer, at: number): number {
+    const { headerBytes, content, channel, maxBody } = this.prepared;
+    this.scratch.copy(target, at, 0, headerBytes);
+    let offset = at + headerBytes;
     for (let start = 0; start < content.length; start += maxBody) {
       const size = Math.min(maxBody, content.length - start);
-      frames[offset] = FRAME_BODY;
-      frames.writeUInt16BE(channel, offset + 1);
-      frames.writeUInt32BE(size, offset + 3);
-      content.copy(frames, offset + 7, start, start + size);
+      target[offset] = FRAME_BODY;
+      target.writeUInt16BE(channel, offset + 1);
+      target.writeUInt32BE(size, offset + 3);
+      content.copy(target, offset + 7, start, start + size);
       offset += 7 + size;
-      frames[offset++] = FRAME_END;
+      target[offset++] = FRAME_END;
     }
-    return frames;
+    this.prepared.content = EMPTY; // not held past its publish
+    return offset;
   }
 
   /** Flags, then each property present, in the flags' order; returns the offset after them. */

@@ -37,7 +37,7 @@ test('amqplib internals - a confirm callback tells an ack, a nack and a closed c
   assert.deepEqual(outcomes, ['confirmed', 'nacked', 'channel-closed']);
 });
 
-test("amqplib internals - frameWriter puts frames in the channel's frame buffer and registers their confirm; a closed channel refuses them as amqplib does", () => {
+test("amqplib internals - frameWriter puts frames in the channel's frame buffer and registers their confirms; a closed channel refuses them as amqplib does", () => {
   const connection = new Connection(new PassThrough()) as { frameMax: number; sentSinceLastCheck: boolean; channels: Array<{ buffer: PassThrough } | undefined> };
   connection.frameMax = 131_072;
   const channel = confirmChannel(connection);
@@ -48,15 +48,23 @@ test("amqplib internals - frameWriter puts frames in the channel's frame buffer 
   assert.equal(writer.frameMax(), 131_072);
   const outcomes: string[] = [];
   connection.sentSinceLastCheck = false;
-  assert.equal(writer.write(Buffer.from('frames-1'), (error) => outcomes.push(`1 ${confirmOutcome(error)}`)), true);
-  assert.equal(writer.write(Buffer.from('frames-2'), (error) => outcomes.push(`2 ${confirmOutcome(error)}`)), true);
+  writer.expectConfirm((error) => outcomes.push(`1 ${confirmOutcome(error)}`));
+  writer.expectConfirm((error) => outcomes.push(`2 ${confirmOutcome(error)}`));
+  writer.writeFrames(Buffer.from('frames-1-and-2'));
+  assert.equal(writer.needsDrain(), false);
   assert.equal(connection.sentSinceLastCheck, true, 'counts as traffic for the heartbeat');
-  assert.deepEqual([connection.channels[1]!.buffer.read(), connection.channels[1]!.buffer.read()].map(String), ['frames-1', 'frames-2']);
+  const buffer = connection.channels[1]!.buffer;
+  assert.deepEqual(String(buffer.read()), 'frames-1-and-2');
   channel.emit('ack', { deliveryTag: 1, multiple: false });
   channel.emit('nack', { deliveryTag: 2, multiple: false });
   assert.deepEqual(outcomes, ['1 confirmed', '2 nacked']);
+  for (let i = 0; i < 5000 && !writer.needsDrain(); i++) writer.writeFrames(Buffer.from('more'));
+  assert.equal(writer.needsDrain(), true, "a full buffer (amqplib's high-water mark is 1,024 chunks) asks for 'drain'");
+  while (buffer.read() !== null);
   channel.toClosed('');
-  assert.throws(() => writer.write(Buffer.from('late'), () => {}), (error) => isClosedChannelError(error));
+  assert.throws(() => writer.expectConfirm(() => {}), (error) => isClosedChannelError(error));
+  writer.writeFrames(Buffer.from('late'));
+  assert.equal(buffer.read(), null, 'nothing is written on a closed channel');
   assert.equal(frameWriter({} as ConfirmChannel), null, 'a channel without those internals');
 });
 
