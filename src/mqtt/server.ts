@@ -27,6 +27,7 @@ import { IngressBudget, type IngressConnection } from './ingress-budget.js';
 import { checkAedesInternals, clientParser, connectedClients, disableCounterDedupe, dropWill, pauseClient } from './aedes-internals.js';
 import { guardProtocol } from './protocol-guard.js';
 import { writeAcknowledgementsWhole } from './acknowledgement-writer.js';
+import { readBufferListsDirectly } from './buffer-list-reads.js';
 import type { Violation } from './protocol-conformance.js';
 import { SubscribeSequences } from './subscribe-sequence.js';
 import type { DevicePublisher, DevicePublishRequest } from '../ports.js';
@@ -191,6 +192,7 @@ export class MqttServer implements DevicePublisher {
       throw error;
     }
     writeAcknowledgementsWhole();
+    readBufferListsDirectly();
     try {
       checkAedesInternals(broker);
     } catch (error) {
