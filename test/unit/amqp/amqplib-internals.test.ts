@@ -14,7 +14,7 @@ const channelModel = fromAmqplib('./lib/channel_model.js') as {
   ConfirmChannel: new (connection: object) => { pushConfirmCallback(callback: (error: Error | null) => void): void; emit(event: string, ...args: unknown[]): boolean };
 };
 const confirmChannel = (connection: object) =>
-  new channelModel.ConfirmChannel(connection) as unknown as { allocate(): void; toClosed(stack: string): void; emit(event: string, ...args: unknown[]): boolean };
+  new channelModel.ConfirmChannel(connection) as unknown as { allocate(): void; toClosed(stack: string): void; toClosing(stack: string, then: () => void): void; emit(event: string, ...args: unknown[]): boolean };
 const { convertCloseFrameToError } = fromAmqplib('./lib/channel.js') as {
   convertCloseFrameToError: (method: number, frame: { fields: { replyCode: number; replyText: string; classId: number; methodId: number } }) => Error;
 };
@@ -66,6 +66,12 @@ test("amqplib internals - frameWriter puts frames in the channel's frame buffer 
   writer.writeFrames(Buffer.from('late'));
   assert.equal(buffer.read(), null, 'nothing is written on a closed channel');
   assert.equal(frameWriter({} as ConfirmChannel), null, 'a channel without those internals');
+  const closing = confirmChannel(connection);
+  closing.allocate();
+  closing.toClosing('', () => {});
+  const late = frameWriter(closing as unknown as ConfirmChannel);
+  assert.ok(late);
+  assert.throws(() => late.expectConfirm(() => {}), (error) => isClosedChannelError(error), 'a writer made for a channel already closing refuses too');
 });
 
 test("amqplib internals - RabbitMQ's reply code and text come out of what amqplib raises for a refused operation and for a channel closed by the server", () => {
