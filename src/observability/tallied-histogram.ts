@@ -1,4 +1,5 @@
 import type { Metric, Registry, RegistryContentType } from 'prom-client';
+import { BridgeError } from '../errors.js';
 
 interface HistogramValue {
   readonly labels: { le?: number | '+Inf' };
@@ -39,7 +40,7 @@ export class TalliedHistogram {
   }
 
   observe(value: number): void {
-    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+    if (!Number.isFinite(value)) throw new BridgeError('BRIDGE_ERR_INTERNAL', `${this.name} observed ${value}, not a finite number`);
     const bounds = this.upperBounds;
     let bucket = 0;
     while (bucket < bounds.length && value > bounds[bucket]!) bucket++;
