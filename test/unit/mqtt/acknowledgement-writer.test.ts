@@ -43,20 +43,41 @@ test('writeAcknowledgementsWhole - a 3.1.1 PUBACK, PUBREC or PUBCOMP is written 
   }
 });
 
-test('writeAcknowledgementsWhole - the acknowledgements of one tick leave in one write, in order, after what was written before them', async () => {
+test('writeAcknowledgementsWhole - the acknowledgements of one tick leave as one buffer at its end, in order, after what was written before them', async () => {
   const { stream, writes } = recorder();
   stream.write(Buffer.from([0xd0, 0])); // a PINGRESP written first
   mqttPacket.writeToStream({ cmd: 'puback', messageId: 1 }, stream);
   mqttPacket.writeToStream({ cmd: 'pubrec', messageId: 2 }, stream);
-  mqttPacket.writeToStream({ cmd: 'puback', messageId: 3 }, stream);
-  assert.equal(stream.writableCorked, 1);
+  assert.equal(mqttPacket.writeToStream({ cmd: 'puback', messageId: 3 }, stream), true);
+  assert.equal(writes.flat().length, 1, 'gathered until the end of the tick');
   await nextTick();
-  assert.equal(stream.writableCorked, 0);
-  mqttPacket.writeToStream({ cmd: 'puback', messageId: 4 }, stream);
-  assert.equal(stream.writableCorked, 1, 'the next tick corks again');
+  assert.deepEqual(writes.map((chunks) => chunks.map((chunk) => chunk.toString('hex'))), [['d000'], ['4002000150020002400200' + '03']]);
+});
+
+test('writeAcknowledgementsWhole - a packet aedes writes after acknowledgements of the same tick goes after them; more than a buffer holds stay in order', async () => {
+  const { stream, writes } = recorder();
+  const publish = { cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false };
+  mqttPacket.writeToStream({ cmd: 'puback', messageId: 7 }, stream);
+  mqttPacket.writeToStream(publish, stream);
+  for (let id = 1; id <= 300; id++) mqttPacket.writeToStream({ cmd: 'puback', messageId: id }, stream);
   await nextTick();
-  assert.deepEqual(Buffer.concat(writes.flat()), Buffer.from([0xd0, 0, 0x40, 2, 0, 1, 0x50, 2, 0, 2, 0x40, 2, 0, 3, 0x40, 2, 0, 4]));
-  assert.deepEqual(writes.slice(1).map((chunks) => chunks.length), [3, 1]);
+  await nextTick();
+  const acks = Buffer.concat(Array.from({ length: 300 }, (_, i) => Buffer.from([0x40, 2, (i + 1) >> 8, (i + 1) & 0xff])));
+  assert.deepEqual(Buffer.concat(writes.flat()), Buffer.concat([Buffer.from([0x40, 2, 0, 7]), mqttPacket.generate(publish), acks]));
+  assert.deepEqual(writes.flat()[0], Buffer.from([0x40, 2, 0, 7]), 'the acknowledgement before the PUBLISH was written first, whole');
+  assert.deepEqual(writes.flat().slice(-3).map((chunk) => chunk.length), [512, 512, 176], 'the 300 after it in buffers of 128');
+});
+
+test('writeAcknowledgementsWhole - nothing is written to a connection destroyed before the end of the tick', async () => {
+  const { stream, writes } = recorder();
+  const errors: Error[] = [];
+  stream.on('error', (error) => errors.push(error));
+  mqttPacket.writeToStream({ cmd: 'puback', messageId: 1 }, stream);
+  stream.destroy();
+  await nextTick();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(writes, []);
+  assert.deepEqual(errors, []);
 });
 
 test('writeAcknowledgementsWhole - every other packet, MQTT 5 and a bad packet id go to mqtt-packet as before', async () => {
