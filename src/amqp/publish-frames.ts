@@ -38,9 +38,11 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * Encodes a basic.publish as the bytes amqplib would send for it (method frame, content header
- * frame, body frames of at most frameMax), in one buffer, without the generic per-message work
- * of amqplib's encoder: the frames are written straight into a scratch buffer, the header table
- * with the few value types a rule produces. `test/unit/amqp/publish-frames.test.ts` checks the
+ * frame, body frames of at most frameMax), without the generic per-message work of amqplib's
+ * encoder: `prepare` writes the method and header frames into a scratch buffer (the header table
+ * with the few value types a rule produces) and gives their size with the body's, and `writeTo`
+ * then copies them and the body frames into the buffer the caller chose (the framed channel's
+ * slab). `test/unit/amqp/publish-frames.test.ts` checks the
  * bytes against amqplib's own encoder. Throws PublishError BRIDGE_ERR_PUBLISH_TOO_LARGE when the
  * properties do not fit in one frame: RabbitMQ would close the whole connection for that.
  */
@@ -51,13 +53,6 @@ export class PublishFrameEncoder {
 
   /** What `prepare` encoded last, for `writeTo`. */
   private readonly prepared: { headerBytes: number; content: Buffer; channel: number; maxBody: number } = { headerBytes: 0, content: EMPTY, channel: 0, maxBody: 1 };
-
-  /** The frames of one publish in a buffer of their own. */
-  encode(channel: number, frameMax: number, message: ExchangeMessage): Buffer {
-    const frames = Buffer.allocUnsafe(this.prepare(channel, frameMax, message));
-    this.writeTo(frames, 0);
-    return frames;
-  }
 
   /**
    * Encodes the method and content header frames into the scratch buffer and returns how many

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import amqplib, { type ConfirmChannel } from 'amqplib';
 import type { FrameWriter } from '../../../src/amqp/amqplib-internals.js';
 import { FramedChannel, SLAB_BYTES } from '../../../src/amqp/framed-channel.js';
+import { encodeAlone } from '../../helpers/publish-frames.js';
 import { PublishFrameEncoder, type ExchangeMessage } from '../../../src/amqp/publish-frames.js';
 
 /** What the channel hands amqplib: each call in order, confirms registered and chunks written. */
@@ -41,7 +42,7 @@ function message(n: number, contentBytes = 16): ExchangeMessage {
 
 /** Each message's frames in a buffer of their own, as amqplib got them one by one before batching. */
 const reference = new PublishFrameEncoder();
-const framesOf = (messages: ExchangeMessage[]) => Buffer.concat(messages.map((m) => reference.encode(3, 131_072, m)));
+const framesOf = (messages: ExchangeMessage[]) => Buffer.concat(messages.map((m) => encodeAlone(reference, 3, 131_072, m)));
 const nextTick = () => new Promise<void>((resolve) => process.nextTick(resolve));
 
 test('FramedChannel - the publishes of one tick reach amqplib as one chunk, after their confirms, byte for byte as one at a time', async () => {
@@ -72,7 +73,7 @@ test('FramedChannel - a full slab and a publish too large for one are written in
   await nextTick();
   assert.ok(chunks().length >= 5, `${chunks().length} chunks: full slabs and the large publish are flushed as they come`);
   assert.ok(chunks().some((chunk) => chunk.length > SLAB_BYTES), 'the large publish went alone');
-  assert.ok(chunks().every((chunk) => chunk.length <= SLAB_BYTES || chunk.length === reference.encode(3, 131_072, messages[500]!).length));
+  assert.ok(chunks().every((chunk) => chunk.length <= SLAB_BYTES || chunk.length === encodeAlone(reference, 3, 131_072, messages[500]!).length));
   assert.deepEqual(Buffer.concat(chunks()), framesOf(messages));
   early.forEach((chunk, i) => assert.deepEqual(chunks()[i], chunk, `chunk ${i}`));
 });
