@@ -24,7 +24,7 @@ export class TalliedHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   /** Observations per bucket, the last one for those above every bound. */
-  private counts: Float64Array;
+  private readonly counts: Float64Array;
   private sum = 0;
   private count = 0;
 
@@ -66,7 +66,7 @@ export class TalliedHistogram {
   }
 
   reset(): void {
-    this.counts = new Float64Array(this.upperBounds.length + 1);
+    this.counts.fill(0);
     this.sum = 0;
     this.count = 0;
   }
