@@ -103,8 +103,9 @@ test('swapDotsAndSlashes - ASCII, non-ASCII and values longer than 256 character
   for (const value of values) assert.equal(swapDotsAndSlashes(value), byCharacter(value), value);
 });
 
-test('swapDotsAndSlashes - a result stays what it was after later swaps (the scratch space is not shared with it)', () => {
+test('swapDotsAndSlashes - a result stays what it was after later swaps, and a shorter value after a longer one is only itself', () => {
   const first = swapDotsAndSlashes('a/b/c');
-  swapDotsAndSlashes('x.y.z');
+  swapDotsAndSlashes('x.y.z/longer/than/the/first');
   assert.equal(first, 'a.b.c');
+  assert.equal(swapDotsAndSlashes('x.y'), 'x/y');
 });

@@ -127,10 +127,15 @@ test('writeAcknowledgementsWhole - installing twice keeps one replacement; cache
 test('writeAcknowledgementsWhole - aedes acknowledges a QoS 1 PUBLISH with one 4-byte write', async () => {
   const broker = await Aedes.createBroker();
   const written: Buffer[][] = [];
+  const isPuback = (chunks: Buffer[]) => chunks.some((chunk) => chunk[0] === 0x40);
+  let pubackWritten: () => void = () => {};
+  const puback = new Promise<void>((resolve) => (pubackWritten = resolve));
   const connection = new Duplex({
     read() {},
     writev(chunks, callback) {
-      written.push(chunks.map(({ chunk }) => chunk as Buffer));
+      const buffers = chunks.map(({ chunk }) => chunk as Buffer);
+      written.push(buffers);
+      if (isPuback(buffers)) pubackWritten();
       callback();
     },
   });
@@ -138,9 +143,9 @@ test('writeAcknowledgementsWhole - aedes acknowledges a QoS 1 PUBLISH with one 4
   try {
     connection.push(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'ack-test', keepalive: 0 }));
     connection.push(mqttPacket.generate({ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 4660, retain: false, dup: false }));
-    const isPuback = (chunks: Buffer[]) => chunks.some((chunk) => chunk[0] === 0x40);
-    const deadline = Date.now() + 2_000;
-    while (!written.some(isPuback) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([puback, new Promise((resolve) => (timer = setTimeout(resolve, 2_000)))]);
+    clearTimeout(timer);
     assert.deepEqual(written.find(isPuback), [Buffer.from([0x40, 2, 0x12, 0x34])]);
   } finally {
     connection.destroy();
