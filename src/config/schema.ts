@@ -672,7 +672,10 @@ const flowSchema = z
       .meta({ description: 'Most payload bytes handed to AMQP and not yet confirmed, over all clients (default 64 MiB).' }),
     maxInflightPerClient: integer(1)
       .default(DEFAULT_MAX_INFLIGHT_PER_CLIENT)
-      .meta({ description: "Most of one client's publishes handed to AMQP at once, so one busy device cannot take the whole budget." }),
+      .meta({
+        description:
+          "Most of one client's publishes handed to AMQP at once, so one busy device cannot take the whole budget. A client at this limit goes on once a quarter of it is settled, its waiting publishes together.",
+      }),
     qos0Overflow: z
       .enum(['drop', 'block'])
       .default('drop')

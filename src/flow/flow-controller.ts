@@ -87,9 +87,16 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private pumping = false;
   private readonly pumpLater = () => this.pump();
   private readonly now: () => number;
+  /**
+   * A client that reached its in-flight limit takes a turn again only once this few are in flight
+   * (a quarter of the limit released): then its waiting publishes go on together, in one AMQP
+   * write, instead of one write per confirm that frees one place (docs/performance.md).
+   */
+  private readonly resumeAtInflight: number;
 
   constructor(private readonly options: FlowOptions) {
     super();
+    this.resumeAtInflight = options.maxInflightPerClient - Math.floor(options.maxInflightPerClient / 4);
     this.now = options.now ?? Date.now;
     this.disconnectedSince = this.now();
   }
@@ -234,8 +241,8 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
       this.messages--;
       this.bytes -= request.bytes;
       client.inflight--;
-      if (client.length > 0) this.giveTurn(client);
-      else this.forgetIfIdle(client);
+      if (client.length === 0) this.forgetIfIdle(client);
+      else if (client.inflight <= this.resumeAtInflight) this.giveTurn(client);
       this.update(); // when this opens the flow, the pump below is the one that drains it
       this.pump();
     });

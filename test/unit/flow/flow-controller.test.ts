@@ -376,6 +376,43 @@ test("FlowController - per-client limit: a client's publishes beyond maxInflight
   h.flow.close();
 });
 
+test('FlowController - per-client limit: a client at its limit goes on again once a quarter of the limit is released, all together', async () => {
+  const h = await openHarness({ maxInflightPerClient: 8 });
+  for (let i = 1; i <= 12; i++) h.submit(`a${i}`, 'A', 10);
+  await flush();
+  const first = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7', 'a8'].map((id) => `admit:${id}`);
+  assert.deepEqual(h.events, first);
+  h.release('a1');
+  await flush();
+  assert.deepEqual(h.events, first, 'one place freed: the client waits for more');
+  assert.equal(h.flow.waiting, 4);
+  h.release('a2');
+  await flush();
+  assert.deepEqual(h.events, [...first, 'admit:a9', 'admit:a10'], 'a quarter freed (8 - 2 = 6 in flight): both places are filled at once');
+  h.release('a3');
+  h.release('a4');
+  await flush();
+  assert.deepEqual(h.events, [...first, 'admit:a9', 'admit:a10', 'admit:a11', 'admit:a12']);
+  assert.equal(h.flow.waiting, 0);
+  // Another client is not held back by A's batching: B is under its limit.
+  h.submit('b1', 'B', 10);
+  await flush();
+  assert.equal(h.events.at(-1), 'admit:b1');
+  h.flow.close();
+});
+
+test('FlowController - per-client limit: a client at its limit whose in-flight publishes all fail still goes on', async () => {
+  const h = await openHarness({ maxInflightPerClient: 4 });
+  for (let i = 1; i <= 6; i++) h.submit(`a${i}`, 'A', 10);
+  await flush();
+  assert.equal(h.flow.waiting, 2);
+  for (const id of ['a1', 'a2', 'a3', 'a4']) h.release(id);
+  await flush();
+  assert.deepEqual(h.events.slice(4), ['admit:a5', 'admit:a6']);
+  assert.equal(h.flow.waiting, 0);
+  h.flow.close();
+});
+
 test("FlowController - per-client limit: another client's publish goes through while a client waits at its limit", async () => {
   // A is at its in-flight limit and has a publish waiting; the gateway is `open` and B has
   // nothing in flight, so B must not wait for A's confirms.
