@@ -56,6 +56,8 @@ export async function startBridge(name: string, extraYaml: string[] = [], mqttYa
       'http: { enabled: false }',
       'log: { level: info }',
       ...extraYaml,
+      // BENCH_BRIDGE_YAML: more top-level configuration for the bridge under test (a setting to measure), newline-separated.
+      ...(process.env.BENCH_BRIDGE_YAML?.split('\n') ?? []),
       '',
     ].join('\n'),
   );

@@ -73,8 +73,11 @@ export class ConfirmPublisher implements MessagePublisher {
   private idleWaiters: Array<() => void> = [];
   private readonly now: () => number;
 
+  private readonly refillAtInFlight: number;
+
   constructor(private readonly options: ConfirmPublisherOptions) {
     this.now = options.now ?? Date.now;
+    this.refillAtInFlight = options.maxUnconfirmed - Math.floor(options.maxUnconfirmed / 4);
   }
 
   get pendingMessages(): number {
@@ -299,7 +302,10 @@ export class ConfirmPublisher implements MessagePublisher {
     this.settle(entry, outcome === 'confirmed' ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
     if (generation === this.generation) {
       this.inFlight--;
-      this.pump();
+      // A full window refills once a quarter of it is confirmed: the publishes waiting then go
+      // out in one write, not one per confirm frame (docs/performance.md). (A drain or an
+      // exchange's answer pumps on its own.)
+      if (this.inFlight <= this.refillAtInFlight) this.pump();
     }
   }
 

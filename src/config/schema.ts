@@ -486,7 +486,10 @@ const amqpSchema = z
       .meta({ description: 'AMQP 0-9-1 only: exchanges declared (asserted) on every (re)connect. Rules may also use existing exchanges such as amq.topic.' }),
     maxUnconfirmed: integer(1, 65_535)
       .default(DEFAULT_MAX_UNCONFIRMED)
-      .meta({ description: 'Most publishes awaiting a RabbitMQ confirm (AMQP 1.0: unsettled transfers) at once; more wait in the bridge.' }),
+      .meta({
+        description:
+          'Most publishes awaiting a RabbitMQ confirm (AMQP 1.0: unsettled transfers) at once; more wait in the bridge. (0-9-1: a full window takes more once a quarter of it is confirmed, together.)',
+      }),
     publishTimeoutMs: integer(1)
       .default(DEFAULT_PUBLISH_TIMEOUT_MS)
       .meta({

@@ -106,6 +106,28 @@ test('ConfirmPublisher - never more than maxUnconfirmed awaiting confirm; the re
   assert.equal(publisher.pendingBytes, 0);
 });
 
+test('ConfirmPublisher - a full window refills once a quarter of it is confirmed, the waiting publishes together', () => {
+  const { publisher, results, publish } = setup({ maxUnconfirmed: 8 });
+  const channel = new FakeChannel();
+  publisher.attach(asChannel(channel));
+  const keys = Array.from({ length: 12 }, (_, i) => `m${i}`);
+  keys.forEach((key) => publish(key));
+  const sent = () => channel.published.map((p) => p.routingKey);
+  assert.deepEqual(sent(), keys.slice(0, 8));
+  channel.confirm(0);
+  assert.equal(results.get('m0'), null, 'settled at once');
+  assert.deepEqual(sent(), keys.slice(0, 8), 'one place free: the rest still wait');
+  channel.confirm(1);
+  assert.deepEqual(sent(), keys.slice(0, 10), 'a quarter free (8 - 2 = 6 awaiting): both places filled at once');
+  for (let i = 2; i < 12; i++) channel.confirm(i);
+  assert.deepEqual(sent(), keys);
+  assert.equal(results.size, 12);
+  assert.equal(publisher.pendingMessages, 0);
+  // Below a full window a publish goes at once.
+  publish('late');
+  assert.equal(sent().at(-1), 'late');
+});
+
 test('ConfirmPublisher - nothing is sent before a channel is attached', () => {
   const { publisher, results, publish } = setup();
   publish('early');
