@@ -401,7 +401,7 @@ test('FlowController - per-client limit: a client at its limit goes on again onc
   h.flow.close();
 });
 
-test('FlowController - per-client limit: a client at its limit whose in-flight publishes all fail still goes on', async () => {
+test('FlowController - per-client limit: a client at its limit whose in-flight publishes all settle at once still goes on', async () => {
   const h = await openHarness({ maxInflightPerClient: 4 });
   for (let i = 1; i <= 6; i++) h.submit(`a${i}`, 'A', 10);
   await flush();
