@@ -4,6 +4,7 @@ import { isAddressDestination } from '../mapping/destination.js';
 import type { MessagePublisher, OutboundMessage, PublishCallback } from '../ports.js';
 import { DeadlineQueue } from '../util/deadline-queue.js';
 import { Fifo } from '../util/fifo.js';
+import { refillPoint } from '../util/refill-point.js';
 import { classifyAmqpError, refusedResource } from './amqp-errors.js';
 import { confirmOutcome, isClosedChannelError } from './amqplib-internals.js';
 import type { ExchangeDirectory } from './exchange-directory.js';
@@ -73,11 +74,12 @@ export class ConfirmPublisher implements MessagePublisher {
   private idleWaiters: Array<() => void> = [];
   private readonly now: () => number;
 
+  /** A full window takes more publishes only once this few await a confirm. */
   private readonly refillAtInFlight: number;
 
   constructor(private readonly options: ConfirmPublisherOptions) {
     this.now = options.now ?? Date.now;
-    this.refillAtInFlight = options.maxUnconfirmed - Math.floor(options.maxUnconfirmed / 4);
+    this.refillAtInFlight = refillPoint(options.maxUnconfirmed);
   }
 
   get pendingMessages(): number {
@@ -302,9 +304,8 @@ export class ConfirmPublisher implements MessagePublisher {
     this.settle(entry, outcome === 'confirmed' ? null : new PublishError('BRIDGE_ERR_PUBLISH_NACKED', 'RabbitMQ nacked the publish'));
     if (generation === this.generation) {
       this.inFlight--;
-      // A full window refills once a quarter of it is confirmed: the publishes waiting then go
-      // out in one write, not one per confirm frame (docs/performance.md). (A drain or an
-      // exchange's answer pumps on its own.)
+      // A full window refills a quarter at a time (util/refill-point.ts); a drain or an
+      // exchange's answer pumps on its own.
       if (this.inFlight <= this.refillAtInFlight) this.pump();
     }
   }

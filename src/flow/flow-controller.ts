@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { BrokerState } from '../ports.js';
 import { Fifo } from '../util/fifo.js';
+import { refillPoint } from '../util/refill-point.js';
 
 /**
  * - `open`: publishes go straight on to RabbitMQ.
@@ -87,16 +88,12 @@ export class FlowController extends EventEmitter<{ state: [FlowState, FlowState]
   private pumping = false;
   private readonly pumpLater = () => this.pump();
   private readonly now: () => number;
-  /**
-   * A client that reached its in-flight limit takes a turn again only once this few are in flight
-   * (a quarter of the limit released): then its waiting publishes go on together, in one AMQP
-   * write, instead of one write per confirm that frees one place (docs/performance.md).
-   */
+  /** A client that reached its in-flight limit takes a turn again only once this few are in flight. */
   private readonly resumeAtInflight: number;
 
   constructor(private readonly options: FlowOptions) {
     super();
-    this.resumeAtInflight = options.maxInflightPerClient - Math.floor(options.maxInflightPerClient / 4);
+    this.resumeAtInflight = refillPoint(options.maxInflightPerClient);
     this.now = options.now ?? Date.now;
     this.disconnectedSince = this.now();
   }
